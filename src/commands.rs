@@ -1,0 +1,122 @@
+//! The subcommands behind `main.rs`: each returns the process exit code.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use crate::event::{self, Accepted, Event};
+
+/// `innohook validate FILE|-`: checks one payload offline.
+/// Exit code 0 when it would be accepted, 1 when rejected, 2 when it cannot be read.
+pub fn validate(path: &Path, out: &mut impl Write) -> anyhow::Result<i32> {
+    let bytes = if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf)?;
+        buf
+    } else {
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?
+    };
+    match event::parse(&bytes) {
+        Ok(accepted) => {
+            write_summary(&accepted, out)?;
+            Ok(0)
+        }
+        Err(r) => {
+            let field = r
+                .field
+                .as_deref()
+                .map(|f| format!(" at {f}"))
+                .unwrap_or_default();
+            writeln!(out, "rejected: {}{field}\n  {}", r.code.as_str(), r.message)?;
+            Ok(1)
+        }
+    }
+}
+
+fn write_summary(a: &Accepted, out: &mut impl Write) -> std::io::Result<()> {
+    let env = &a.envelope;
+    writeln!(out, "accepted: {} event {}", env.event_type(), env.id())?;
+    let mut row = |k: &str, v: &str| writeln!(out, "  {k:<14}{v}");
+    if let Some(t) = env.event_time() {
+        row("eventTime", &t.at().to_rfc3339())?;
+    }
+    match env.event() {
+        Event::MessageStatus(s) => {
+            row("message id", s.message_id())?;
+            row("status", s.status().as_str())?;
+            row("wamid", s.wamid())?;
+            row("sendPhone", s.send_phone())?;
+            row("accountName", s.account_name())?;
+            row("wabaId", s.waba_id())?;
+            if let Some(uid) = s.uid() {
+                row("uid", uid)?;
+            }
+            if let Some(c) = s.conversation() {
+                let kind = c.initiate_type().map(|t| t.as_str()).unwrap_or("-");
+                let expires = c
+                    .expire_at()
+                    .map(|t| t.at().to_rfc3339())
+                    .unwrap_or_default();
+                row("conversation", &format!("{kind}, expires {expires}"))?;
+            }
+            if let Some(e) = s.error() {
+                row(
+                    "error",
+                    &format!("{} {}", e.code(), e.message().unwrap_or("")),
+                )?;
+            }
+        }
+        Event::Other { .. } => row("body", "kept as sent (not interpreted)")?,
+    }
+    for w in &a.warnings {
+        writeln!(out, "warning {} at {}: {}", w.code, w.field, w.message)?;
+    }
+    Ok(())
+}
+
+/// `innohook [serve] [--config PATH]`: runs the receiver until SIGTERM / SIGINT.
+pub fn serve(config_path: Option<&Path>) -> anyhow::Result<i32> {
+    let config = crate::config::Config::load(config_path)?;
+    crate::telemetry::init(&config.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listen = config.server.listen;
+        let app = crate::server::App::build(config)?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        app.run(listener, crate::shutdown::signal()).await
+    })?;
+    Ok(0)
+}
+
+/// `innohook check-config --config PATH`: reports problems without starting.
+pub fn check_config(config_path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<i32> {
+    match crate::config::Config::load(config_path) {
+        Ok(config) => {
+            writeln!(
+                out,
+                "configuration is valid: listen {} path {} store {}",
+                config.server.listen,
+                config.server.path,
+                config.store.dir.display()
+            )?;
+            Ok(0)
+        }
+        Err(e) => {
+            writeln!(out, "{e:#}")?;
+            Ok(1)
+        }
+    }
+}
+
+/// `innohook dead-letters --config PATH`: one JSON object a line, oldest first.
+pub fn dead_letters(config_path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<i32> {
+    let config = crate::config::Config::load(config_path)?;
+    let reader = crate::store::Reader::open(&config.store.dir)?;
+    for dl in reader.dead_letters()? {
+        writeln!(out, "{}", serde_json::to_string(&dl)?)?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,154 @@
+//! Configuration: built-in defaults, then one TOML file, then `INNOHOOK_*` environment
+//! variables (section and key joined by `__`, e.g. `INNOHOOK_AUTH__AUTHORIZATION`).
+//!
+//! This is only data; the runtime built from it lives elsewhere. Unknown keys are an
+//! error that names the key, so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The HTTP listener and the webhook endpoint.
+    pub server: ServerConfig,
+    /// The headers the InnoPaaS console sends with every push.
+    pub auth: AuthConfig,
+    /// The embedded store.
+    pub store: StoreConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// Path of the webhook endpoint, the URL you enter in the InnoPaaS console.
+    pub path: String,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// A request (body upload and store commit) that takes longer gets 408.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            path: "/webhook".into(),
+            max_body_bytes: 65_536,
+            request_timeout_secs: 10,
+        }
+    }
+}
+
+/// Both optional; when set, a push must carry both headers with exactly these values.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Expected value of the `UserName` header.
+    pub username: Option<String>,
+    /// Expected value of the `Authorization` header (set it by environment, not in the file).
+    pub authorization: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Directory of the SQLite store (created if missing).
+    pub dir: PathBuf,
+    /// How long a duplicate is still recognised, in days.
+    pub dedup_retention_days: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("./data"),
+            dedup_retention_days: 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `pretty` for people, `json` for log collectors.
+    pub format: LogFormat,
+    /// Level filter (`info`, `warn`, `innohook=debug`, …); `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Environment variables read as plain strings, and the keys they set.
+const SECRET_VARS: [(&str, &str); 2] = [
+    ("INNOHOOK_AUTH__USERNAME", "auth.username"),
+    ("INNOHOOK_AUTH__AUTHORIZATION", "auth.authorization"),
+];
+
+impl Config {
+    /// Defaults, then the file (if given; it must exist), then the environment.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            if !path.is_file() {
+                anyhow::bail!("config file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("INNOHOOK_").split("__"));
+        // The environment provider reads values as TOML, so a secret such as `007` would
+        // arrive as the number 7. Secrets are taken verbatim instead.
+        for (var, key) in SECRET_VARS {
+            if let Ok(value) = std::env::var(var) {
+                figment = figment.merge(Serialized::default(key, value));
+            }
+        }
+        let config: Config = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Rules that serde cannot express.
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.server.path.starts_with('/'),
+            "server.path must start with '/', got {:?}",
+            self.server.path
+        );
+        anyhow::ensure!(
+            !crate::http::RESERVED_PATHS.contains(&self.server.path.as_str()),
+            "server.path {:?} is taken by innohook itself; choose another (the default is /webhook)",
+            self.server.path
+        );
+        anyhow::ensure!(
+            self.server.max_body_bytes > 0,
+            "server.max_body_bytes must be > 0"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,458 @@
+//! Wire bytes → [`Envelope`]: parse, don't validate.
+//!
+//! [`parse`] either returns a typed envelope with the warnings for what was merely
+//! unexpected, or a [`Rejection`] for what cannot be interpreted. Rejections carry a
+//! stable code, the field path and a sentence for the person who reads the HTTP 400.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::types::*;
+
+/// Why a payload cannot be interpreted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCode {
+    /// The bytes are not JSON (or not UTF-8).
+    InvalidJson,
+    /// The JSON is valid but is not an object.
+    NotAnObject,
+    /// A required field is absent or `null`.
+    MissingField,
+    /// A required field is present but empty.
+    EmptyField,
+    /// A field has the wrong JSON type.
+    InvalidField,
+    /// A timestamp field is present but is not a timestamp.
+    InvalidTimestamp,
+    /// A `failed` status without `errorData` or without its `errorCode`.
+    MissingErrorData,
+}
+
+impl RejectCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::NotAnObject => "not_an_object",
+            Self::MissingField => "missing_field",
+            Self::EmptyField => "empty_field",
+            Self::InvalidField => "invalid_field",
+            Self::InvalidTimestamp => "invalid_timestamp",
+            Self::MissingErrorData => "missing_error_data",
+        }
+    }
+}
+
+/// A payload that cannot be interpreted: code, field path, and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{code}: {message}", code = .code.as_str())]
+pub struct Rejection {
+    pub code: RejectCode,
+    /// Dotted path of the offending field (`body.errorData`), when one is to blame.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl Rejection {
+    fn new(code: RejectCode, field: Option<String>, message: String) -> Self {
+        Self {
+            code,
+            field,
+            message,
+        }
+    }
+}
+
+/// An event that passed validation, with what was unexpected in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    pub envelope: Envelope,
+    pub warnings: Vec<Warning>,
+}
+
+const ENVELOPE_FIELDS: &[&str] = &["id", "type", "eventTime", "body"];
+const STATUS_FIELDS: &[&str] = &[
+    "id",
+    "accountName",
+    "wabaId",
+    "status",
+    "wamid",
+    "sendPhone",
+    "uid",
+    "conversation",
+    "errorData",
+];
+const CONVERSATION_FIELDS: &[&str] = &["id", "initiateType", "expireAt"];
+const ERROR_FIELDS: &[&str] = &["errorCode", "errorMessage"];
+
+/// Parses and validates one request body.
+pub fn parse(bytes: &[u8]) -> Result<Accepted, Rejection> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        Rejection::new(
+            RejectCode::InvalidJson,
+            None,
+            format!("The request body is not valid JSON ({e}); send the event as a JSON object."),
+        )
+    })?;
+    parse_value(value)
+}
+
+/// Validates an already-parsed JSON value.
+pub fn parse_value(raw: Value) -> Result<Accepted, Rejection> {
+    let mut warnings = Vec::new();
+    let Value::Object(top) = &raw else {
+        return Err(Rejection::new(
+            RejectCode::NotAnObject,
+            None,
+            format!(
+                "The request body is a JSON {}, but an InnoPaaS event is a JSON object with id, type, eventTime and body.",
+                kind(&raw)
+            ),
+        ));
+    };
+    let root = Fields::new(top, "");
+    let id = root.required_id("id", "the envelope id")?;
+    let event_type = root.required_str("type", "the event type")?.to_owned();
+    let event_time = root.optional_time("eventTime")?;
+    if event_time.is_none() {
+        warnings.push(warning(
+            "missing_event_time",
+            "eventTime",
+            "The event has no eventTime; the time it was received is used instead.".into(),
+        ));
+    }
+    let body = match root.get("body") {
+        None => return Err(root.missing("body", "the event body")),
+        Some(Value::Object(b)) if b.is_empty() => {
+            return Err(root.empty("body", "the event body"));
+        }
+        Some(Value::Object(b)) => b,
+        Some(other) => return Err(root.wrong_type("body", "a JSON object", other)),
+    };
+    root.flag_unknown(ENVELOPE_FIELDS, &mut warnings);
+
+    let event = if event_type == MESSAGE_STATUS_TYPE {
+        Event::MessageStatus(parse_status(Fields::new(body, "body"), &mut warnings)?)
+    } else {
+        Event::Other {
+            event_type: event_type.clone(),
+            body: Value::Object(body.clone()),
+        }
+    };
+    Ok(Accepted {
+        envelope: Envelope {
+            id,
+            event_type,
+            event_time,
+            event,
+            raw,
+        },
+        warnings,
+    })
+}
+
+fn parse_status(body: Fields<'_>, warnings: &mut Vec<Warning>) -> Result<StatusEvent, Rejection> {
+    let message_id = body.required_id("id", "the InnoPaaS message id")?;
+    let account_name = body.required_id("accountName", "the API account")?;
+    let waba_id = body.required_id("wabaId", "the WhatsApp Business Account id")?;
+    let status = Status::parse(body.required_str(
+        "status",
+        "the message status (delivered, read, failed or SMECL:FAILED)",
+    )?);
+    let wamid = body
+        .required_str("wamid", "the WhatsApp message id")?
+        .to_owned();
+    let send_phone = body.required_id("sendPhone", "the recipient's WhatsApp number")?;
+    let uid = body.optional_id("uid")?.filter(|u| !u.is_empty());
+
+    let conversation = match body.optional_object("conversation")? {
+        None => None,
+        Some(c) => Some(parse_conversation(c, warnings)?),
+    };
+    let error = parse_error_data(&body, &status, warnings)?;
+    body.flag_unknown(STATUS_FIELDS, warnings);
+
+    match &status {
+        Status::Unknown(s) => warnings.push(warning(
+            "unknown_status",
+            "body.status",
+            format!(
+                "Status \"{s}\" is not one InnoPaaS documents (delivered, read, failed, SMECL:FAILED); the event is kept as sent."
+            ),
+        )),
+        Status::Delivered if conversation.is_none() => warnings.push(warning(
+            "missing_conversation",
+            "body.conversation",
+            "A delivered status usually carries conversation; this one has none.".into(),
+        )),
+        Status::Read | Status::Failed | Status::SmeclFailed if conversation.is_some() => {
+            warnings.push(warning(
+                "unexpected_conversation",
+                "body.conversation",
+                format!(
+                    "A {} status does not usually carry conversation; it is kept as sent.",
+                    status.as_str()
+                ),
+            ))
+        }
+        _ => {}
+    }
+
+    Ok(StatusEvent {
+        message_id,
+        account_name,
+        waba_id,
+        status,
+        wamid,
+        send_phone,
+        uid,
+        conversation,
+        error,
+    })
+}
+
+fn parse_conversation(
+    c: Fields<'_>,
+    warnings: &mut Vec<Warning>,
+) -> Result<Conversation, Rejection> {
+    let id = c.optional_id("id")?;
+    let initiate_type = c.optional_str("initiateType")?.map(InitiateType::parse);
+    let expire_at = c.optional_time("expireAt")?;
+    c.flag_unknown(CONVERSATION_FIELDS, warnings);
+    match &initiate_type {
+        Some(InitiateType::Unknown(s)) => warnings.push(warning(
+            "unknown_initiate_type",
+            "body.conversation.initiateType",
+            format!(
+                "initiateType \"{s}\" is not one InnoPaaS documents (business_initiated, referral_conversion, customer_initiated); it is kept as sent."
+            ),
+        )),
+        None => warnings.push(warning(
+            "incomplete_conversation",
+            "body.conversation.initiateType",
+            "conversation has no initiateType.".into(),
+        )),
+        Some(_) => {}
+    }
+    if expire_at.is_none() {
+        warnings.push(warning(
+            "incomplete_conversation",
+            "body.conversation.expireAt",
+            "conversation has no expireAt.".into(),
+        ));
+    }
+    Ok(Conversation {
+        id,
+        initiate_type,
+        expire_at,
+    })
+}
+
+fn parse_error_data(
+    body: &Fields<'_>,
+    status: &Status,
+    warnings: &mut Vec<Warning>,
+) -> Result<Option<ErrorData>, Rejection> {
+    let failed = *status == Status::Failed;
+    let Some(e) = body.optional_object("errorData")? else {
+        if failed {
+            return Err(Rejection::new(
+                RejectCode::MissingErrorData,
+                Some("body.errorData".into()),
+                "body.errorData is missing: a failed status must carry errorData with the Meta errorCode and errorMessage.".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let code = e.optional_id("errorCode")?.filter(|c| !c.is_empty());
+    let message = e.optional_str("errorMessage")?.map(str::to_owned);
+    e.flag_unknown(ERROR_FIELDS, warnings);
+    if matches!(status, Status::Delivered | Status::Read) {
+        warnings.push(warning(
+            "unexpected_error_data",
+            "body.errorData",
+            format!(
+                "A {} status does not usually carry errorData; it is kept as sent.",
+                status.as_str()
+            ),
+        ));
+    }
+    let Some(code) = code else {
+        if failed {
+            return Err(Rejection::new(
+                RejectCode::MissingErrorData,
+                Some("body.errorData.errorCode".into()),
+                "body.errorData.errorCode is missing or empty: a failed status must carry the Meta error code.".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if message.is_none() && failed {
+        warnings.push(warning(
+            "missing_error_message",
+            "body.errorData.errorMessage",
+            "errorData has an errorCode but no errorMessage.".into(),
+        ));
+    }
+    Ok(Some(ErrorData { code, message }))
+}
+
+fn warning(code: &'static str, field: &str, message: String) -> Warning {
+    Warning {
+        code,
+        field: field.to_owned(),
+        message,
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// The text of an id-like field: a string, or an integer written with every digit.
+fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => {
+            let s = n.to_string();
+            let digits = s.strip_prefix('-').unwrap_or(&s);
+            (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(s)
+        }
+        _ => None,
+    }
+}
+
+/// One JSON object being read, with the path that names its fields in messages.
+struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    prefix: String,
+}
+
+impl<'a> Fields<'a> {
+    fn new(map: &'a Map<String, Value>, prefix: &str) -> Self {
+        Self {
+            map,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    fn path(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+
+    /// The field's value; `null` counts as absent.
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    fn missing(&self, key: &str, what: &str) -> Rejection {
+        let path = self.path(key);
+        Rejection::new(
+            RejectCode::MissingField,
+            Some(path.clone()),
+            format!("{path} is missing: the event must carry {what}."),
+        )
+    }
+
+    fn empty(&self, key: &str, what: &str) -> Rejection {
+        let path = self.path(key);
+        Rejection::new(
+            RejectCode::EmptyField,
+            Some(path.clone()),
+            format!("{path} is empty: the event must carry {what}."),
+        )
+    }
+
+    fn wrong_type(&self, key: &str, expected: &str, got: &Value) -> Rejection {
+        let path = self.path(key);
+        Rejection::new(
+            RejectCode::InvalidField,
+            Some(path.clone()),
+            format!("{path} must be {expected}, but it is a JSON {}.", kind(got)),
+        )
+    }
+
+    fn required_str(&self, key: &str, what: &str) -> Result<&'a str, Rejection> {
+        match self.optional_str(key)? {
+            None => Err(self.missing(key, what)),
+            Some("") => Err(self.empty(key, what)),
+            Some(s) => Ok(s),
+        }
+    }
+
+    fn optional_str(&self, key: &str) -> Result<Option<&'a str>, Rejection> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(self.wrong_type(key, "a string", other)),
+        }
+    }
+
+    fn required_id(&self, key: &str, what: &str) -> Result<String, Rejection> {
+        match self.optional_id(key)? {
+            None => Err(self.missing(key, what)),
+            Some(s) if s.is_empty() => Err(self.empty(key, what)),
+            Some(s) => Ok(s),
+        }
+    }
+
+    fn optional_id(&self, key: &str) -> Result<Option<String>, Rejection> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => id_text(v)
+                .map(Some)
+                .ok_or_else(|| self.wrong_type(key, "a string or an integer", v)),
+        }
+    }
+
+    fn optional_object(&self, key: &str) -> Result<Option<Fields<'a>>, Rejection> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(Fields {
+                map: m,
+                prefix: self.path(key),
+            })),
+            Some(other) => Err(self.wrong_type(key, "a JSON object", other)),
+        }
+    }
+
+    fn optional_time(&self, key: &str) -> Result<Option<Timestamp>, Rejection> {
+        let Some(s) = self.optional_str(key)? else {
+            return Ok(None);
+        };
+        Timestamp::parse(s).map(Some).ok_or_else(|| {
+            let path = self.path(key);
+            Rejection::new(
+                RejectCode::InvalidTimestamp,
+                Some(path.clone()),
+                format!(
+                    "{path} is \"{s}\", which is not a time: use RFC 3339 (2023-02-22T12:00:00.000Z) or YYYY-MM-DD HH:MM:SS (UTC)."
+                ),
+            )
+        })
+    }
+
+    fn flag_unknown(&self, known: &[&str], warnings: &mut Vec<Warning>) {
+        for key in self.map.keys().filter(|k| !known.contains(&k.as_str())) {
+            let path = self.path(key);
+            warnings.push(Warning {
+                code: "unknown_field",
+                message: format!(
+                    "{path} is not a documented field; it is kept and passed on as sent."
+                ),
+                field: path,
+            });
+        }
+    }
+}

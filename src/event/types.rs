@@ -1,0 +1,281 @@
+//! Domain types of an InnoPaaS push: what an accepted event *is*.
+//!
+//! Every type here is built only by [`super::parse`], so holding one means the
+//! event passed validation: a `failed` status always carries an error code,
+//! every required field is non-empty, every timestamp was understood.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+/// The event type this product exists for.
+pub const MESSAGE_STATUS_TYPE: &str = "whatsapp_message_status_updated";
+
+/// One accepted push: the envelope `{id, type, eventTime, body}`, typed, plus
+/// the JSON exactly as it arrived (every field, in order, numbers with every digit).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub(super) id: String,
+    pub(super) event_type: String,
+    pub(super) event_time: Option<Timestamp>,
+    pub(super) event: Event,
+    pub(super) raw: Value,
+}
+
+impl Envelope {
+    /// The envelope id. Not unique: InnoPaaS reuses it across statuses of one message.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    /// The envelope `type`, e.g. `whatsapp_message_status_updated`.
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+    /// `eventTime`, when the sender gave one.
+    pub fn event_time(&self) -> Option<&Timestamp> {
+        self.event_time.as_ref()
+    }
+    /// The typed event.
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+    /// The status event, if this is one.
+    pub fn message_status(&self) -> Option<&StatusEvent> {
+        match &self.event {
+            Event::MessageStatus(s) => Some(s),
+            Event::Other { .. } => None,
+        }
+    }
+    /// The whole envelope as received; re-serialising it loses no field and no digit.
+    pub fn raw(&self) -> &Value {
+        &self.raw
+    }
+
+    /// The key under which a redelivery of this event is recognised.
+    ///
+    /// A status event is identified by (message id, status): a message is
+    /// delivered once and read once, whatever envelope id a redelivery carries.
+    /// Any other event by its envelope id together with a digest of its body.
+    pub fn dedup_key(&self) -> String {
+        match &self.event {
+            Event::MessageStatus(s) => {
+                format!("status\u{1f}{}\u{1f}{}", s.message_id, s.status.as_str())
+            }
+            Event::Other { body, .. } => {
+                use sha2::{Digest, Sha256};
+                let digest = Sha256::digest(body.to_string().as_bytes());
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                format!("other\u{1f}{}\u{1f}{}", self.id, hex)
+            }
+        }
+    }
+}
+
+/// What the envelope carries.
+// Nearly every event is a status event, so boxing the large variant would only add an
+// allocation to the common case.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// `whatsapp_message_status_updated`, fully typed.
+    MessageStatus(StatusEvent),
+    /// Any other InnoPaaS event type (`whatsapp_mo_message_received`, …): stored and
+    /// passed on, not interpreted.
+    Other { event_type: String, body: Value },
+}
+
+/// The body of a `whatsapp_message_status_updated` event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusEvent {
+    pub(super) message_id: String,
+    pub(super) account_name: String,
+    pub(super) waba_id: String,
+    pub(super) status: Status,
+    pub(super) wamid: String,
+    pub(super) send_phone: String,
+    pub(super) uid: Option<String>,
+    pub(super) conversation: Option<Conversation>,
+    pub(super) error: Option<ErrorData>,
+}
+
+impl StatusEvent {
+    /// `body.id`: the InnoPaaS message id (digits kept as sent).
+    pub fn message_id(&self) -> &str {
+        &self.message_id
+    }
+    /// `body.accountName`: the API account.
+    pub fn account_name(&self) -> &str {
+        &self.account_name
+    }
+    /// `body.wabaId`: the WhatsApp Business Account id.
+    pub fn waba_id(&self) -> &str {
+        &self.waba_id
+    }
+    /// `body.status`.
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+    /// `body.wamid`: the WhatsApp message id.
+    pub fn wamid(&self) -> &str {
+        &self.wamid
+    }
+    /// `body.sendPhone`: the recipient's WhatsApp number.
+    pub fn send_phone(&self) -> &str {
+        &self.send_phone
+    }
+    /// `body.uid`: the customer's batch number, when given.
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
+    }
+    /// `body.conversation`, when given.
+    pub fn conversation(&self) -> Option<&Conversation> {
+        self.conversation.as_ref()
+    }
+    /// `body.errorData`; always present for [`Status::Failed`].
+    pub fn error(&self) -> Option<&ErrorData> {
+        self.error.as_ref()
+    }
+}
+
+/// `body.status`. Unknown values are kept, not refused.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Status {
+    Delivered,
+    Read,
+    Failed,
+    /// `SMECL:FAILED`: InnoPaaS could not hand the message to WhatsApp.
+    SmeclFailed,
+    /// A value the documentation does not list, kept as sent.
+    Unknown(String),
+}
+
+impl Status {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "delivered" => Self::Delivered,
+            "read" => Self::Read,
+            "failed" => Self::Failed,
+            "SMECL:FAILED" => Self::SmeclFailed,
+            other => Self::Unknown(other.to_owned()),
+        }
+    }
+    /// The wire spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Failed => "failed",
+            Self::SmeclFailed => "SMECL:FAILED",
+            Self::Unknown(s) => s,
+        }
+    }
+}
+
+/// `conversation.initiateType`. Unknown values are kept, not refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitiateType {
+    BusinessInitiated,
+    ReferralConversion,
+    CustomerInitiated,
+    Unknown(String),
+}
+
+impl InitiateType {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "business_initiated" => Self::BusinessInitiated,
+            "referral_conversion" => Self::ReferralConversion,
+            "customer_initiated" => Self::CustomerInitiated,
+            other => Self::Unknown(other.to_owned()),
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::BusinessInitiated => "business_initiated",
+            Self::ReferralConversion => "referral_conversion",
+            Self::CustomerInitiated => "customer_initiated",
+            Self::Unknown(s) => s,
+        }
+    }
+}
+
+/// `body.conversation`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    pub(super) id: Option<String>,
+    pub(super) initiate_type: Option<InitiateType>,
+    pub(super) expire_at: Option<Timestamp>,
+}
+
+impl Conversation {
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+    pub fn initiate_type(&self) -> Option<&InitiateType> {
+        self.initiate_type.as_ref()
+    }
+    pub fn expire_at(&self) -> Option<&Timestamp> {
+        self.expire_at.as_ref()
+    }
+}
+
+/// `body.errorData`: Meta's error code (never empty) and description.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorData {
+    pub(super) code: String,
+    pub(super) message: Option<String>,
+}
+
+impl ErrorData {
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+}
+
+/// A point in time as the sender wrote it, and as UTC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timestamp {
+    at: DateTime<Utc>,
+    original: String,
+}
+
+impl Timestamp {
+    /// Reads RFC 3339 (`2023-02-23T12:00:00.000Z`, as in the InnoPaaS examples) or
+    /// `YYYY-MM-DD HH:MM:SS[.fff]` (as in its field table), the latter as UTC.
+    pub fn parse(s: &str) -> Option<Self> {
+        let at = DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .ok()
+            .or_else(|| {
+                ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+                    .iter()
+                    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+                    .map(|n| n.and_utc())
+            })?;
+        Some(Self {
+            at,
+            original: s.to_owned(),
+        })
+    }
+    pub fn at(&self) -> DateTime<Utc> {
+        self.at
+    }
+    /// The string exactly as sent.
+    pub fn original(&self) -> &str {
+        &self.original
+    }
+}
+
+/// Something unexpected in an accepted event: kept, and flagged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// Stable machine code, e.g. `unknown_status`.
+    pub code: &'static str,
+    /// Path of the field concerned, e.g. `body.status`.
+    pub field: String,
+    /// A sentence for the person reading it.
+    pub message: String,
+}

@@ -1,0 +1,112 @@
+//! The one error type of the HTTP layer. Every non-200 answer is JSON
+//! `{"error": CODE, "message": SENTENCE, ["field": PATH]}`; internals never reach the client.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::event::Rejection;
+
+/// Seconds a sender is asked to wait before retrying a 503.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// `UserName` / `Authorization` missing or wrong.
+    Unauthorized,
+    /// The payload cannot be interpreted (it has been kept as a dead letter).
+    Rejected(Rejection),
+    /// The body could not be read (client went away, broken chunking).
+    UnreadableBody,
+    PayloadTooLarge {
+        limit: usize,
+    },
+    UnsupportedMediaType,
+    MethodNotAllowed {
+        allow: &'static str,
+    },
+    NotFound {
+        webhook_path: String,
+    },
+    /// The store cannot commit right now.
+    StoreUnavailable,
+    ShuttingDown,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, field) = match self {
+            Self::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "The UserName and Authorization headers do not match this server's [auth] settings.".to_owned(),
+                None,
+            ),
+            Self::Rejected(r) => (StatusCode::BAD_REQUEST, r.code.as_str(), r.message, r.field),
+            Self::UnreadableBody => (
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                "The request body could not be read completely; send it again.".to_owned(),
+                None,
+            ),
+            Self::PayloadTooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("The request body is larger than {limit} bytes (server.max_body_bytes)."),
+                None,
+            ),
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Send the event as JSON with the header Content-Type: application/json.".to_owned(),
+                None,
+            ),
+            Self::MethodNotAllowed { allow } => {
+                let mut res = error_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("This path only takes {allow}."),
+                    None,
+                );
+                res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+                return res;
+            }
+            Self::NotFound { webhook_path } => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("Nothing here; webhooks are received at POST {webhook_path}."),
+                None,
+            ),
+            Self::StoreUnavailable | Self::ShuttingDown => {
+                let message = if matches!(self, Self::ShuttingDown) {
+                    "The server is shutting down; nothing was stored. Retry later."
+                } else {
+                    "The event could not be stored safely; nothing was stored. Retry later."
+                };
+                let mut res = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    message.to_owned(),
+                    None,
+                );
+                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                return res;
+            }
+        };
+        error_response(status, code, message, field)
+    }
+}
+
+fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: String,
+    field: Option<String>,
+) -> Response {
+    let body = match field {
+        Some(field) => json!({"error": code, "message": message, "field": field}),
+        None => json!({"error": code, "message": message}),
+    };
+    (status, Json(body)).into_response()
+}

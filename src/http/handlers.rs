@@ -1,0 +1,97 @@
+//! Request handlers. The webhook answers 200 only after the event is committed.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, header};
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::event;
+use crate::store::Outcome;
+
+/// `POST {path}`: authenticate, parse, commit, answer.
+pub async fn webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    if state.shutting_down.load(Ordering::Relaxed) {
+        return Err(ApiError::ShuttingDown);
+    }
+    state.auth.check(&headers)?;
+    if !is_json(&headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body = body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(_) if e.status() == 413 => ApiError::PayloadTooLarge {
+            limit: state.max_body_bytes,
+        },
+        _ => ApiError::UnreadableBody,
+    })?;
+    match event::parse(&body) {
+        Ok(accepted) => {
+            let event_id = accepted.envelope.id().to_owned();
+            let outcome = state.store.accept(&accepted, body.to_vec()).await.map_err(|e| {
+                tracing::error!(error = %e, event_id, "Could not store an event; answering 503.");
+                ApiError::StoreUnavailable
+            })?;
+            let status = match outcome {
+                Outcome::Accepted { .. } => "accepted",
+                Outcome::Duplicate { .. } => "duplicate",
+            };
+            Ok(Json(json!({"status": status, "eventId": event_id})))
+        }
+        Err(rejection) => {
+            state
+                .store
+                .dead_letter_rejected(&rejection, body.to_vec())
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "Could not keep a rejected payload; answering 503.");
+                    ApiError::StoreUnavailable
+                })?;
+            tracing::info!(
+                code = rejection.code.as_str(),
+                field = rejection.field,
+                "Rejected a payload; kept as a dead letter."
+            );
+            Err(ApiError::Rejected(rejection))
+        }
+    }
+}
+
+/// `application/json`, with or without parameters such as `; charset=utf-8`.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: the store takes a write right now.
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    if state.shutting_down.load(Ordering::Relaxed) {
+        return Err(ApiError::ShuttingDown);
+    }
+    state.store.probe().await.map_err(|e| {
+        tracing::warn!(error = %e, "Readiness probe: the store cannot commit.");
+        ApiError::StoreUnavailable
+    })?;
+    Ok(Json(json!({"status": "ready"})))
+}
+
+pub async fn not_found(State(state): State<AppState>) -> ApiError {
+    ApiError::NotFound {
+        webhook_path: state.webhook_path.to_string(),
+    }
+}

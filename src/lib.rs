@@ -1,0 +1,19 @@
+//! innohook: a durable receiver for InnoPaaS WhatsApp Business API webhooks.
+//!
+//! Module map, in the order a push travels:
+//! - [`config`]: the TOML file and `INNOHOOK_*` environment, as plain data.
+//! - [`http`]: router, authentication, handlers, the one error type.
+//! - [`event`]: wire JSON → typed, validated events (no I/O).
+//! - [`store`]: SQLite with group commit, dedup and dead letters.
+//! - [`server`]: builds all of the above from a config and runs it; [`shutdown`] stops it.
+//! - [`commands`]: the subcommands, so `main.rs` only parses arguments.
+//! - [`telemetry`]: logging setup.
+
+pub mod commands;
+pub mod config;
+pub mod event;
+pub mod http;
+pub mod server;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,54 @@
+//! The `innohook` command line: parses arguments and hands over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Receives InnoPaaS WhatsApp webhooks, keeps them safe, hands them on.
+///
+/// Without a subcommand it serves. Configuration: built-in defaults, then the TOML file
+/// given by --config, then INNOHOOK_SECTION__KEY environment variables.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The TOML configuration file (optional: defaults and environment apply without it).
+    #[arg(long, global = true, env = "INNOHOOK_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the receiver (the default).
+    Serve,
+    /// Check the configuration and report problems without starting.
+    CheckConfig,
+    /// List dead letters, one JSON object a line, oldest first.
+    DeadLetters,
+    /// Check one payload offline: prints the verdict, exits 0 if accepted, 1 if rejected.
+    Validate {
+        /// The payload file, or `-` for standard input.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = cli.config.as_deref();
+    let mut out = std::io::stdout();
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => innohook::commands::serve(config),
+        Command::CheckConfig => innohook::commands::check_config(config, &mut out),
+        Command::DeadLetters => innohook::commands::dead_letters(config, &mut out),
+        Command::Validate { file } => innohook::commands::validate(&file, &mut out),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("innohook: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

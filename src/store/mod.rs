@@ -1,0 +1,208 @@
+//! The embedded store: SQLite in WAL mode with `synchronous=FULL`, in `[store] dir`.
+//!
+//! Writes go through one group-commit writer thread ([`writer`]): every caller is
+//! answered only after the transaction holding its write is committed and fsync'd.
+//! Reads open their own connections, which WAL lets run beside the writer.
+
+mod read;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use read::{DeadLetter, Reader, StoredEvent};
+
+use crate::event::{Accepted, Rejection};
+
+/// File name of the database inside `[store] dir`.
+pub const DB_FILE: &str = "innohook.db";
+
+/// A write the store could not commit. Callers answer 503 so the sender retries.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is closed")]
+    Closed,
+    #[error("SQLite: {0}")]
+    Sqlite(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sqlite(e.to_string())
+    }
+}
+
+/// What became of an accepted event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored under this sequence number.
+    Accepted { seq: i64 },
+    /// Already stored under this sequence number; nothing new was written.
+    Duplicate { seq: i64 },
+}
+
+/// A handle to the store; cheap to clone. The writer stops when the last handle is dropped.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Box<dyn writer::Op>>,
+    dir: Arc<PathBuf>,
+    last_seq: watch::Receiver<i64>,
+}
+
+/// The writer thread; [`StoreWriter::join`] waits until every queued write is answered.
+pub struct StoreWriter(std::thread::JoinHandle<()>);
+
+impl StoreWriter {
+    pub fn join(self) {
+        if self.0.join().is_err() {
+            tracing::error!("The store writer thread panicked.");
+        }
+    }
+}
+
+/// Opens a connection with the pragmas every innohook connection uses.
+pub(crate) fn connect(dir: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(dir.join(DB_FILE), flags)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Creates the directory and schema if needed and starts the writer thread.
+    pub fn open(dir: &Path) -> anyhow::Result<(Store, StoreWriter)> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!("cannot create the store directory {}: {e}", dir.display())
+        })?;
+        let mut conn = connect(dir, OpenFlags::default())
+            .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", dir.display()))?;
+        schema::migrate(&mut conn)?;
+        let seq: i64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+        let (tx, rx) = mpsc::channel(4096);
+        let (seq_tx, seq_rx) = watch::channel(seq);
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer::run(conn, rx, seq_tx))?;
+        let store = Store {
+            tx,
+            dir: Arc::new(dir.to_owned()),
+            last_seq: seq_rx,
+        };
+        Ok((store, StoreWriter(handle)))
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A new read-only connection.
+    pub fn reader(&self) -> anyhow::Result<Reader> {
+        Reader::open(&self.dir)
+    }
+
+    /// The highest committed event seq, updated after every commit.
+    pub fn last_seq(&self) -> watch::Receiver<i64> {
+        self.last_seq.clone()
+    }
+
+    /// Runs `op` in the next group-committed transaction; resolves after the commit.
+    pub async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Box::new(writer::FnOp::new(op, reply)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stores an accepted event unless its dedup key is already known.
+    pub async fn accept(&self, accepted: &Accepted, body: Vec<u8>) -> Result<Outcome, StoreError> {
+        let env = &accepted.envelope;
+        let key = env.dedup_key();
+        let status = env.message_status();
+        let message_id = status.map(|s| s.message_id().to_owned());
+        let status = status.map(|s| s.status().as_str().to_owned());
+        let event_id = env.id().to_owned();
+        let event_type = env.event_type().to_owned();
+        let warnings = serde_json::to_string(&accepted.warnings).expect("warnings serialise");
+        self.write(move |conn| {
+            let known: Option<i64> = conn
+                .prepare_cached("SELECT seq FROM dedup WHERE key = ?1")?
+                .query_row([&key], |r| r.get(0))
+                .optional()?;
+            if let Some(seq) = known {
+                return Ok(Outcome::Duplicate { seq });
+            }
+            conn.prepare_cached(
+                "INSERT INTO events (received_at, event_id, event_type, message_id, status, warnings, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![now_rfc3339(), event_id, event_type, message_id, status, warnings, body])?;
+            let seq = conn.last_insert_rowid();
+            conn.prepare_cached("INSERT INTO dedup (key, seq, created_at) VALUES (?1, ?2, ?3)")?
+                .execute(params![key, seq, Utc::now().timestamp()])?;
+            Ok(Outcome::Accepted { seq })
+        })
+        .await
+    }
+
+    /// Keeps a rejected request body, with why it was rejected.
+    pub async fn dead_letter_rejected(
+        &self,
+        rejection: &Rejection,
+        body: Vec<u8>,
+    ) -> Result<i64, StoreError> {
+        let code = rejection.code.as_str();
+        let field = rejection.field.clone();
+        let reason = rejection.message.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO dead_letters (created_at, source, code, field, reason, body)
+                 VALUES (?1, 'http', ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![now_rfc3339(), code, field, reason, body])?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    /// Proves the store can take writes right now: allocates about two pages, frees
+    /// them again, and commits (so a full disk or a read-only store fails here).
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.write(|conn| {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('ready_probe', randomblob(8192))
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [],
+            )?;
+            conn.execute("DELETE FROM meta WHERE key = 'ready_probe'", [])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Forgets dedup keys older than `days`; returns how many.
+    pub async fn prune_dedup(&self, days: u32) -> Result<usize, StoreError> {
+        let cutoff = Utc::now().timestamp() - i64::from(days) * 86_400;
+        self.write(move |conn| conn.execute("DELETE FROM dedup WHERE created_at < ?1", [cutoff]))
+            .await
+    }
+}
+
+/// Now, as the store writes times: RFC 3339, UTC, milliseconds.
+pub fn now_rfc3339() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}

@@ -1,0 +1,138 @@
+//! Read-only access to the store, on its own connection (WAL lets it run beside the writer).
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
+use serde::Serialize;
+
+/// An accepted event as stored.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub received_at: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub message_id: Option<String>,
+    pub status: Option<String>,
+    /// JSON array of warnings.
+    pub warnings: String,
+    /// The request body, byte for byte.
+    pub body: Vec<u8>,
+}
+
+impl StoredEvent {
+    const COLUMNS: &'static str =
+        "seq, received_at, event_id, event_type, message_id, status, warnings, body";
+
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            seq: r.get(0)?,
+            received_at: r.get(1)?,
+            event_id: r.get(2)?,
+            event_type: r.get(3)?,
+            message_id: r.get(4)?,
+            status: r.get(5)?,
+            warnings: r.get(6)?,
+            body: r.get(7)?,
+        })
+    }
+}
+
+/// A dead letter, as `innohook dead-letters` prints it (one JSON object a line).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub id: i64,
+    pub created_at: String,
+    /// `http`: a request that was rejected; `sink`: an event a sink could not deliver.
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sink: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_seq: Option<i64>,
+    pub code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub reason: String,
+    /// The rejected body as text (invalid UTF-8 replaced; then `bodyIsNotUtf8` is true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub body_is_not_utf8: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed_at: Option<String>,
+}
+
+/// A read-only connection to the store.
+pub struct Reader {
+    conn: Connection,
+}
+
+impl Reader {
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join(super::DB_FILE);
+        anyhow::ensure!(path.is_file(), "no store at {}", path.display());
+        let conn = super::connect(
+            dir,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        Ok(Self { conn })
+    }
+
+    /// Up to `limit` events with seq greater than `after`, in commit order.
+    pub fn events_after(&self, after: i64, limit: usize) -> rusqlite::Result<Vec<StoredEvent>> {
+        let sql = format!(
+            "SELECT {} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            StoredEvent::COLUMNS
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            rusqlite::params![after, limit as i64],
+            StoredEvent::from_row,
+        )?;
+        rows.collect()
+    }
+
+    /// One event by seq.
+    pub fn event(&self, seq: i64) -> rusqlite::Result<Option<StoredEvent>> {
+        let sql = format!("SELECT {} FROM events WHERE seq = ?1", StoredEvent::COLUMNS);
+        self.conn
+            .prepare_cached(&sql)?
+            .query_row([seq], StoredEvent::from_row)
+            .optional()
+    }
+
+    /// How many events are stored.
+    pub fn count_events(&self) -> rusqlite::Result<i64> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+    }
+
+    /// Every dead letter, oldest first.
+    pub fn dead_letters(&self) -> rusqlite::Result<Vec<DeadLetter>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, created_at, source, sink, event_seq, code, field, reason, body, replayed_at
+             FROM dead_letters ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let body: Option<Vec<u8>> = r.get(8)?;
+            let body_is_not_utf8 = body
+                .as_ref()
+                .is_some_and(|b| std::str::from_utf8(b).is_err());
+            Ok(DeadLetter {
+                id: r.get(0)?,
+                created_at: r.get(1)?,
+                source: r.get(2)?,
+                sink: r.get(3)?,
+                event_seq: r.get(4)?,
+                code: r.get(5)?,
+                field: r.get(6)?,
+                reason: r.get(7)?,
+                body: body.map(|b| String::from_utf8_lossy(&b).into_owned()),
+                body_is_not_utf8,
+                replayed_at: r.get(9)?,
+            })
+        })?;
+        rows.collect()
+    }
+}

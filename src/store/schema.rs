@@ -1,0 +1,57 @@
+//! The store's schema and its migrations (tracked by SQLite's `user_version`).
+//! The README's "Store schema" section explains each table.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT, -- commit order, never reused
+    received_at TEXT NOT NULL,                     -- RFC 3339, UTC
+    event_id    TEXT NOT NULL,                     -- envelope id (not unique)
+    event_type  TEXT NOT NULL,
+    message_id  TEXT,                              -- body.id, status events only
+    status      TEXT,                              -- body.status, status events only
+    warnings    TEXT NOT NULL,                     -- JSON array of {code, field, message}
+    body        BLOB NOT NULL                      -- the request body, byte for byte
+);
+CREATE TABLE dedup (
+    key        TEXT PRIMARY KEY,                   -- see Envelope::dedup_key
+    seq        INTEGER NOT NULL,                   -- the event first accepted under it
+    created_at INTEGER NOT NULL                    -- unix seconds, for retention
+) WITHOUT ROWID;
+CREATE INDEX dedup_created_at ON dedup (created_at);
+CREATE TABLE dead_letters (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at  TEXT NOT NULL,
+    source      TEXT NOT NULL,                     -- 'http' (rejected) or 'sink' (undeliverable)
+    sink        TEXT,
+    event_seq   INTEGER,
+    code        TEXT NOT NULL,
+    field       TEXT,
+    reason      TEXT NOT NULL,
+    body        BLOB,                              -- the rejected request body ('http')
+    replayed_at TEXT
+);
+CREATE TABLE sink_cursors (
+    sink TEXT PRIMARY KEY,
+    seq  INTEGER NOT NULL                          -- last event seq the sink is done with
+);
+CREATE TABLE sink_replay (
+    sink      TEXT NOT NULL,
+    event_seq INTEGER NOT NULL,
+    PRIMARY KEY (sink, event_seq)
+) WITHOUT ROWID;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"#];
+
+/// Brings a database up to the newest schema.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in (1i64..).zip(MIGRATIONS).skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! Shared test helpers: seed payloads and JSON surgery.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+
+/// The path of a file under `examples/payloads/`.
+pub fn payload_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/payloads/{name}.json"))
+}
+
+/// A seed example's bytes, verbatim as in the InnoPaaS doc.
+pub fn seed_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(payload_path(name)).expect("seed payload")
+}
+
+/// A seed example as JSON.
+pub fn seed(name: &str) -> Value {
+    serde_json::from_slice(&seed_bytes(name)).unwrap()
+}
+
+/// Sets the value at a dotted path (`body.errorData.errorCode`), creating nothing but the leaf.
+pub fn set(mut v: Value, path: &str, new: Value) -> Value {
+    let (parent, leaf) = split(path);
+    object_at(&mut v, parent).insert(leaf.to_owned(), new);
+    v
+}
+
+/// Removes the field at a dotted path.
+pub fn remove(mut v: Value, path: &str) -> Value {
+    let (parent, leaf) = split(path);
+    object_at(&mut v, parent).shift_remove(leaf);
+    v
+}
+
+fn split(path: &str) -> (Option<&str>, &str) {
+    match path.rsplit_once('.') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, path),
+    }
+}
+
+fn object_at<'a>(v: &'a mut Value, parent: Option<&str>) -> &'a mut serde_json::Map<String, Value> {
+    let mut cur = v;
+    if let Some(p) = parent {
+        for k in p.split('.') {
+            cur = cur.get_mut(k).unwrap_or_else(|| panic!("no {k} in {p}"));
+        }
+    }
+    cur.as_object_mut().expect("an object")
+}
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use innohook::config::Config;
+use innohook::server::App;
+use innohook::store::{Reader, Store};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// A real innohook server on 127.0.0.1:0, in this process, with its own store directory.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub dir: Arc<TempDir>,
+    pub config: Config,
+    pub client: reqwest::Client,
+    pub store: Store,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// A config for tests: store in `dir`, otherwise defaults.
+pub fn test_config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.store.dir = dir.join("store");
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = test_config(dir.path());
+    TestApp::spawn(config, dir).await
+}
+
+impl TestApp {
+    pub async fn spawn(config: Config, dir: Arc<TempDir>) -> TestApp {
+        let app = App::build(config.clone()).expect("app builds");
+        let store = app.store().clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run(listener, async move {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            addr,
+            dir,
+            config,
+            client: reqwest::Client::new(),
+            store,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs a body to the webhook path as `application/json`.
+    pub async fn post(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(self.url(&self.config.server.path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub fn reader(&self) -> Reader {
+        Reader::open(&self.config.store.dir).unwrap()
+    }
+
+    /// Shuts down gracefully and waits; returns the directory for a restart.
+    pub async fn stop(mut self) -> (Config, Arc<TempDir>) {
+        drop(self.store);
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().expect("clean shutdown");
+        (self.config, self.dir)
+    }
+}
+
+/// A response's status and JSON body.
+pub async fn answer(res: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = res.status().as_u16();
+    let body = res.json().await.expect("JSON body");
+    (status, body)
+}
+
+/// A unique, valid status event.
+pub fn status_event(envelope_id: &str, message_id: &str, status: &str) -> Value {
+    let mut v = seed(if status == "failed" { "failed" } else { "read" });
+    v["id"] = envelope_id.into();
+    v["body"]["id"] = message_id.into();
+    v["body"]["status"] = status.into();
+    v
+}
+
+/// Polls `check` until it is true or the deadline passes.
+pub fn wait_until(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The innohook binary running as a child process, as a user runs it.
+pub struct BinaryServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log_lines: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// Writes `toml` to `dir/innohook.toml` and returns its path.
+pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
+    let path = dir.join("innohook.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+impl BinaryServer {
+    /// Starts `innohook --config PATH` (the config must listen on 127.0.0.1:0 with JSON
+    /// logs) and waits for its "Listening." line to learn the port.
+    pub fn start(config: &Path) -> BinaryServer {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_innohook"));
+        command.arg("--config").arg(config);
+        Self::start_command(command)
+    }
+
+    /// Like [`BinaryServer::start`], for a command with its own arguments and environment.
+    pub fn start_command(mut command: Command) -> BinaryServer {
+        let mut child = command
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log_lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = log_lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "Listening."
+                {
+                    let _ = tx.send(v["addr"].as_str().unwrap().parse::<SocketAddr>().unwrap());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("server did not start: {:?}", log_lines.lock().unwrap()));
+        BinaryServer {
+            child,
+            addr,
+            log_lines,
+        }
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}

@@ -1,0 +1,10 @@
+//! innohook's one integration-test binary (one link step, shared helpers).
+
+mod helpers;
+
+mod event_props;
+mod event_rules;
+mod event_seeds;
+mod http_receiver;
+mod process;
+mod validate_cli;

@@ -1,0 +1,204 @@
+//! The binary as users run it: config errors, env overrides, SIGTERM, SIGKILL under load.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use innohook::store::Reader;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+fn innohook() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_innohook"))
+}
+
+fn server_toml(dir: &std::path::Path) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = {:?}\n[log]\nformat = \"json\"\n",
+        dir.join("store")
+    )
+}
+
+#[test]
+fn check_config_names_an_unknown_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "[server]\nlisten = \"127.0.0.1:0\"\nlistne = 1\n",
+    );
+    let out = innohook()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("listne"), "{text}");
+
+    let out = innohook()
+        .args(["check-config"])
+        .env("INNOHOOK_SERVER__PATHH", "/x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stdout).unwrap().contains("pathh"));
+}
+
+#[test]
+fn check_config_reports_environment_overrides_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &server_toml(dir.path()));
+    let out = innohook()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .env("INNOHOOK_SERVER__PATH", "/hooks/innopaas")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("path /hooks/innopaas"), "{text}");
+    assert!(text.contains("listen 127.0.0.1:0"), "{text}");
+}
+
+#[tokio::test]
+async fn secrets_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &server_toml(dir.path()));
+    let mut child = innohook();
+    child
+        .arg("--config")
+        .arg(&path)
+        .env("INNOHOOK_AUTH__USERNAME", "12345")
+        .env("INNOHOOK_AUTH__AUTHORIZATION", "Bearer from-env");
+    let server = BinaryServer::start_command(child);
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/webhook", server.addr);
+    let post = |auth: Option<(&str, &str)>| {
+        let mut req = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(seed_bytes("read"));
+        if let Some((u, a)) = auth {
+            req = req.header("UserName", u).header("Authorization", a);
+        }
+        req.send()
+    };
+    assert_eq!(post(None).await.unwrap().status(), 401);
+    assert_eq!(
+        post(Some(("12345", "Bearer from-env")))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    server.kill();
+}
+
+#[tokio::test]
+async fn sigterm_finishes_and_exits_0_within_10_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &server_toml(dir.path()));
+    let mut server = BinaryServer::start(&path);
+    let res = reqwest::Client::new()
+        .post(format!("http://{}/webhook", server.addr))
+        .header("content-type", "application/json")
+        .body(seed_bytes("delivered"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let sent = Instant::now();
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        Reader::open(&dir.path().join("store"))
+            .unwrap()
+            .count_events()
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_answered_200_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &server_toml(dir.path()));
+    let server = BinaryServer::start(&path);
+    let url = format!("http://{}/webhook", server.addr);
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut senders = Vec::new();
+    for s in 0..16 {
+        let (url, acked) = (url.clone(), acked.clone());
+        senders.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0..100_000 {
+                let message = format!("m-{s}-{i}");
+                let event = status_event(&format!("e-{s}-{i}"), &message, "read");
+                let sent = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(event.to_string())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(res) if res.status() == 200 => acked.lock().unwrap().push(message),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    let start = Instant::now();
+    while acked.lock().unwrap().len() < 300 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "senders made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let server = BinaryServer::start(&path);
+    let stored: HashSet<String> = Reader::open(&dir.path().join("store"))
+        .unwrap()
+        .events_after(0, 1_000_000)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.message_id)
+        .collect();
+    let lost: Vec<_> = acked.iter().filter(|m| !stored.contains(*m)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged events lost: {lost:?}",
+        lost.len(),
+        acked.len()
+    );
+    // And a redelivery of one of them is recognised after the restart.
+    let (s, i) = acked[0].trim_start_matches("m-").split_once('-').unwrap();
+    let res = reqwest::Client::new()
+        .post(format!("http://{}/webhook", server.addr))
+        .header("content-type", "application/json")
+        .body(status_event(&format!("again-{s}-{i}"), &acked[0], "read").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "duplicate");
+    server.kill();
+}

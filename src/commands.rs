@@ -120,3 +120,24 @@ pub fn dead_letters(config_path: Option<&Path>, out: &mut impl Write) -> anyhow:
     }
     Ok(0)
 }
+
+/// `innohook replay --config PATH [--sink NAME]`: puts sinks' dead letters back in their queues.
+pub fn replay(
+    config_path: Option<&Path>,
+    sink: Option<&str>,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let config = crate::config::Config::load(config_path)?;
+    if let Some(name) = sink {
+        anyhow::ensure!(
+            config.sinks.iter().any(|s| s.name() == name),
+            "no sink named {name:?} in the configuration"
+        );
+    }
+    let n = crate::store::replay_dead_letters(&config.store.dir, sink)?;
+    writeln!(
+        out,
+        "{n} dead letter(s) queued for redelivery; a running server delivers them within seconds."
+    )?;
+    Ok(0)
+}

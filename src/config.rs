@@ -11,8 +11,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::sink::{LogSinkConfig, SinkCommon, SinkConfig, SinkKind};
+
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The HTTP listener and the webhook endpoint.
@@ -23,6 +25,24 @@ pub struct Config {
     pub store: StoreConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Where accepted events go, as `[[sinks]]` entries with a `type`. Default: one `log`
+    /// sink; `sinks = []` turns them all off.
+    pub sinks: Vec<SinkConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            auth: AuthConfig::default(),
+            store: StoreConfig::default(),
+            log: LogConfig::default(),
+            sinks: vec![SinkConfig {
+                common: SinkCommon::default(),
+                kind: SinkKind::Log(LogSinkConfig::default()),
+            }],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 //! - [`http`]: router, authentication, handlers, the one error type.
 //! - [`event`]: wire JSON → typed, validated events (no I/O).
 //! - [`store`]: SQLite with group commit, dedup and dead letters.
+//! - [`sink`]: the `Sink` trait, one file per sink, and the runner that feeds each one.
 //! - [`server`]: builds all of the above from a config and runs it; [`shutdown`] stops it.
 //! - [`commands`]: the subcommands, so `main.rs` only parses arguments.
 //! - [`telemetry`]: logging setup.
@@ -15,5 +16,6 @@ pub mod event;
 pub mod http;
 pub mod server;
 pub mod shutdown;
+pub mod sink;
 pub mod store;
 pub mod telemetry;

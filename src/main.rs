@@ -27,6 +27,12 @@ enum Command {
     CheckConfig,
     /// List dead letters, one JSON object a line, oldest first.
     DeadLetters,
+    /// Put undelivered events (sink dead letters) back in their sink's queue.
+    Replay {
+        /// Only this sink's dead letters.
+        #[arg(long)]
+        sink: Option<String>,
+    },
     /// Check one payload offline: prints the verdict, exits 0 if accepted, 1 if rejected.
     Validate {
         /// The payload file, or `-` for standard input.
@@ -42,6 +48,7 @@ fn main() -> ExitCode {
         Command::Serve => innohook::commands::serve(config),
         Command::CheckConfig => innohook::commands::check_config(config, &mut out),
         Command::DeadLetters => innohook::commands::dead_letters(config, &mut out),
+        Command::Replay { sink } => innohook::commands::replay(config, sink.as_deref(), &mut out),
         Command::Validate { file } => innohook::commands::validate(&file, &mut out),
     };
     match result {

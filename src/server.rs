@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::http::{self, AppState, Auth};
+use crate::sink::runner::Runner;
 use crate::store::{Store, StoreWriter};
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -20,16 +21,24 @@ pub struct App {
     config: Config,
     store: Store,
     writer: StoreWriter,
+    sinks: Vec<Runner>,
 }
 
 impl App {
-    /// Opens the store and checks the configuration; any problem is an error here.
+    /// Opens the store and builds every sink; any problem is an error here.
     pub fn build(config: Config) -> anyhow::Result<Self> {
         let (store, writer) = Store::open(&config.store.dir)?;
+        let reader = store.reader()?;
+        let mut sinks = Vec::new();
+        for sink in &config.sinks {
+            let (built, cursor) = sink.build(reader.cursor(sink.name())?)?;
+            sinks.push(Runner::new(built, sink.clone(), store.clone(), cursor));
+        }
         Ok(Self {
             config,
             store,
             writer,
+            sinks,
         })
     }
 
@@ -49,7 +58,13 @@ impl App {
             config,
             store,
             writer,
+            sinks,
         } = self;
+        let (stop_sinks, sinks_stop) = tokio::sync::watch::channel(false);
+        let sinks: Vec<_> = sinks
+            .into_iter()
+            .map(|s| tokio::spawn(s.run(sinks_stop.clone())))
+            .collect();
         let auth = Auth::new(&config.auth);
         if auth.is_open() {
             tracing::warn!(path = %config.server.path, "No [auth] is configured: anyone who can reach this port can post events. Set auth.username / auth.authorization (INNOHOOK_AUTH__AUTHORIZATION).");
@@ -84,6 +99,19 @@ impl App {
             } => tracing::warn!("Requests still in flight after the grace period; closing them."),
         }
         pruner.abort();
+        // Sinks resume from their cursors next time; give them a moment to record progress.
+        let _ = stop_sinks.send(true);
+        let stopped = async {
+            for s in sinks {
+                let _ = s.await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(1), stopped)
+            .await
+            .is_err()
+        {
+            tracing::warn!("A sink did not stop in time; it resumes from its cursor next start.");
+        }
         drop(store);
         // Connections cut off after the grace period may still hold store handles; their
         // callers got no answer, so nothing promised is lost by not waiting for them.

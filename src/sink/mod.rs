@@ -54,7 +54,10 @@ pub trait Sink: Send + Sync {
     fn name(&self) -> &str;
 
     /// Delivers events in the order given; answers one result per event, same order.
-    fn deliver<'a>(&'a self, events: &'a [StoredEvent]) -> BoxFuture<'a, Vec<Result<(), SinkError>>>;
+    fn deliver<'a>(
+        &'a self,
+        events: &'a [StoredEvent],
+    ) -> BoxFuture<'a, Vec<Result<(), SinkError>>>;
 }
 
 /// One `[[sinks]]` entry: the keys every sink has, and the keys of its `type`.
@@ -163,9 +166,12 @@ impl SinkConfig {
     /// Whether this sink wants the event at all.
     pub fn wants(&self, event: &StoredEvent) -> bool {
         let c = &self.common;
-        (c.types.is_empty() || c.types.iter().any(|t| *t == event.event_type))
+        (c.types.is_empty() || c.types.contains(&event.event_type))
             && (c.statuses.is_empty()
-                || event.status.as_ref().is_some_and(|s| c.statuses.contains(s)))
+                || event
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| c.statuses.contains(s)))
     }
 
     pub fn retry_policy(&self) -> runner::RetryPolicy {

@@ -179,6 +179,42 @@ impl Store {
         .await
     }
 
+    /// Records that `sink` is done with everything up to `cursor` (when given): the
+    /// events in `dead` become dead letters and the replayed seqs leave the replay queue,
+    /// all in one commit.
+    pub async fn sink_progress(
+        &self,
+        sink: &str,
+        cursor: Option<i64>,
+        dead: Vec<UndeliveredEvent>,
+        replayed: Vec<i64>,
+    ) -> Result<(), StoreError> {
+        let sink = sink.to_owned();
+        self.write(move |conn| {
+            let now = now_rfc3339();
+            for d in &dead {
+                conn.prepare_cached(
+                    "INSERT INTO dead_letters (created_at, source, sink, event_seq, code, reason)
+                     VALUES (?1, 'sink', ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![now, sink, d.seq, d.code, d.reason])?;
+            }
+            for seq in &replayed {
+                conn.prepare_cached("DELETE FROM sink_replay WHERE sink = ?1 AND event_seq = ?2")?
+                    .execute(params![sink, seq])?;
+            }
+            if let Some(cursor) = cursor {
+                conn.prepare_cached(
+                    "INSERT INTO sink_cursors (sink, seq) VALUES (?1, ?2)
+                     ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq",
+                )?
+                .execute(params![sink, cursor])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Proves the store can take writes right now: allocates about two pages, frees
     /// them again, and commits (so a full disk or a read-only store fails here).
     pub async fn probe(&self) -> Result<(), StoreError> {
@@ -200,6 +236,38 @@ impl Store {
         self.write(move |conn| conn.execute("DELETE FROM dedup WHERE created_at < ?1", [cutoff]))
             .await
     }
+}
+
+/// An event a sink gave up on.
+#[derive(Debug, Clone)]
+pub struct UndeliveredEvent {
+    pub seq: i64,
+    /// `rejected_by_sink` (permanent failure) or `retries_exhausted`.
+    pub code: &'static str,
+    /// The last error.
+    pub reason: String,
+}
+
+/// Puts undelivered events (dead letters of `source = 'sink'`, of one sink or all) back in
+/// their sink's queue; a running server picks them up within a second. Returns how many.
+pub fn replay_dead_letters(dir: &Path, sink: Option<&str>) -> anyhow::Result<usize> {
+    let mut conn = connect(dir, OpenFlags::default())
+        .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", dir.display()))?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let filter = "source = 'sink' AND replayed_at IS NULL AND (?1 IS NULL OR sink = ?1)";
+    tx.execute(
+        &format!(
+            "INSERT OR IGNORE INTO sink_replay (sink, event_seq)
+             SELECT sink, event_seq FROM dead_letters WHERE {filter}"
+        ),
+        [sink],
+    )?;
+    let n = tx.execute(
+        &format!("UPDATE dead_letters SET replayed_at = ?2 WHERE {filter}"),
+        params![sink, now_rfc3339()],
+    )?;
+    tx.commit()?;
+    Ok(n)
 }
 
 /// Now, as the store writes times: RFC 3339, UTC, milliseconds.

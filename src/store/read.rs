@@ -102,6 +102,27 @@ impl Reader {
             .optional()
     }
 
+    /// The last seq `sink` is done with (0 if it never ran).
+    pub fn cursor(&self, sink: &str) -> rusqlite::Result<i64> {
+        self.conn
+            .prepare_cached("SELECT seq FROM sink_cursors WHERE sink = ?1")?
+            .query_row([sink], |r| r.get(0))
+            .optional()
+            .map(|c| c.unwrap_or(0))
+    }
+
+    /// Events put back in `sink`'s queue by `innohook replay`, oldest first.
+    pub fn replay_queue(&self, sink: &str, limit: usize) -> rusqlite::Result<Vec<StoredEvent>> {
+        let columns = StoredEvent::COLUMNS.replace("seq,", "e.seq,");
+        let sql = format!(
+            "SELECT {columns} FROM sink_replay r JOIN events e ON e.seq = r.event_seq
+             WHERE r.sink = ?1 ORDER BY r.event_seq LIMIT ?2"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(rusqlite::params![sink, limit as i64], StoredEvent::from_row)?;
+        rows.collect()
+    }
+
     /// How many events are stored.
     pub fn count_events(&self) -> rusqlite::Result<i64> {
         self.conn

@@ -7,4 +7,5 @@ mod event_rules;
 mod event_seeds;
 mod http_receiver;
 mod process;
+mod sinks;
 mod validate_cli;

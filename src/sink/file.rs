@@ -1,0 +1,246 @@
+//! The `file` sink: appends one JSON line per event,
+//! `{"seq", "receivedAt", "event", "warnings"}`, with `event` the envelope as received.
+//!
+//! Exactly once, also across a SIGKILL: the file itself says how far it got. At startup
+//! a torn last line is cut off and the sink resumes after the last `seq` in the file (or
+//! in the newest rotated file, if the current one is empty). A failed append is undone.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{BoxFuture, Sink, SinkError};
+use crate::store::StoredEvent;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// The JSON-lines file; its directory is created if missing.
+    pub path: PathBuf,
+    /// `always`: fsync after every batch (default); `never`: leave it to the OS.
+    #[serde(default)]
+    pub fsync: Fsync,
+    /// Rotate when the file reaches this many bytes; 0 never rotates.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// Rotated files kept, as `PATH.1` (newest) … `PATH.N`; at least 1.
+    #[serde(default = "default_keep")]
+    pub keep: u32,
+}
+
+fn default_max_bytes() -> u64 {
+    100 * 1024 * 1024
+}
+fn default_keep() -> u32 {
+    5
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    #[default]
+    Always,
+    Never,
+}
+
+pub struct FileSink {
+    name: String,
+    inner: Arc<Mutex<Appender>>,
+}
+
+struct Appender {
+    path: PathBuf,
+    file: File,
+    len: u64,
+    fsync: Fsync,
+    max_bytes: u64,
+    keep: u32,
+}
+
+impl FileSink {
+    /// Opens the file, repairs a torn tail, and returns the cursor to resume from.
+    pub fn open(
+        name: String,
+        cfg: &FileSinkConfig,
+        store_cursor: i64,
+    ) -> anyhow::Result<(Self, i64)> {
+        anyhow::ensure!(cfg.keep >= 1, "sink {name}: keep must be at least 1");
+        if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!("sink {name}: cannot create {}: {e}", dir.display())
+            })?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&cfg.path)
+            .map_err(|e| anyhow::anyhow!("sink {name}: cannot open {}: {e}", cfg.path.display()))?;
+        let (mut last_seq, whole) = last_line_seq(&mut file)?;
+        if whole < file.metadata()?.len() {
+            tracing::warn!(sink = name, path = %cfg.path.display(), "Cutting off a torn last line left by a crash.");
+            file.set_len(whole)?;
+            file.sync_all()?;
+        }
+        if last_seq.is_none()
+            && let Ok(mut rotated) = File::open(rotated_path(&cfg.path, 1))
+        {
+            last_seq = last_line_seq(&mut rotated)?.0;
+        }
+        let cursor = store_cursor.max(last_seq.unwrap_or(0));
+        let appender = Appender {
+            path: cfg.path.clone(),
+            file,
+            len: whole,
+            fsync: cfg.fsync,
+            max_bytes: cfg.max_bytes,
+            keep: cfg.keep,
+        };
+        let sink = Self {
+            name,
+            inner: Arc::new(Mutex::new(appender)),
+        };
+        Ok((sink, cursor))
+    }
+}
+
+/// One line of the file.
+fn line(e: &StoredEvent) -> Result<Vec<u8>, serde_json::Error> {
+    let event: Value = serde_json::from_slice(&e.body)?;
+    let warnings: Value = serde_json::from_str(&e.warnings)?;
+    let mut line = serde_json::to_vec(&json!({
+        "seq": e.seq,
+        "receivedAt": e.received_at,
+        "event": event,
+        "warnings": warnings,
+    }))?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+impl Sink for FileSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        events: &'a [StoredEvent],
+    ) -> BoxFuture<'a, Vec<Result<(), SinkError>>> {
+        Box::pin(async move {
+            let mut buf = Vec::new();
+            let mut results: Vec<Result<(), SinkError>> = Vec::with_capacity(events.len());
+            for e in events {
+                match line(e) {
+                    Ok(l) => {
+                        buf.extend_from_slice(&l);
+                        results.push(Ok(()));
+                    }
+                    Err(err) => results.push(Err(SinkError::permanent(format!(
+                        "event {} cannot be written as JSON: {err}",
+                        e.seq
+                    )))),
+                }
+            }
+            let inner = self.inner.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                inner.lock().expect("file sink lock").append(&buf)
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+            match written {
+                Ok(()) => results,
+                Err(e) => events
+                    .iter()
+                    .map(|_| Err(SinkError::retryable(format!("cannot append: {e}"))))
+                    .collect(),
+            }
+        })
+    }
+}
+
+impl Appender {
+    /// Appends whole lines; on failure the file is cut back to where it was.
+    fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let result = self.file.write_all(buf).and_then(|()| match self.fsync {
+            Fsync::Always => self.file.sync_data(),
+            Fsync::Never => Ok(()),
+        });
+        if let Err(e) = result {
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        self.len += buf.len() as u64;
+        if self.max_bytes > 0 && self.len >= self.max_bytes {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// `PATH` becomes `PATH.1`, `PATH.1` becomes `PATH.2`, … up to `keep`.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let _ = std::fs::remove_file(rotated_path(&self.path, self.keep));
+        for i in (1..self.keep).rev() {
+            let from = rotated_path(&self.path, i);
+            if from.exists() {
+                std::fs::rename(&from, rotated_path(&self.path, i + 1))?;
+            }
+        }
+        std::fs::rename(&self.path, rotated_path(&self.path, 1))?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&self.path)?;
+        self.len = 0;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+fn rotated_path(path: &Path, n: u32) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".{n}"));
+    PathBuf::from(p)
+}
+
+/// The `seq` of the last complete line, and the length of the file up to its end.
+fn last_line_seq(file: &mut File) -> std::io::Result<(Option<i64>, u64)> {
+    let len = file.metadata()?.len();
+    let mut window = 64 * 1024u64;
+    loop {
+        let start = len.saturating_sub(window);
+        file.seek(SeekFrom::Start(start))?;
+        let mut tail = Vec::new();
+        file.take(len - start).read_to_end(&mut tail)?;
+        let Some(end) = tail.iter().rposition(|&b| b == b'\n') else {
+            if start == 0 {
+                return Ok((None, 0));
+            }
+            window *= 4;
+            continue;
+        };
+        let begin = match tail[..end].iter().rposition(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            None if start == 0 => 0,
+            None => {
+                window *= 4;
+                continue;
+            }
+        };
+        let seq = serde_json::from_slice::<Value>(&tail[begin..end])
+            .ok()
+            .and_then(|v| v["seq"].as_i64());
+        return Ok((seq, start + end as u64 + 1));
+    }
+}

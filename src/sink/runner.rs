@@ -1,0 +1,235 @@
+//! Drives one sink: reads committed events after its cursor, in commit order, hands them
+//! over in batches, retries what failed with exponential backoff and jitter, dead-letters
+//! what cannot be delivered, and only then moves the cursor (at least once).
+//!
+//! Every sink has its own runner task, so a slow or broken sink never holds up another,
+//! and the HTTP answer never waits for any of them.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::{Sink, SinkConfig};
+use crate::store::{Reader, Store, StoredEvent, UndeliveredEvent};
+
+/// How often a runner looks for replayed dead letters when no new event arrives.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// When to give up on an event.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub max_age: Duration,
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `attempt + 1`: doubling from `initial`, capped at `max`,
+    /// with "equal jitter" (between half and all of it) so retries do not march in step.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let full = self
+            .initial
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+            .min(self.max);
+        full / 2 + full.mul_f64(fastrand::f64() / 2.0)
+    }
+}
+
+/// One sink and where it is.
+pub struct Runner {
+    sink: Box<dyn Sink>,
+    config: SinkConfig,
+    store: Store,
+    cursor: i64,
+}
+
+/// Returned when the runner was asked to stop in the middle of something.
+struct Stopped;
+
+impl Runner {
+    pub fn new(sink: Box<dyn Sink>, config: SinkConfig, store: Store, cursor: i64) -> Self {
+        Self {
+            sink,
+            config,
+            store,
+            cursor,
+        }
+    }
+
+    /// Delivers until `stop` turns true.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let name = self.sink.name().to_owned();
+        let mut reader = match self.store.reader() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(sink = name, error = %e, "Sink cannot read the store; it stops.");
+                return;
+            }
+        };
+        let mut committed = self.store.last_seq();
+        tracing::info!(sink = name, cursor = self.cursor, "Sink started.");
+        while !*stop.borrow() {
+            committed.borrow_and_update();
+            let batch = self.config.common.batch_size.max(1);
+            let (name2, cursor) = (name.clone(), self.cursor);
+            let read = blocking(reader, move |r| {
+                let replays = r.replay_queue(&name2, batch)?;
+                if !replays.is_empty() {
+                    return Ok((replays, true));
+                }
+                Ok((r.events_after(cursor, batch)?, false))
+            })
+            .await;
+            reader = read.0;
+            let (events, replaying) = match read.1 {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::error!(sink = name, error = %e, "Sink cannot read the store; retrying in a second.");
+                    if pause(IDLE_POLL, &mut stop).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let Some(last) = events.last().map(|e| e.seq) else {
+                tokio::select! {
+                    _ = committed.changed() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                continue;
+            };
+            let wanted: Vec<StoredEvent> = events
+                .into_iter()
+                .filter(|e| self.config.wants(e))
+                .collect();
+            let replayed: Vec<i64> = if replaying {
+                wanted.iter().map(|e| e.seq).collect()
+            } else {
+                Vec::new()
+            };
+            let Ok(dead) = self.deliver(&wanted, &mut stop).await else {
+                break;
+            };
+            let cursor = (!replaying).then_some(last);
+            // The cursor moves only once the store has recorded the outcome.
+            loop {
+                match self
+                    .store
+                    .sink_progress(&name, cursor, dead.clone(), replayed.clone())
+                    .await
+                {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::error!(sink = name, error = %e, "Cannot record sink progress; retrying.");
+                        if pause(IDLE_POLL, &mut stop).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            if let Some(c) = cursor {
+                self.cursor = c;
+            }
+        }
+        tracing::info!(sink = name, cursor = self.cursor, "Sink stopped.");
+    }
+
+    /// Delivers `events`, retrying failures; returns the ones given up on.
+    async fn deliver(
+        &self,
+        events: &[StoredEvent],
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Vec<UndeliveredEvent>, Stopped> {
+        let name = self.sink.name();
+        let policy = self.config.retry_policy();
+        let started = Instant::now();
+        let mut pending = events.to_vec();
+        let mut dead = Vec::new();
+        let mut attempt = 1;
+        while !pending.is_empty() {
+            let results = tokio::select! {
+                r = self.sink.deliver(&pending) => r,
+                _ = stop.wait_for(|s| *s) => return Err(Stopped),
+            };
+            let mut retry = Vec::new();
+            let mut last_error = String::new();
+            for (event, result) in pending.into_iter().zip(results) {
+                match result {
+                    Ok(()) => {}
+                    Err(e) if !e.retryable => {
+                        tracing::warn!(
+                            sink = name,
+                            seq = event.seq,
+                            event_id = event.event_id,
+                            error = e.message,
+                            "Sink refused the event; it is a dead letter."
+                        );
+                        dead.push(UndeliveredEvent {
+                            seq: event.seq,
+                            code: "rejected_by_sink",
+                            reason: e.message,
+                        });
+                    }
+                    Err(e) => {
+                        last_error = e.message;
+                        retry.push(event);
+                    }
+                }
+            }
+            pending = retry;
+            if pending.is_empty() {
+                break;
+            }
+            if attempt >= policy.max_attempts || started.elapsed() >= policy.max_age {
+                tracing::error!(
+                    sink = name,
+                    events = pending.len(),
+                    attempts = attempt,
+                    error = last_error,
+                    "Sink retries exhausted; the events are dead letters (innohook replay puts them back)."
+                );
+                dead.extend(pending.drain(..).map(|e| UndeliveredEvent {
+                    seq: e.seq,
+                    code: "retries_exhausted",
+                    reason: last_error.clone(),
+                }));
+                break;
+            }
+            let wait = policy.delay(attempt);
+            tracing::warn!(
+                sink = name,
+                events = pending.len(),
+                attempt,
+                retry_in_ms = wait.as_millis() as u64,
+                error = last_error,
+                "Sink delivery failed; retrying."
+            );
+            pause(wait, stop).await?;
+            attempt += 1;
+        }
+        Ok(dead)
+    }
+}
+
+/// Sleeps, unless asked to stop first.
+async fn pause(wait: Duration, stop: &mut watch::Receiver<bool>) -> Result<(), Stopped> {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => Ok(()),
+        _ = stop.wait_for(|s| *s) => Err(Stopped),
+    }
+}
+
+/// Runs a store read on the blocking pool, handing the connection there and back.
+async fn blocking<T: Send + 'static>(
+    reader: Reader,
+    f: impl FnOnce(&Reader) -> rusqlite::Result<T> + Send + 'static,
+) -> (Reader, rusqlite::Result<T>) {
+    tokio::task::spawn_blocking(move || {
+        let result = f(&reader);
+        (reader, result)
+    })
+    .await
+    .expect("store read panicked")
+}

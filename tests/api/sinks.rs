@@ -1,0 +1,390 @@
+//! Sinks over real loopback HTTP and real files: outages, refusals, replay, a hanging
+//! sink, filters, rotation, and the file sink across SIGKILL.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use innohook::sink::SinkConfig;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::helpers::*;
+
+/// What the forward target received and how it behaves.
+#[derive(Default)]
+struct TargetState {
+    received: Vec<(HeaderMap, Bytes)>,
+    /// Bodies containing this text are refused with 400.
+    refuse: Option<String>,
+    /// Never answer.
+    hang: bool,
+}
+
+/// A real HTTP server on loopback standing in for the customer's system.
+struct Target {
+    addr: SocketAddr,
+    state: Arc<Mutex<TargetState>>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn receive(
+    State(state): State<Arc<Mutex<TargetState>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let (hang, refused) = {
+        let s = state.lock().unwrap();
+        let text = String::from_utf8_lossy(&body);
+        (
+            s.hang,
+            s.refuse.as_ref().is_some_and(|r| text.contains(r.as_str())),
+        )
+    };
+    if hang {
+        std::future::pending::<()>().await;
+    }
+    if refused {
+        return StatusCode::BAD_REQUEST;
+    }
+    state.lock().unwrap().received.push((headers, body));
+    StatusCode::OK
+}
+
+impl Target {
+    async fn start(addr: SocketAddr, state: Arc<Mutex<TargetState>>) -> Target {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .route("/in", axum::routing::post(receive))
+            .with_state(state.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Target {
+            addr,
+            state,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops listening and closes every connection: the target is down.
+    async fn stop(self) -> (SocketAddr, Arc<Mutex<TargetState>>) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+        (self.addr, self.state)
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/in", self.addr)
+    }
+
+    fn received_keys(&self) -> HashSet<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .received
+            .iter()
+            .map(|(h, _)| h["idempotency-key"].to_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+fn sinks(toml: &str) -> Vec<SinkConfig> {
+    #[derive(serde::Deserialize)]
+    struct Sinks {
+        sinks: Vec<SinkConfig>,
+    }
+    let parsed: Sinks = figment::Figment::from(
+        <figment::providers::Toml as figment::providers::Format>::string(toml),
+    )
+    .extract()
+    .unwrap();
+    parsed.sinks
+}
+
+fn forward_toml(url: &str) -> String {
+    format!(
+        "[[sinks]]\ntype = \"forward\"\nname = \"crm\"\nurl = \"{url}\"\nbackoff_initial_ms = 50\nbackoff_max_ms = 400\nmax_attempts = 1000\ntimeout_secs = 2\n[sinks.headers]\nX-Api-Key = \"k1\"\n"
+    )
+}
+
+async fn app_with_sinks(toml: &str) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    config.sinks = sinks(&toml.replace("$DIR", &dir.path().display().to_string()));
+    TestApp::spawn(config, dir).await
+}
+
+async fn wait_for(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn file_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_goes_down_and_comes_back_gets_every_event() {
+    let target = Target::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;
+    let app = app_with_sinks(&forward_toml(&target.url())).await;
+    let (addr, state) = target.stop().await;
+
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let body = status_event(&format!("env-{i}"), &format!("msg-{i}"), "read").to_string();
+        assert_eq!(app.post(body.clone()).await.status(), 200);
+        sent.push(body);
+    }
+    // The target stays down a few seconds while the sink retries.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(state.lock().unwrap().received.is_empty());
+    let target = Target::start(addr, state).await;
+    wait_for("all 20 events at the target", 30, || {
+        target.received_keys().len() == 20
+    })
+    .await;
+
+    let received = &target.state.lock().unwrap().received;
+    for (i, body) in sent.iter().enumerate() {
+        let (headers, got) = received
+            .iter()
+            .find(|(h, _)| h["idempotency-key"] == format!("env-{i}").as_str())
+            .unwrap();
+        assert_eq!(got, body.as_bytes(), "byte for byte");
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(headers["x-api-key"], "k1");
+    }
+    assert!(app.reader().dead_letters().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_event_is_a_dead_letter_until_replayed() {
+    let target = Target::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;
+    target.state.lock().unwrap().refuse = Some("msg-bad".into());
+    let toml = forward_toml(&target.url());
+    let app = app_with_sinks(&toml).await;
+    app.post(status_event("e-bad", "msg-bad", "read").to_string())
+        .await;
+    app.post(status_event("e-good", "msg-good", "read").to_string())
+        .await;
+    wait_for("the good event", 10, || {
+        target.received_keys().contains("e-good")
+    })
+    .await;
+    wait_for("a dead letter", 10, || {
+        !app.reader().dead_letters().unwrap().is_empty()
+    })
+    .await;
+    let dead = app.reader().dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].source.as_str(), dead[0].sink.as_deref()),
+        ("sink", Some("crm"))
+    );
+    assert_eq!(dead[0].event_seq, Some(1));
+    assert_eq!(dead[0].code, "rejected_by_sink");
+    assert!(dead[0].reason.contains("400"), "{}", dead[0].reason);
+
+    // The target is fixed; `innohook replay` puts the event back in the queue.
+    target.state.lock().unwrap().refuse = None;
+    let config = write_config(
+        app.dir.path(),
+        &format!("[store]\ndir = {:?}\n{toml}", app.config.store.dir),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_innohook"))
+        .args(["replay", "--sink", "crm", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("1 dead letter(s) queued"));
+    wait_for("the replayed event", 10, || {
+        target.received_keys().contains("e-bad")
+    })
+    .await;
+    assert!(
+        app.reader().dead_letters().unwrap()[0]
+            .replayed_at
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_sink_does_not_delay_the_others() {
+    let target = Target::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;
+    target.state.lock().unwrap().hang = true;
+    let toml = format!(
+        "[[sinks]]\ntype = \"forward\"\nurl = \"{}\"\ntimeout_secs = 60\n[[sinks]]\ntype = \"file\"\npath = \"$DIR/events.jsonl\"\n",
+        target.url()
+    );
+    let app = app_with_sinks(&toml).await;
+    for i in 0..50 {
+        app.post(status_event(&format!("e{i}"), &format!("m{i}"), "read").to_string())
+            .await;
+    }
+    let path = app.dir.path().join("events.jsonl");
+    wait_for("50 lines from the file sink", 10, || {
+        file_lines(&path).len() == 50
+    })
+    .await;
+    assert!(target.received_keys().is_empty());
+}
+
+#[tokio::test]
+async fn the_file_sink_writes_each_event_once_as_received_and_honours_filters() {
+    let toml = "[[sinks]]\ntype = \"file\"\npath = \"$DIR/all.jsonl\"\n\
+                [[sinks]]\ntype = \"file\"\nname = \"failures\"\npath = \"$DIR/failed.jsonl\"\nstatuses = [\"failed\", \"SMECL:FAILED\"]\n";
+    let app = app_with_sinks(toml).await;
+    for name in ["delivered", "read", "failed"] {
+        assert_eq!(app.post(seed_bytes(name)).await.status(), 200);
+    }
+    let big = r#"{"id":"x","type":"whatsapp_mo_message_received","body":{"n":123456789012345678901234567890}}"#;
+    assert_eq!(app.post(big).await.status(), 200);
+    let all = app.dir.path().join("all.jsonl");
+    wait_for("4 lines", 10, || file_lines(&all).len() == 4).await;
+    let lines = file_lines(&all);
+    for (i, name) in ["delivered", "read", "failed"].iter().enumerate() {
+        assert_eq!(lines[i]["seq"], i as i64 + 1);
+        assert_eq!(lines[i]["event"], seed(name), "every field, same values");
+        assert!(lines[i]["receivedAt"].as_str().unwrap().ends_with('Z'));
+    }
+    assert_eq!(lines[0]["warnings"][0]["field"], "body.currency");
+    let text = std::fs::read_to_string(&all).unwrap();
+    assert!(
+        text.contains("123456789012345678901234567890"),
+        "every digit"
+    );
+
+    let failed = app.dir.path().join("failed.jsonl");
+    wait_for("the failure", 10, || file_lines(&failed).len() == 1).await;
+    assert_eq!(file_lines(&failed)[0]["event"]["body"]["status"], "failed");
+}
+
+#[tokio::test]
+async fn the_file_sink_rotates_by_size_and_keeps_order() {
+    let toml = "[[sinks]]\ntype = \"file\"\npath = \"$DIR/r.jsonl\"\nmax_bytes = 3000\nkeep = 50\nbatch_size = 1\n";
+    let app = app_with_sinks(toml).await;
+    for i in 0..20 {
+        app.post(status_event(&format!("e{i}"), &format!("m{i}"), "read").to_string())
+            .await;
+    }
+    let path = app.dir.path().join("r.jsonl");
+    let rotated = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+    let all_seqs = || -> Vec<i64> {
+        let mut files: Vec<PathBuf> = (1..=50).rev().map(rotated).filter(|p| p.exists()).collect();
+        files.push(path.clone());
+        files
+            .iter()
+            .flat_map(|f| file_lines(f))
+            .map(|l| l["seq"].as_i64().unwrap())
+            .collect()
+    };
+    wait_for("20 lines across the files", 10, || all_seqs().len() == 20).await;
+    assert_eq!(all_seqs(), (1..=20).collect::<Vec<_>>());
+    assert!(rotated(2).exists());
+    assert!(std::fs::metadata(rotated(1)).unwrap().len() >= 3000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_sink_has_no_missing_and_no_duplicate_line_after_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out/events.jsonl");
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = {:?}\n[log]\nformat = \"json\"\n[[sinks]]\ntype = \"file\"\npath = {file:?}\nbatch_size = 16\n",
+        dir.path().join("store")
+    );
+    let config = write_config(dir.path(), &toml);
+    let server = BinaryServer::start(&config);
+    let url = format!("http://{}/webhook", server.addr);
+    let acked = Arc::new(Mutex::new(0usize));
+    let mut senders = Vec::new();
+    for s in 0..8 {
+        let (url, acked) = (url.clone(), acked.clone());
+        senders.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0..100_000 {
+                let event = status_event(&format!("e-{s}-{i}"), &format!("m-{s}-{i}"), "read");
+                match client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(event.to_string())
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => *acked.lock().unwrap() += 1,
+                    _ => return,
+                }
+            }
+        }));
+    }
+    wait_for("events flowing", 60, || {
+        *acked.lock().unwrap() >= 300 && !file_lines(&file).is_empty()
+    })
+    .await;
+    server.kill();
+    for s in senders {
+        s.await.unwrap();
+    }
+
+    let server = BinaryServer::start(&config);
+    let client = reqwest::Client::new();
+    for i in 0..5 {
+        let event = status_event(&format!("after-{i}"), &format!("after-{i}"), "read");
+        let res = client
+            .post(format!("http://{}/webhook", server.addr))
+            .header("content-type", "application/json")
+            .body(event.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let stored = innohook::store::Reader::open(&dir.path().join("store"))
+        .unwrap()
+        .count_events()
+        .unwrap();
+    assert!(stored >= 305);
+    wait_for("the file to catch up", 30, || {
+        file_lines(&file).len() as i64 >= stored
+    })
+    .await;
+    let seqs: Vec<i64> = file_lines(&file)
+        .iter()
+        .map(|l| l["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=stored).collect::<Vec<_>>(),
+        "each event exactly once, in order"
+    );
+    server.kill();
+}

@@ -141,3 +141,47 @@ pub fn replay(
     )?;
     Ok(0)
 }
+
+/// `innohook healthcheck`: GETs /healthz on the configured address (loopback when it
+/// listens on all addresses); exit 0 on 200, 1 otherwise. For Docker's HEALTHCHECK.
+pub fn healthcheck(config_path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<i32> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpStream};
+    use std::time::Duration;
+    let config = crate::config::Config::load(config_path)?;
+    let mut addr = config.server.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let timeout = Duration::from_secs(3);
+    let status = (|| -> std::io::Result<[u8; 12]> {
+        let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head)?;
+        Ok(head)
+    })();
+    match status {
+        Ok(head) if head.starts_with(b"HTTP/1.1 200") => {
+            writeln!(out, "healthy: http://{addr}/healthz answered 200")?;
+            Ok(0)
+        }
+        Ok(head) => {
+            writeln!(
+                out,
+                "unhealthy: http://{addr}/healthz answered {}",
+                String::from_utf8_lossy(&head)
+            )?;
+            Ok(1)
+        }
+        Err(e) => {
+            writeln!(out, "unhealthy: http://{addr}/healthz: {e}")?;
+            Ok(1)
+        }
+    }
+}

@@ -8,12 +8,13 @@
 //! - [`sink`]: the `Sink` trait, one file per sink, and the runner that feeds each one.
 //! - [`server`]: builds all of the above from a config and runs it; [`shutdown`] stops it.
 //! - [`commands`]: the subcommands, so `main.rs` only parses arguments.
-//! - [`telemetry`]: logging setup.
+//! - [`telemetry`]: logging setup; [`metrics`]: Prometheus metrics.
 
 pub mod commands;
 pub mod config;
 pub mod event;
 pub mod http;
+pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod sink;

@@ -33,6 +33,8 @@ enum Command {
         #[arg(long)]
         sink: Option<String>,
     },
+    /// GET /healthz on the configured address; exit 0 when healthy (for Docker HEALTHCHECK).
+    Healthcheck,
     /// Check one payload offline: prints the verdict, exits 0 if accepted, 1 if rejected.
     Validate {
         /// The payload file, or `-` for standard input.
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::CheckConfig => innohook::commands::check_config(config, &mut out),
         Command::DeadLetters => innohook::commands::dead_letters(config, &mut out),
         Command::Replay { sink } => innohook::commands::replay(config, sink.as_deref(), &mut out),
+        Command::Healthcheck => innohook::commands::healthcheck(config, &mut out),
         Command::Validate { file } => innohook::commands::validate(&file, &mut out),
     };
     match result {

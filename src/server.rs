@@ -76,6 +76,7 @@ impl App {
             shutting_down: shutting_down.clone(),
             webhook_path: config.server.path.as_str().into(),
             max_body_bytes: config.server.max_body_bytes,
+            metrics: crate::metrics::install(),
         };
         let pruner = tokio::spawn(prune_dedup_keys(
             store.clone(),

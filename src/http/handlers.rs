@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::event;
+use crate::metrics as m;
 use crate::store::Outcome;
 
 /// `POST {path}`: authenticate, parse, commit, answer.
@@ -22,7 +23,9 @@ pub async fn webhook(
     if state.shutting_down.load(Ordering::Relaxed) {
         return Err(ApiError::ShuttingDown);
     }
-    state.auth.check(&headers)?;
+    state.auth.check(&headers).inspect_err(|_| {
+        metrics::counter!(m::UNAUTHORIZED).increment(1);
+    })?;
     if !is_json(&headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
@@ -34,14 +37,30 @@ pub async fn webhook(
     })?;
     match event::parse(&body) {
         Ok(accepted) => {
-            let event_id = accepted.envelope.id().to_owned();
+            let env = &accepted.envelope;
+            let event_id = env.id().to_owned();
+            let event_type = m::bounded_label(env.event_type());
+            let event_status = env
+                .message_status()
+                .map(|s| m::bounded_label(s.status().as_str()));
             let outcome = state.store.accept(&accepted, body.to_vec()).await.map_err(|e| {
                 tracing::error!(error = %e, event_id, "Could not store an event; answering 503.");
+                metrics::counter!(m::STORE_UNAVAILABLE).increment(1);
                 ApiError::StoreUnavailable
             })?;
             let status = match outcome {
-                Outcome::Accepted { .. } => "accepted",
-                Outcome::Duplicate { .. } => "duplicate",
+                Outcome::Accepted { .. } => {
+                    let labels = [
+                        ("type", event_type),
+                        ("status", event_status.unwrap_or_default()),
+                    ];
+                    metrics::counter!(m::EVENTS_RECEIVED, &labels).increment(1);
+                    "accepted"
+                }
+                Outcome::Duplicate { .. } => {
+                    metrics::counter!(m::DUPLICATES, "type" => event_type).increment(1);
+                    "duplicate"
+                }
             };
             Ok(Json(json!({"status": status, "eventId": event_id})))
         }
@@ -52,8 +71,10 @@ pub async fn webhook(
                 .await
                 .map_err(|e| {
                     tracing::error!(error = %e, "Could not keep a rejected payload; answering 503.");
+                    metrics::counter!(m::STORE_UNAVAILABLE).increment(1);
                     ApiError::StoreUnavailable
                 })?;
+            metrics::counter!(m::REJECTIONS, "code" => rejection.code.as_str()).increment(1);
             tracing::info!(
                 code = rejection.code.as_str(),
                 field = rejection.field,
@@ -88,6 +109,16 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         ApiError::StoreUnavailable
     })?;
     Ok(Json(json!({"status": "ready"})))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(
+    State(state): State<AppState>,
+) -> ([(header::HeaderName, &'static str); 1], String) {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }
 
 pub async fn not_found(State(state): State<AppState>) -> ApiError {

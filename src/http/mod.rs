@@ -12,9 +12,16 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -33,6 +40,7 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
     pub webhook_path: Arc<str>,
     pub max_body_bytes: usize,
+    pub metrics: PrometheusHandle,
 }
 
 /// Paths that belong to innohook itself and cannot be the webhook path.
@@ -47,12 +55,34 @@ pub fn router(state: AppState, cfg: &ServerConfig) -> Router {
         )
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
+        .route("/metrics", get(handlers::metrics))
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.request_timeout_secs),
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(record_latency))
+        // Outermost first: mark secrets, give every request an id, log it in a span
+        // carrying that id, and send the id back.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req
+                .extensions()
+                .get::<RequestId>()
+                .and_then(|id| id.header_value().to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
         .with_state(state)
+}
+
+async fn record_latency(req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    metrics::histogram!(crate::metrics::REQUEST_DURATION, "status" => res.status().as_str().to_owned())
+        .record(started.elapsed().as_secs_f64());
+    res
 }

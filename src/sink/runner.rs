@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::{Sink, SinkConfig};
+use crate::metrics as m;
 use crate::store::{Reader, Store, StoredEvent, UndeliveredEvent};
 
 /// How often a runner looks for replayed dead letters when no new event arrives.
@@ -69,8 +70,12 @@ impl Runner {
         };
         let mut committed = self.store.last_seq();
         tracing::info!(sink = name, cursor = self.cursor, "Sink started.");
+        let pending = metrics::gauge!(m::SINK_PENDING, "sink" => name.clone());
+        let delivered = metrics::counter!(m::SINK_DELIVERED, "sink" => name.clone());
+        let dead_lettered = metrics::counter!(m::SINK_DEAD, "sink" => name.clone());
         while !*stop.borrow() {
-            committed.borrow_and_update();
+            let head = *committed.borrow_and_update();
+            pending.set((head - self.cursor).max(0) as f64);
             let batch = self.config.common.batch_size.max(1);
             let (name2, cursor) = (name.clone(), self.cursor);
             let read = blocking(reader, move |r| {
@@ -129,6 +134,8 @@ impl Runner {
                     }
                 }
             }
+            delivered.increment((wanted.len() - dead.len()) as u64);
+            dead_lettered.increment(dead.len() as u64);
             if let Some(c) = cursor {
                 self.cursor = c;
             }
@@ -197,6 +204,8 @@ impl Runner {
                 }));
                 break;
             }
+            metrics::counter!(m::SINK_RETRIED, "sink" => name.to_owned())
+                .increment(pending.len() as u64);
             let wait = policy.delay(attempt);
             tracing::warn!(
                 sink = name,

@@ -74,6 +74,9 @@ pub(super) fn run(
         let size = batch.len();
         let started = std::time::Instant::now();
         let commit = commit_batch(&mut conn, &mut batch);
+        metrics::histogram!(crate::metrics::COMMIT_DURATION)
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::metrics::COMMIT_BATCH).record(size as f64);
         if let Err(e) = &commit {
             tracing::error!(error = %e, ops = size, "Store commit failed; every write in the batch is answered with an error.");
         }

@@ -6,6 +6,7 @@ mod event_props;
 mod event_rules;
 mod event_seeds;
 mod http_receiver;
+mod ops;
 mod process;
 mod sinks;
 mod validate_cli;

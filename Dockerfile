@@ -1,0 +1,32 @@
+# innohook: multi-stage build, small non-root runtime image.
+#   docker build -t innohook .
+#   docker run -p 8080:8080 -v innohook-data:/data -e INNOHOOK_AUTH__AUTHORIZATION='Bearer …' innohook
+
+FROM rust:1-bookworm AS build
+WORKDIR /src
+# Dependencies first, in their own layer: rebuilt only when Cargo.toml or Cargo.lock change.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src benches \
+    && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && echo 'fn main() {}' > benches/parse.rs \
+    && cargo build --release --locked \
+    && rm -rf src benches
+# Then the sources.
+COPY src ./src
+COPY benches ./benches
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --no-create-home --home-dir /data innohook \
+    && mkdir /data && chown innohook /data
+COPY --from=build /src/target/release/innohook /usr/local/bin/innohook
+# Defaults inside the image (the log sink is on by default): override any key with
+# INNOHOOK_<SECTION>__<KEY>, or mount a file and pass --config.
+ENV INNOHOOK_SERVER__LISTEN=0.0.0.0:8080 \
+    INNOHOOK_STORE__DIR=/data
+USER innohook
+VOLUME /data
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 CMD ["innohook", "healthcheck"]
+ENTRYPOINT ["innohook"]
+CMD ["serve"]

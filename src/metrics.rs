@@ -1,0 +1,112 @@
+//! Prometheus metrics: every name in one place. The recorder is process-wide and installed
+//! once; `GET /metrics` renders it.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const EVENTS_RECEIVED: &str = "innohook_events_received_total";
+pub const DUPLICATES: &str = "innohook_events_duplicate_total";
+pub const REJECTIONS: &str = "innohook_rejections_total";
+pub const UNAUTHORIZED: &str = "innohook_unauthorized_total";
+pub const STORE_UNAVAILABLE: &str = "innohook_store_unavailable_total";
+pub const REQUEST_DURATION: &str = "innohook_request_duration_seconds";
+pub const COMMIT_DURATION: &str = "innohook_store_commit_duration_seconds";
+pub const COMMIT_BATCH: &str = "innohook_store_commit_batch_size";
+pub const SINK_DELIVERED: &str = "innohook_sink_delivered_total";
+pub const SINK_RETRIED: &str = "innohook_sink_retried_total";
+pub const SINK_DEAD: &str = "innohook_sink_dead_lettered_total";
+pub const SINK_PENDING: &str = "innohook_sink_pending_events";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the recorder (once per process) and returns the handle that renders it.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(COMMIT_BATCH.into()),
+                        &[
+                            1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                        ],
+                    )
+                })
+                .expect("bucket lists are not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("Another metrics recorder is installed; /metrics stays empty.");
+            }
+            describe();
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("spawn metrics upkeep");
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(
+        EVENTS_RECEIVED,
+        "Events accepted and stored, by type and status."
+    );
+    describe_counter!(
+        DUPLICATES,
+        "Redelivered events recognised as duplicates, by type."
+    );
+    describe_counter!(REJECTIONS, "Payloads rejected with 400, by code.");
+    describe_counter!(UNAUTHORIZED, "Requests refused with 401.");
+    describe_counter!(
+        STORE_UNAVAILABLE,
+        "Requests answered 503 because the store could not commit."
+    );
+    describe_histogram!(REQUEST_DURATION, "HTTP request latency, by status code.");
+    describe_histogram!(
+        COMMIT_DURATION,
+        "Time of one group commit (transaction and fsync)."
+    );
+    describe_histogram!(COMMIT_BATCH, "Writes per group commit.");
+    describe_counter!(SINK_DELIVERED, "Events delivered, by sink.");
+    describe_counter!(
+        SINK_RETRIED,
+        "Delivery attempts that failed and were retried, by sink."
+    );
+    describe_counter!(
+        SINK_DEAD,
+        "Events a sink gave up on (dead letters), by sink."
+    );
+    describe_gauge!(
+        SINK_PENDING,
+        "Committed events a sink has not finished yet."
+    );
+}
+
+/// A label value from the wire, bounded so a sender cannot create unbounded series.
+pub fn bounded_label(value: &str) -> String {
+    let ok = value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_:.-".contains(&b));
+    if ok {
+        value.to_owned()
+    } else {
+        "other".to_owned()
+    }
+}

@@ -1,0 +1,222 @@
+//! Operations: /metrics moving, request ids in logs, secrets kept out of logs, the
+//! healthcheck command, and config.example.toml telling the truth.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use innohook::config::{Config, LogConfig, ServerConfig, StoreConfig};
+use innohook::sink::{SinkCommon, SinkKind};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+/// The value of one series in Prometheus text (0 when absent).
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_every_outcome() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    config.auth.username = Some("metrics-user".into());
+    config.sinks[0].common.name = Some("metrics-log".into());
+    let app = TestApp::spawn(config, dir).await;
+    let scrape = || async {
+        let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.text().await.unwrap()
+    };
+    let post = |body: String| {
+        app.client
+            .post(app.url("/webhook"))
+            .header("content-type", "application/json")
+            .header("UserName", "metrics-user")
+            .body(body)
+            .send()
+    };
+    let before = scrape().await;
+    let received =
+        r#"innohook_events_received_total{type="whatsapp_message_status_updated",status="failed"}"#;
+    let duplicate = r#"innohook_events_duplicate_total{type="whatsapp_message_status_updated"}"#;
+    let rejected = r#"innohook_rejections_total{code="missing_error_data"}"#;
+    let delivered = r#"innohook_sink_delivered_total{sink="metrics-log"}"#;
+
+    let failed = status_event("metrics-e1", "metrics-m1", "failed").to_string();
+    assert_eq!(post(failed.clone()).await.unwrap().status(), 200);
+    assert_eq!(post(failed).await.unwrap().status(), 200);
+    let bad = remove(
+        status_event("metrics-e2", "metrics-m2", "failed"),
+        "body.errorData",
+    );
+    assert_eq!(post(bad.to_string()).await.unwrap().status(), 400);
+    let res = app
+        .client
+        .post(app.url("/webhook"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    let mut after = scrape().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metric(&after, delivered) < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sink never reported a delivery"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        after = scrape().await;
+    }
+    assert!(
+        metric(&after, received) >= metric(&before, received) + 1.0,
+        "{after}"
+    );
+    assert!(metric(&after, duplicate) >= metric(&before, duplicate) + 1.0);
+    assert!(metric(&after, rejected) >= metric(&before, rejected) + 1.0);
+    assert!(
+        metric(&after, "innohook_unauthorized_total")
+            >= metric(&before, "innohook_unauthorized_total") + 1.0
+    );
+    assert_eq!(
+        metric(
+            &after,
+            r#"innohook_sink_pending_events{sink="metrics-log"}"#
+        ),
+        0.0
+    );
+    assert!(
+        after.contains("innohook_request_duration_seconds_bucket{status=\"200\""),
+        "{after}"
+    );
+    assert!(after.contains("innohook_store_commit_duration_seconds_count"));
+}
+
+#[tokio::test]
+async fn every_log_line_of_a_request_carries_its_id_and_never_the_authorization_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = {:?}\n[log]\nformat = \"json\"\nlevel = \"debug\"\n[auth]\nusername = \"acme\"\n",
+        dir.path().join("store")
+    );
+    let path = write_config(dir.path(), &toml);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_innohook"));
+    command
+        .arg("--config")
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .env("INNOHOOK_AUTH__AUTHORIZATION", "Bearer topsecret-4711");
+    let server = BinaryServer::start_command(command);
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for body in [seed_bytes("read"), b"{".to_vec()] {
+        let res = client
+            .post(format!("http://{}/webhook", server.addr))
+            .header("content-type", "application/json")
+            .header("UserName", "acme")
+            .header("Authorization", "Bearer topsecret-4711")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        ids.push(res.headers()["x-request-id"].to_str().unwrap().to_owned());
+    }
+    let logs = server.log_lines.clone();
+    wait_until(
+        "the rejection's log line",
+        std::time::Duration::from_secs(10),
+        || {
+            logs.lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("Rejected a payload"))
+        },
+    );
+    let lines = logs.lock().unwrap().clone();
+    server.kill();
+    assert!(
+        lines.iter().all(|l| !l.contains("topsecret-4711")),
+        "the secret leaked into the logs"
+    );
+    let rejection: Value = serde_json::from_str(
+        lines
+            .iter()
+            .find(|l| l.contains("Rejected a payload"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        rejection["span"]["request_id"],
+        ids[1].as_str(),
+        "{rejection}"
+    );
+    assert!(lines.iter().any(|l| l.contains(&ids[0])));
+}
+
+#[tokio::test]
+async fn healthcheck_exits_0_while_serving_and_1_when_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = {:?}\n[log]\nformat = \"json\"\n",
+        dir.path().join("store")
+    );
+    let path = write_config(dir.path(), &toml);
+    let server = BinaryServer::start(&path);
+    let check = |addr: String| {
+        Command::new(env!("CARGO_BIN_EXE_innohook"))
+            .arg("healthcheck")
+            .arg("--config")
+            .arg(&path)
+            .env("INNOHOOK_SERVER__LISTEN", addr)
+            .output()
+            .unwrap()
+    };
+    let addr = server.addr.to_string();
+    let up = check(addr.clone());
+    assert_eq!(
+        up.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&up.stdout)
+    );
+    server.kill();
+    let down = check(addr);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stdout).starts_with("unhealthy"));
+}
+
+#[test]
+fn config_example_parses_and_states_the_real_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let example = Config::load(Some(&path)).expect("config.example.toml is valid");
+    assert_eq!(json(&example.server), json(&ServerConfig::default()));
+    assert_eq!(json(&example.store), json(&StoreConfig::default()));
+    assert_eq!(json(&example.log), json(&LogConfig::default()));
+    assert_eq!(example.sinks.len(), 3);
+    let mut first = example.sinks[0].common.clone();
+    assert_eq!(first.name.take().as_deref(), Some("log"));
+    assert_eq!(json(&first), json(&SinkCommon::default()));
+    let kinds: Vec<_> = example
+        .sinks
+        .iter()
+        .map(|s| serde_json::to_value(&s.kind).unwrap()["type"].clone())
+        .collect();
+    assert_eq!(kinds, ["log", "file", "forward"]);
+    match &example.sinks[1].kind {
+        SinkKind::File(f) => assert_eq!((f.max_bytes, f.keep), (104_857_600, 5)),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A config section's JSON form, to compare sections that do not implement PartialEq.
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap()
+}

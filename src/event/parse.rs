@@ -4,8 +4,12 @@
 //! unexpected, or a [`Rejection`] for what cannot be interpreted. Rejections carry a
 //! stable code, the field path and a sentence for the person who reads the HTTP 400.
 
-use serde::Serialize;
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::types::*;
 
@@ -64,7 +68,7 @@ impl Rejection {
 }
 
 /// An event that passed validation, with what was unexpected in it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Accepted {
     pub envelope: Envelope,
     pub warnings: Vec<Warning>,
@@ -86,33 +90,52 @@ const CONVERSATION_FIELDS: &[&str] = &["id", "initiateType", "expireAt"];
 const ERROR_FIELDS: &[&str] = &["errorCode", "errorMessage"];
 
 /// Parses and validates one request body.
+///
+/// The JSON is read once into borrowed pieces (no `Value` tree is built); the envelope
+/// keeps its exact text, so nothing that came with it can be lost.
 pub fn parse(bytes: &[u8]) -> Result<Accepted, Rejection> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+    if nesting_depth(bytes) > MAX_DEPTH {
+        return Err(Rejection::new(
+            RejectCode::InvalidJson,
+            None,
+            format!(
+                "The request body nests arrays or objects more than {MAX_DEPTH} levels deep; an InnoPaaS event never does."
+            ),
+        ));
+    }
+    let raw: &RawValue = serde_json::from_slice(bytes).map_err(|e| {
         Rejection::new(
             RejectCode::InvalidJson,
             None,
             format!("The request body is not valid JSON ({e}); send the event as a JSON object."),
         )
     })?;
-    parse_value(value)
+    parse_raw(raw)
 }
 
 /// Validates an already-parsed JSON value.
-pub fn parse_value(raw: Value) -> Result<Accepted, Rejection> {
+pub fn parse_value(value: &Value) -> Result<Accepted, Rejection> {
+    let text = serde_json::to_string(value).expect("a Value serialises");
+    parse(text.as_bytes())
+}
+
+fn parse_raw(raw: &RawValue) -> Result<Accepted, Rejection> {
     let mut warnings = Vec::new();
-    let Value::Object(top) = &raw else {
-        return Err(Rejection::new(
-            RejectCode::NotAnObject,
-            None,
-            format!(
-                "The request body is a JSON {}, but an InnoPaaS event is a JSON object with id, type, eventTime and body.",
-                kind(&raw)
-            ),
-        ));
+    let top = match kind(raw) {
+        "object" => RawObject::parse(raw),
+        other => {
+            return Err(Rejection::new(
+                RejectCode::NotAnObject,
+                None,
+                format!(
+                    "The request body is a JSON {other}, but an InnoPaaS event is a JSON object with id, type, eventTime and body."
+                ),
+            ));
+        }
     };
-    let root = Fields::new(top, "");
+    let root = Fields::new(&top, "");
     let id = root.required_id("id", "the envelope id")?;
-    let event_type = root.required_str("type", "the event type")?.to_owned();
+    let event_type = root.required_str("type", "the event type")?;
     let event_time = root.optional_time("eventTime")?;
     if event_time.is_none() {
         warnings.push(warning(
@@ -123,20 +146,30 @@ pub fn parse_value(raw: Value) -> Result<Accepted, Rejection> {
     }
     let body = match root.get("body") {
         None => return Err(root.missing("body", "the event body")),
-        Some(Value::Object(b)) if b.is_empty() => {
-            return Err(root.empty("body", "the event body"));
-        }
-        Some(Value::Object(b)) => b,
-        Some(other) => return Err(root.wrong_type("body", "a JSON object", other)),
+        Some(b) if kind(b) != "object" => return Err(root.wrong_type("body", "a JSON object", b)),
+        Some(b) => b,
     };
+    let body_fields = RawObject::parse(body);
+    if body_fields.0.is_empty() {
+        return Err(root.empty("body", "the event body"));
+    }
     root.flag_unknown(ENVELOPE_FIELDS, &mut warnings);
 
     let event = if event_type == MESSAGE_STATUS_TYPE {
-        Event::MessageStatus(parse_status(Fields::new(body, "body"), &mut warnings)?)
+        Event::MessageStatus(parse_status(
+            Fields::new(&body_fields, "body"),
+            &mut warnings,
+        )?)
     } else {
         Event::Other {
             event_type: event_type.clone(),
-            body: Value::Object(body.clone()),
+            body: serde_json::from_str(body.get()).map_err(|e| {
+                Rejection::new(
+                    RejectCode::InvalidJson,
+                    Some("body".into()),
+                    format!("body cannot be read as JSON ({e})."),
+                )
+            })?,
         }
     };
     Ok(Accepted {
@@ -145,17 +178,20 @@ pub fn parse_value(raw: Value) -> Result<Accepted, Rejection> {
             event_type,
             event_time,
             event,
-            raw,
+            raw: raw.to_owned(),
         },
         warnings,
     })
 }
 
-fn parse_status(body: Fields<'_>, warnings: &mut Vec<Warning>) -> Result<StatusEvent, Rejection> {
+fn parse_status(
+    body: Fields<'_, '_>,
+    warnings: &mut Vec<Warning>,
+) -> Result<StatusEvent, Rejection> {
     let message_id = body.required_id("id", "the InnoPaaS message id")?;
     let account_name = body.required_id("accountName", "the API account")?;
     let waba_id = body.required_id("wabaId", "the WhatsApp Business Account id")?;
-    let status = Status::parse(body.required_str(
+    let status = Status::parse(&body.required_str(
         "status",
         "the message status (delivered, read, failed or SMECL:FAILED)",
     )?);
@@ -167,7 +203,7 @@ fn parse_status(body: Fields<'_>, warnings: &mut Vec<Warning>) -> Result<StatusE
 
     let conversation = match body.optional_object("conversation")? {
         None => None,
-        Some(c) => Some(parse_conversation(c, warnings)?),
+        Some((object, path)) => Some(parse_conversation(Fields::new(&object, &path), warnings)?),
     };
     let error = parse_error_data(&body, &status, warnings)?;
     body.flag_unknown(STATUS_FIELDS, warnings);
@@ -212,11 +248,13 @@ fn parse_status(body: Fields<'_>, warnings: &mut Vec<Warning>) -> Result<StatusE
 }
 
 fn parse_conversation(
-    c: Fields<'_>,
+    c: Fields<'_, '_>,
     warnings: &mut Vec<Warning>,
 ) -> Result<Conversation, Rejection> {
     let id = c.optional_id("id")?;
-    let initiate_type = c.optional_str("initiateType")?.map(InitiateType::parse);
+    let initiate_type = c
+        .optional_str("initiateType")?
+        .map(|t| InitiateType::parse(&t));
     let expire_at = c.optional_time("expireAt")?;
     c.flag_unknown(CONVERSATION_FIELDS, warnings);
     match &initiate_type {
@@ -249,12 +287,12 @@ fn parse_conversation(
 }
 
 fn parse_error_data(
-    body: &Fields<'_>,
+    body: &Fields<'_, '_>,
     status: &Status,
     warnings: &mut Vec<Warning>,
 ) -> Result<Option<ErrorData>, Rejection> {
     let failed = *status == Status::Failed;
-    let Some(e) = body.optional_object("errorData")? else {
+    let Some((object, path)) = body.optional_object("errorData")? else {
         if failed {
             return Err(Rejection::new(
                 RejectCode::MissingErrorData,
@@ -264,8 +302,9 @@ fn parse_error_data(
         }
         return Ok(None);
     };
+    let e = Fields::new(&object, &path);
     let code = e.optional_id("errorCode")?.filter(|c| !c.is_empty());
-    let message = e.optional_str("errorMessage")?.map(str::to_owned);
+    let message = e.optional_str("errorMessage")?;
     e.flag_unknown(ERROR_FIELDS, warnings);
     if matches!(status, Status::Delivered | Status::Read) {
         warnings.push(warning(
@@ -305,40 +344,122 @@ fn warning(code: &'static str, field: &str, message: String) -> Warning {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
+/// Deepest nesting accepted; far below serde_json's own limit, far above any real event.
+const MAX_DEPTH: usize = 64;
+
+/// How deeply arrays and objects nest in JSON text (brackets inside strings do not count).
+fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// The JSON type of a raw value, from its first byte.
+fn kind(v: &RawValue) -> &'static str {
+    match v.get().as_bytes().first() {
+        Some(b'{') => "object",
+        Some(b'[') => "array",
+        Some(b'"') => "string",
+        Some(b't' | b'f') => "boolean",
+        Some(b'n') => "null",
+        _ => "number",
     }
 }
 
 /// The text of an id-like field: a string, or an integer written with every digit.
-fn id_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => {
-            let s = n.to_string();
-            let digits = s.strip_prefix('-').unwrap_or(&s);
-            (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(s)
+fn id_text(v: &RawValue) -> Option<String> {
+    match kind(v) {
+        "string" => serde_json::from_str(v.get()).ok(),
+        "number" => {
+            let s = v.get();
+            let digits = s.strip_prefix('-').unwrap_or(s);
+            (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then(|| s.to_owned())
         }
         _ => None,
     }
 }
 
+/// A JSON object as its members in order, each value still raw (borrowed, unparsed).
+struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> RawObject<'a> {
+    /// `raw` must be a JSON object (see [`kind`]); its members were validated with it.
+    fn parse(raw: &'a RawValue) -> Self {
+        serde_json::from_str(raw.get()).expect("a raw JSON object parses as one")
+    }
+}
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    members.push((key.0, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(RawObject(members))
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+/// An object key, borrowed from the input unless it had escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> Visitor<'de> for Text {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(Text)
+    }
+}
+
 /// One JSON object being read, with the path that names its fields in messages.
-struct Fields<'a> {
-    map: &'a Map<String, Value>,
+struct Fields<'o, 'a> {
+    object: &'o RawObject<'a>,
     prefix: String,
 }
 
-impl<'a> Fields<'a> {
-    fn new(map: &'a Map<String, Value>, prefix: &str) -> Self {
+impl<'o, 'a> Fields<'o, 'a> {
+    fn new(object: &'o RawObject<'a>, prefix: &str) -> Self {
         Self {
-            map,
+            object,
             prefix: prefix.to_owned(),
         }
     }
@@ -351,9 +472,15 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// The field's value; `null` counts as absent.
-    fn get(&self, key: &str) -> Option<&'a Value> {
-        self.map.get(key).filter(|v| !v.is_null())
+    /// The field's raw value; `null` counts as absent. A repeated key: the last one wins.
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.object
+            .0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
+            .filter(|v| kind(v) != "null")
     }
 
     fn missing(&self, key: &str, what: &str) -> Rejection {
@@ -374,7 +501,7 @@ impl<'a> Fields<'a> {
         )
     }
 
-    fn wrong_type(&self, key: &str, expected: &str, got: &Value) -> Rejection {
+    fn wrong_type(&self, key: &str, expected: &str, got: &RawValue) -> Rejection {
         let path = self.path(key);
         Rejection::new(
             RejectCode::InvalidField,
@@ -383,18 +510,20 @@ impl<'a> Fields<'a> {
         )
     }
 
-    fn required_str(&self, key: &str, what: &str) -> Result<&'a str, Rejection> {
+    fn required_str(&self, key: &str, what: &str) -> Result<String, Rejection> {
         match self.optional_str(key)? {
             None => Err(self.missing(key, what)),
-            Some("") => Err(self.empty(key, what)),
+            Some(s) if s.is_empty() => Err(self.empty(key, what)),
             Some(s) => Ok(s),
         }
     }
 
-    fn optional_str(&self, key: &str) -> Result<Option<&'a str>, Rejection> {
+    fn optional_str(&self, key: &str) -> Result<Option<String>, Rejection> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
+            Some(v) if kind(v) == "string" => Ok(Some(
+                serde_json::from_str(v.get()).expect("a raw JSON string parses as one"),
+            )),
             Some(other) => Err(self.wrong_type(key, "a string", other)),
         }
     }
@@ -416,13 +545,10 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn optional_object(&self, key: &str) -> Result<Option<Fields<'a>>, Rejection> {
+    fn optional_object(&self, key: &str) -> Result<Option<(RawObject<'a>, String)>, Rejection> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::Object(m)) => Ok(Some(Fields {
-                map: m,
-                prefix: self.path(key),
-            })),
+            Some(v) if kind(v) == "object" => Ok(Some((RawObject::parse(v), self.path(key)))),
             Some(other) => Err(self.wrong_type(key, "a JSON object", other)),
         }
     }
@@ -431,7 +557,7 @@ impl<'a> Fields<'a> {
         let Some(s) = self.optional_str(key)? else {
             return Ok(None);
         };
-        Timestamp::parse(s).map(Some).ok_or_else(|| {
+        Timestamp::parse(&s).map(Some).ok_or_else(|| {
             let path = self.path(key);
             Rejection::new(
                 RejectCode::InvalidTimestamp,
@@ -444,7 +570,12 @@ impl<'a> Fields<'a> {
     }
 
     fn flag_unknown(&self, known: &[&str], warnings: &mut Vec<Warning>) {
-        for key in self.map.keys().filter(|k| !known.contains(&k.as_str())) {
+        for (key, _) in self
+            .object
+            .0
+            .iter()
+            .filter(|(k, _)| !known.contains(&k.as_ref()))
+        {
             let path = self.path(key);
             warnings.push(Warning {
                 code: "unknown_field",

@@ -7,19 +7,20 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The event type this product exists for.
 pub const MESSAGE_STATUS_TYPE: &str = "whatsapp_message_status_updated";
 
 /// One accepted push: the envelope `{id, type, eventTime, body}`, typed, plus
 /// the JSON exactly as it arrived (every field, in order, numbers with every digit).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Envelope {
     pub(super) id: String,
     pub(super) event_type: String,
     pub(super) event_time: Option<Timestamp>,
     pub(super) event: Event,
-    pub(super) raw: Value,
+    pub(super) raw: Box<RawValue>,
 }
 
 impl Envelope {
@@ -46,9 +47,13 @@ impl Envelope {
             Event::Other { .. } => None,
         }
     }
-    /// The whole envelope as received; re-serialising it loses no field and no digit.
-    pub fn raw(&self) -> &Value {
+    /// The whole envelope exactly as received: every field, in order, every digit.
+    pub fn raw(&self) -> &RawValue {
         &self.raw
+    }
+    /// The whole envelope as a JSON value (fields in order, numbers with every digit).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.raw.get()).expect("raw is valid JSON")
     }
 
     /// The key under which a redelivery of this event is recognised.

@@ -88,7 +88,8 @@ fn check_round_trip(input: &Value) -> Result<(), TestCaseError> {
     if let Ok(accepted) = parse(text.as_bytes()) {
         let env = &accepted.envelope;
         // Same fields, same order, same digits.
-        prop_assert_eq!(serde_json::to_string(env.raw()).unwrap(), text);
+        prop_assert_eq!(env.raw().get(), text.as_str());
+        prop_assert_eq!(&env.to_value(), input);
         if let Event::MessageStatus(s) = env.event() {
             let body = &input["body"];
             let text_of = |v: &Value| match v {
@@ -140,4 +141,23 @@ fn deep_nesting_is_rejected_not_a_stack_overflow() {
         parse(deep.as_bytes()).unwrap_err().code.as_str(),
         "invalid_json"
     );
+}
+
+#[test]
+fn deep_nesting_inside_an_event_is_rejected_too() {
+    let body = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+    for event in [
+        format!(r#"{{"id":"x","type":"whatsapp_mo_message_received","body":{{"deep":{body}}}}}"#),
+        format!(
+            r#"{{"id":"x","type":"whatsapp_message_status_updated","body":{{"deep":{body}}}}}"#
+        ),
+    ] {
+        assert_eq!(
+            parse(event.as_bytes()).unwrap_err().code.as_str(),
+            "invalid_json"
+        );
+    }
+    // Brackets inside strings are text, not nesting.
+    let text = serde_json::json!({"id": "x", "type": "t", "body": {"s": "[".repeat(500)}});
+    assert!(parse(text.to_string().as_bytes()).is_ok());
 }

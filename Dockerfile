@@ -20,10 +20,10 @@ FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --no-create-home --home-dir /data innohook \
     && mkdir /data && chown innohook /data
 COPY --from=build /src/target/release/innohook /usr/local/bin/innohook
-# Defaults inside the image (the log sink is on by default): override any key with
-# INNOHOOK_<SECTION>__<KEY>, or mount a file and pass --config.
-ENV INNOHOOK_SERVER__LISTEN=0.0.0.0:8080 \
-    INNOHOOK_STORE__DIR=/data
+# The built-in defaults are the image's: listen 0.0.0.0:8080, store ./data (= /data from
+# the working directory /), log sink on. Override any key with INNOHOOK_<SECTION>__<KEY>,
+# or mount a file and pass --config (no ENV here, so the file's values are not overridden).
+WORKDIR /
 USER innohook
 VOLUME /data
 EXPOSE 8080

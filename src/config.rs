@@ -138,7 +138,9 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed("INNOHOOK_").split("__"));
+        // INNOHOOK_CONFIG names the file (see --help); it is not a key.
+        let env = Env::prefixed("INNOHOOK_").ignore(&["config"]).split("__");
+        figment = figment.merge(env);
         // The environment provider reads values as TOML, so a secret such as `007` would
         // arrive as the number 7. Secrets are taken verbatim instead.
         for (var, key) in SECRET_VARS {
@@ -169,6 +171,28 @@ impl Config {
             self.server.max_body_bytes > 0,
             "server.max_body_bytes must be > 0"
         );
+        for (key, value) in [
+            ("auth.username", &self.auth.username),
+            ("auth.authorization", &self.auth.authorization),
+        ] {
+            anyhow::ensure!(
+                value.as_deref() != Some(""),
+                "{key} is set but empty; give it the value set in the InnoPaaS console, or unset it"
+            );
+        }
+        for (i, sink) in self.sinks.iter().enumerate() {
+            let name = sink.name();
+            anyhow::ensure!(!name.is_empty(), "sinks[{i}]: name must not be empty");
+            anyhow::ensure!(
+                self.sinks.iter().filter(|o| o.name() == name).count() == 1,
+                "sinks[{i}]: more than one sink is named {name:?}; give each a distinct `name`"
+            );
+            sink.check()
+                .map_err(|e| anyhow::anyhow!("sinks[{i}] ({name}): {e:#}"))?;
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
+            anyhow::anyhow!("log.level {:?} is not a valid filter: {e}", self.log.level)
+        })?;
         Ok(())
     }
 }

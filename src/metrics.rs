@@ -98,15 +98,30 @@ fn describe() {
     );
 }
 
-/// A label value from the wire, bounded so a sender cannot create unbounded series.
-pub fn bounded_label(value: &str) -> String {
-    let ok = value.len() <= 64
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_:.-".contains(&b));
-    if ok {
-        value.to_owned()
-    } else {
-        "other".to_owned()
+/// InnoPaaS event types that get their own series; any other type counts as `other`.
+const KNOWN_TYPES: &[&str] = &[
+    crate::event::MESSAGE_STATUS_TYPE,
+    "whatsapp_mo_message_received",
+    "whatsapp_template_status_updated",
+];
+
+/// The `type` label: from a fixed list, so a sender cannot create new series.
+pub fn type_label(event_type: &str) -> &'static str {
+    KNOWN_TYPES
+        .iter()
+        .find(|t| **t == event_type)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// The `status` label: a documented status, or `other`.
+pub fn status_label(status: &crate::event::Status) -> &'static str {
+    use crate::event::Status;
+    match status {
+        Status::Delivered => "delivered",
+        Status::Read => "read",
+        Status::Failed => "failed",
+        Status::SmeclFailed => "SMECL:FAILED",
+        Status::Unknown(_) => "other",
     }
 }

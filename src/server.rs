@@ -14,7 +14,7 @@ use crate::sink::runner::Runner;
 use crate::store::{Store, StoreWriter};
 
 /// How long in-flight requests get to finish after a shutdown signal.
-pub const GRACE: Duration = Duration::from_secs(8);
+pub const GRACE: Duration = Duration::from_secs(6);
 
 /// Everything the service needs, opened and checked.
 pub struct App {
@@ -31,7 +31,8 @@ impl App {
         let reader = store.reader()?;
         let mut sinks = Vec::new();
         for sink in &config.sinks {
-            let (built, cursor) = sink.build(reader.cursor(sink.name())?)?;
+            let head = *store.last_seq().borrow();
+            let (built, cursor) = sink.build(reader.cursor(sink.name())?, head)?;
             sinks.push(Runner::new(built, sink.clone(), store.clone(), cursor));
         }
         Ok(Self {

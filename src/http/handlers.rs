@@ -39,10 +39,8 @@ pub async fn webhook(
         Ok(accepted) => {
             let env = &accepted.envelope;
             let event_id = env.id().to_owned();
-            let event_type = m::bounded_label(env.event_type());
-            let event_status = env
-                .message_status()
-                .map(|s| m::bounded_label(s.status().as_str()));
+            let event_type = m::type_label(env.event_type());
+            let event_status = env.message_status().map(|s| m::status_label(s.status()));
             let outcome = state.store.accept(&accepted, body.to_vec()).await.map_err(|e| {
                 tracing::error!(error = %e, event_id, "Could not store an event; answering 503.");
                 metrics::counter!(m::STORE_UNAVAILABLE).increment(1);

@@ -55,31 +55,43 @@ pub struct FileSink {
 struct Appender {
     path: PathBuf,
     file: File,
+    /// Bytes of whole lines in the file.
     len: u64,
+    /// A failed append could not be undone yet: cut back to `len` before writing again.
+    torn: bool,
     fsync: Fsync,
     max_bytes: u64,
     keep: u32,
 }
 
+impl FileSinkConfig {
+    pub(super) fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.path.as_os_str().is_empty(), "path must not be empty");
+        anyhow::ensure!(self.keep >= 1, "keep must be at least 1");
+        Ok(())
+    }
+}
+
 impl FileSink {
     /// Opens the file, repairs a torn tail, and returns the cursor to resume from.
+    /// `store_head` is the last committed seq: a file ahead of it belongs to another store.
     pub fn open(
         name: String,
         cfg: &FileSinkConfig,
         store_cursor: i64,
+        store_head: i64,
     ) -> anyhow::Result<(Self, i64)> {
-        anyhow::ensure!(cfg.keep >= 1, "sink {name}: keep must be at least 1");
+        cfg.check()?;
         if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                anyhow::anyhow!("sink {name}: cannot create {}: {e}", dir.display())
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
         }
         let mut file = OpenOptions::new()
             .create(true)
             .read(true)
             .append(true)
             .open(&cfg.path)
-            .map_err(|e| anyhow::anyhow!("sink {name}: cannot open {}: {e}", cfg.path.display()))?;
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", cfg.path.display()))?;
         let (mut last_seq, whole) = last_line_seq(&mut file)?;
         if whole < file.metadata()?.len() {
             tracing::warn!(sink = name, path = %cfg.path.display(), "Cutting off a torn last line left by a crash.");
@@ -91,11 +103,18 @@ impl FileSink {
         {
             last_seq = last_line_seq(&mut rotated)?.0;
         }
-        let cursor = store_cursor.max(last_seq.unwrap_or(0));
+        let in_file = last_seq.unwrap_or(0);
+        anyhow::ensure!(
+            in_file <= store_head,
+            "{} already holds event {in_file}, but the store ends at {store_head}: was the store replaced? Move the file away (or change path) and start again",
+            cfg.path.display()
+        );
+        let cursor = store_cursor.max(in_file);
         let appender = Appender {
             path: cfg.path.clone(),
             file,
             len: whole,
+            torn: false,
             fsync: cfg.fsync,
             max_bytes: cfg.max_bytes,
             keep: cfg.keep,
@@ -170,17 +189,25 @@ impl Appender {
         if buf.is_empty() {
             return Ok(());
         }
+        if self.torn {
+            self.file.set_len(self.len)?;
+            self.torn = false;
+        }
         let result = self.file.write_all(buf).and_then(|()| match self.fsync {
             Fsync::Always => self.file.sync_data(),
             Fsync::Never => Ok(()),
         });
         if let Err(e) = result {
-            let _ = self.file.set_len(self.len);
+            self.torn = self.file.set_len(self.len).is_err();
             return Err(e);
         }
         self.len += buf.len() as u64;
-        if self.max_bytes > 0 && self.len >= self.max_bytes {
-            self.rotate()?;
+        // The lines are written: a failed rotation must not get them written again.
+        if self.max_bytes > 0
+            && self.len >= self.max_bytes
+            && let Err(e) = self.rotate()
+        {
+            tracing::error!(path = %self.path.display(), error = %e, "Cannot rotate the file; trying again after the next batch.");
         }
         Ok(())
     }
@@ -194,12 +221,17 @@ impl Appender {
                 std::fs::rename(&from, rotated_path(&self.path, i + 1))?;
             }
         }
-        std::fs::rename(&self.path, rotated_path(&self.path, 1))?;
-        self.file = OpenOptions::new()
+        // Open the new file before moving the old one away, so `self.file` never stays
+        // on a rotated file.
+        let fresh = rotated_path(&self.path, 0);
+        let file = OpenOptions::new()
             .create(true)
             .read(true)
             .append(true)
-            .open(&self.path)?;
+            .open(&fresh)?;
+        std::fs::rename(&self.path, rotated_path(&self.path, 1))?;
+        std::fs::rename(&fresh, &self.path)?;
+        self.file = file;
         self.len = 0;
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             File::open(dir)?.sync_all()?;

@@ -44,30 +44,43 @@ pub struct ForwardSink {
     limit: Arc<Semaphore>,
 }
 
-impl ForwardSink {
-    pub fn new(name: String, cfg: &ForwardSinkConfig) -> anyhow::Result<Self> {
-        let url = reqwest::Url::parse(&cfg.url)
+impl ForwardSinkConfig {
+    pub(super) fn check(&self) -> anyhow::Result<()> {
+        self.url()?;
+        self.headers()?;
+        Ok(())
+    }
+
+    fn url(&self) -> anyhow::Result<reqwest::Url> {
+        reqwest::Url::parse(&self.url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| {
-                anyhow::anyhow!("sink {name}: url {:?} is not an http(s) URL", cfg.url)
-            })?;
+            .ok_or_else(|| anyhow::anyhow!("url {:?} is not an http(s) URL", self.url))
+    }
+
+    /// Content-Type plus the configured headers, `${NAME}` expanded, marked sensitive.
+    fn headers(&self) -> anyhow::Result<HeaderMap> {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        for (k, v) in &cfg.headers {
-            let value = expand_env(v).map_err(|var| {
-                anyhow::anyhow!("sink {name}: header {k} uses ${{{var}}}, which is not set")
-            })?;
-            let name_ = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| anyhow::anyhow!("sink {name}: {k:?} is not a valid header name"))?;
-            let mut value = HeaderValue::from_str(&value).map_err(|_| {
-                anyhow::anyhow!("sink {name}: the value of header {k} is not valid")
-            })?;
+        for (k, v) in &self.headers {
+            let value = expand_env(v)
+                .map_err(|var| anyhow::anyhow!("header {k} uses ${{{var}}}, which is not set"))?;
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| anyhow::anyhow!("{k:?} is not a valid header name"))?;
+            let mut value = HeaderValue::from_str(&value)
+                .map_err(|_| anyhow::anyhow!("the value of header {k} is not valid"))?;
             value.set_sensitive(true);
-            headers.insert(name_, value);
+            headers.insert(name, value);
         }
+        Ok(headers)
+    }
+}
+
+impl ForwardSink {
+    pub fn new(name: String, cfg: &ForwardSinkConfig) -> anyhow::Result<Self> {
+        let url = cfg.url()?;
         let client = reqwest::Client::builder()
-            .default_headers(headers)
+            .default_headers(cfg.headers()?)
             .timeout(Duration::from_secs(cfg.timeout_secs.max(1)))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
@@ -85,6 +98,9 @@ impl ForwardSink {
             .client
             .post(self.url.clone())
             .header("Idempotency-Key", &event.event_id)
+            // InnoPaaS reuses an envelope id across the statuses of one message; the seq
+            // is unique per stored event and the same on every retry.
+            .header("X-Innohook-Seq", event.seq)
             .body(event.body.clone())
             .send()
             .await

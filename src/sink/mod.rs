@@ -184,16 +184,30 @@ impl SinkConfig {
         }
     }
 
-    /// Builds the sink, checking everything it can before the server starts.
-    pub fn build(&self, store_cursor: i64) -> anyhow::Result<(Box<dyn Sink>, i64)> {
+    /// Checks what can be checked without opening anything (for `check-config` too).
+    pub fn check(&self) -> anyhow::Result<()> {
+        match &self.kind {
+            SinkKind::Log(_) => Ok(()),
+            SinkKind::File(c) => c.check(),
+            SinkKind::Forward(c) => c.check(),
+        }
+    }
+
+    /// Builds the sink before the server starts. `store_cursor` is where the store says
+    /// the sink is, `store_head` the last committed seq; returns the sink and its cursor.
+    pub fn build(
+        &self,
+        store_cursor: i64,
+        store_head: i64,
+    ) -> anyhow::Result<(Box<dyn Sink>, i64)> {
         let name = self.name().to_owned();
-        Ok(match &self.kind {
-            SinkKind::Log(c) => (Box::new(log::LogSink::new(name, c)), store_cursor),
-            SinkKind::File(c) => {
-                let (sink, cursor) = file::FileSink::open(name, c, store_cursor)?;
-                (Box::new(sink), cursor)
-            }
-            SinkKind::Forward(c) => (Box::new(forward::ForwardSink::new(name, c)?), store_cursor),
-        })
+        let built: anyhow::Result<(Box<dyn Sink>, i64)> = match &self.kind {
+            SinkKind::Log(c) => Ok((Box::new(log::LogSink::new(name.clone(), c)), store_cursor)),
+            SinkKind::File(c) => file::FileSink::open(name.clone(), c, store_cursor, store_head)
+                .map(|(sink, cursor)| (Box::new(sink) as Box<dyn Sink>, cursor)),
+            SinkKind::Forward(c) => forward::ForwardSink::new(name.clone(), c)
+                .map(|sink| (Box::new(sink) as Box<dyn Sink>, store_cursor)),
+        };
+        built.map_err(|e| anyhow::anyhow!("sink {name}: {e:#}"))
     }
 }

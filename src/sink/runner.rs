@@ -105,15 +105,16 @@ impl Runner {
                 }
                 continue;
             };
+            // Every replayed seq leaves the queue, also those the filters now skip.
+            let replayed: Vec<i64> = if replaying {
+                events.iter().map(|e| e.seq).collect()
+            } else {
+                Vec::new()
+            };
             let wanted: Vec<StoredEvent> = events
                 .into_iter()
                 .filter(|e| self.config.wants(e))
                 .collect();
-            let replayed: Vec<i64> = if replaying {
-                wanted.iter().map(|e| e.seq).collect()
-            } else {
-                Vec::new()
-            };
             let Ok(dead) = self.deliver(&wanted, &mut stop).await else {
                 break;
             };
@@ -162,6 +163,11 @@ impl Runner {
             };
             let mut retry = Vec::new();
             let mut last_error = String::new();
+            assert_eq!(
+                results.len(),
+                pending.len(),
+                "sink {name} must answer once per event"
+            );
             for (event, result) in pending.into_iter().zip(results) {
                 match result {
                     Ok(()) => {}

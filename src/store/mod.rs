@@ -81,6 +81,15 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|e| {
             anyhow::anyhow!("cannot create the store directory {}: {e}", dir.display())
         })?;
+        // One server per store: a second one would keep its own sink cursors in memory
+        // and deliver everything twice. The lock lives as long as the writer thread.
+        let lock = std::fs::File::create(dir.join("innohook.lock"))?;
+        lock.try_lock().map_err(|_| {
+            anyhow::anyhow!(
+                "another innohook is already serving the store in {}; stop it first or use another [store] dir",
+                dir.display()
+            )
+        })?;
         let mut conn = connect(dir, OpenFlags::default())
             .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", dir.display()))?;
         schema::migrate(&mut conn)?;
@@ -90,7 +99,10 @@ impl Store {
         let (seq_tx, seq_rx) = watch::channel(seq);
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer::run(conn, rx, seq_tx))?;
+            .spawn(move || {
+                writer::run(conn, rx, seq_tx);
+                drop(lock);
+            })?;
         let store = Store {
             tx,
             dir: Arc::new(dir.to_owned()),

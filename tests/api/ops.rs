@@ -196,7 +196,38 @@ async fn healthcheck_exits_0_while_serving_and_1_when_down() {
 #[test]
 fn config_example_parses_and_states_the_real_defaults() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
-    let example = Config::load(Some(&path)).expect("config.example.toml is valid");
+    // Every key and value as written (unknown keys would fail here)...
+    let example: Config = figment::Figment::from(
+        <figment::providers::Toml as figment::providers::Format>::file_exact(&path),
+    )
+    .extract()
+    .expect("config.example.toml parses");
+    // ...and the whole file passes check-config once its ${CRM_API_KEY} is set.
+    let out = Command::new(env!("CARGO_BIN_EXE_innohook"))
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .env("CRM_API_KEY", "k")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_innohook"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_remove("CRM_API_KEY")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text.contains("sinks[2] (crm): header X-Api-Key uses ${CRM_API_KEY}, which is not set"),
+        "{text}"
+    );
     assert_eq!(json(&example.server), json(&ServerConfig::default()));
     assert_eq!(json(&example.store), json(&StoreConfig::default()));
     assert_eq!(json(&example.log), json(&LogConfig::default()));

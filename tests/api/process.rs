@@ -202,3 +202,53 @@ async fn every_event_answered_200_survives_sigkill() {
     assert_eq!(res.json::<Value>().await.unwrap()["status"], "duplicate");
     server.kill();
 }
+
+#[test]
+fn check_config_catches_sink_problems_and_innohook_config_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[[sinks]]\ntype = \"file\"\npath = \"a.jsonl\"\n[[sinks]]\ntype = \"file\"\npath = \"b.jsonl\"\n",
+            "more than one sink is named \"file\"",
+        ),
+        (
+            "[[sinks]]\ntype = \"forward\"\nurl = \"ftp://x\"\n",
+            "is not an http(s) URL",
+        ),
+        (
+            "[[sinks]]\ntype = \"file\"\npath = \"a\"\nkeep = 0\n",
+            "keep must be at least 1",
+        ),
+        ("[[sinks]]\ntype = \"file\"\npth = \"a\"\n", "pth"),
+        (
+            "[auth]\nauthorization = \"\"\n",
+            "auth.authorization is set but empty",
+        ),
+        ("[log]\nlevel = \"loud=[\"\n", "log.level"),
+    ];
+    for (toml, says) in cases {
+        let path = write_config(dir.path(), toml);
+        let out = innohook()
+            .arg("check-config")
+            .env("INNOHOOK_CONFIG", &path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{toml}: {text}");
+        assert!(text.contains(says), "{toml}: expected {says:?} in {text}");
+    }
+}
+
+#[test]
+fn a_second_server_on_the_same_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &server_toml(dir.path()));
+    let first = BinaryServer::start(&path);
+    let out = innohook().arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("another innohook is already serving the store")
+    );
+    first.kill();
+}

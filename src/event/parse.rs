@@ -94,36 +94,13 @@ const ERROR_FIELDS: &[&str] = &["errorCode", "errorMessage"];
 /// The JSON is read once into borrowed pieces (no `Value` tree is built); the envelope
 /// keeps its exact text, so nothing that came with it can be lost.
 pub fn parse(bytes: &[u8]) -> Result<Accepted, Rejection> {
-    if nesting_depth(bytes) > MAX_DEPTH {
-        return Err(Rejection::new(
-            RejectCode::InvalidJson,
-            None,
-            format!(
-                "The request body nests arrays or objects more than {MAX_DEPTH} levels deep; an InnoPaaS event never does."
-            ),
-        ));
-    }
-    let raw: &RawValue = serde_json::from_slice(bytes).map_err(|e| {
-        Rejection::new(
-            RejectCode::InvalidJson,
-            None,
-            format!("The request body is not valid JSON ({e}); send the event as a JSON object."),
-        )
-    })?;
-    parse_raw(raw)
-}
-
-/// Validates an already-parsed JSON value.
-pub fn parse_value(value: &Value) -> Result<Accepted, Rejection> {
-    let text = serde_json::to_string(value).expect("a Value serialises");
-    parse(text.as_bytes())
-}
-
-fn parse_raw(raw: &RawValue) -> Result<Accepted, Rejection> {
-    let mut warnings = Vec::new();
-    let top = match kind(raw) {
-        "object" => RawObject::parse(raw),
-        other => {
+    let top: RawObject<'_> = match serde_json::from_slice(bytes) {
+        Ok(top) => top,
+        // Valid JSON of another type: serde_json says so from the first byte, so make sure
+        // the rest is JSON too (`IgnoredAny` skips without recursing).
+        Err(e) if e.is_data() && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
+            let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+            let other = kind_of(first);
             return Err(Rejection::new(
                 RejectCode::NotAnObject,
                 None,
@@ -132,8 +109,36 @@ fn parse_raw(raw: &RawValue) -> Result<Accepted, Rejection> {
                 ),
             ));
         }
+        Err(e) => {
+            return Err(Rejection::new(
+                RejectCode::InvalidJson,
+                None,
+                format!(
+                    "The request body is not valid JSON ({e}); send the event as a JSON object."
+                ),
+            ));
+        }
     };
-    let root = Fields::new(&top, "");
+    // Valid JSON is UTF-8 throughout; this only guards against a parser that disagrees.
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Rejection::new(
+            RejectCode::InvalidJson,
+            None,
+            format!("The request body is not UTF-8 ({e})."),
+        )
+    })?;
+    parse_object(&top, text)
+}
+
+/// Validates an already-parsed JSON value.
+pub fn parse_value(value: &Value) -> Result<Accepted, Rejection> {
+    let text = serde_json::to_string(value).expect("a Value serialises");
+    parse(text.as_bytes())
+}
+
+fn parse_object(top: &RawObject<'_>, text: &str) -> Result<Accepted, Rejection> {
+    let mut warnings = Vec::new();
+    let root = Fields::new(top, "");
     let id = root.required_id("id", "the envelope id")?;
     let event_type = root.required_str("type", "the event type")?;
     let event_time = root.optional_time("eventTime")?;
@@ -153,7 +158,7 @@ fn parse_raw(raw: &RawValue) -> Result<Accepted, Rejection> {
     if body_fields.0.is_empty() {
         return Err(root.empty("body", "the event body"));
     }
-    root.flag_unknown(ENVELOPE_FIELDS, &mut warnings);
+    root.flag_unknown(ENVELOPE_FIELDS, &mut warnings)?;
 
     let event = if event_type == MESSAGE_STATUS_TYPE {
         Event::MessageStatus(parse_status(
@@ -161,6 +166,7 @@ fn parse_raw(raw: &RawValue) -> Result<Accepted, Rejection> {
             &mut warnings,
         )?)
     } else {
+        check_depth(body, "body")?;
         Event::Other {
             event_type: event_type.clone(),
             body: serde_json::from_str(body.get()).map_err(|e| {
@@ -178,7 +184,7 @@ fn parse_raw(raw: &RawValue) -> Result<Accepted, Rejection> {
             event_type,
             event_time,
             event,
-            raw: raw.to_owned(),
+            raw: text.into(),
         },
         warnings,
     })
@@ -206,7 +212,7 @@ fn parse_status(
         Some((object, path)) => Some(parse_conversation(Fields::new(&object, &path), warnings)?),
     };
     let error = parse_error_data(&body, &status, warnings)?;
-    body.flag_unknown(STATUS_FIELDS, warnings);
+    body.flag_unknown(STATUS_FIELDS, warnings)?;
 
     match &status {
         Status::Unknown(s) => warnings.push(warning(
@@ -256,7 +262,7 @@ fn parse_conversation(
         .optional_str("initiateType")?
         .map(|t| InitiateType::parse(&t));
     let expire_at = c.optional_time("expireAt")?;
-    c.flag_unknown(CONVERSATION_FIELDS, warnings);
+    c.flag_unknown(CONVERSATION_FIELDS, warnings)?;
     match &initiate_type {
         Some(InitiateType::Unknown(s)) => warnings.push(warning(
             "unknown_initiate_type",
@@ -305,7 +311,7 @@ fn parse_error_data(
     let e = Fields::new(&object, &path);
     let code = e.optional_id("errorCode")?.filter(|c| !c.is_empty());
     let message = e.optional_str("errorMessage")?;
-    e.flag_unknown(ERROR_FIELDS, warnings);
+    e.flag_unknown(ERROR_FIELDS, warnings)?;
     if matches!(status, Status::Delivered | Status::Read) {
         warnings.push(warning(
             "unexpected_error_data",
@@ -373,9 +379,30 @@ fn nesting_depth(bytes: &[u8]) -> usize {
     max
 }
 
+/// Refuses a value nesting arrays or objects deeper than [`MAX_DEPTH`]. Only undocumented
+/// fields and the bodies of other event types can; checking them alone keeps the common
+/// path to a single pass over the request.
+fn check_depth(value: &RawValue, path: &str) -> Result<(), Rejection> {
+    let nested = matches!(kind(value), "object" | "array");
+    if nested && nesting_depth(value.get().as_bytes()) > MAX_DEPTH {
+        return Err(Rejection::new(
+            RejectCode::InvalidField,
+            Some(path.to_owned()),
+            format!(
+                "{path} nests arrays or objects more than {MAX_DEPTH} levels deep; an InnoPaaS event never does."
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The JSON type of a raw value, from its first byte.
 fn kind(v: &RawValue) -> &'static str {
-    match v.get().as_bytes().first() {
+    kind_of(v.get().as_bytes().first().copied())
+}
+
+fn kind_of(first: Option<u8>) -> &'static str {
+    match first {
         Some(b'{') => "object",
         Some(b'[') => "array",
         Some(b'"') => "string",
@@ -569,14 +596,16 @@ impl<'o, 'a> Fields<'o, 'a> {
         })
     }
 
-    fn flag_unknown(&self, known: &[&str], warnings: &mut Vec<Warning>) {
-        for (key, _) in self
+    /// Flags undocumented fields; refuses one nesting deeper than [`MAX_DEPTH`].
+    fn flag_unknown(&self, known: &[&str], warnings: &mut Vec<Warning>) -> Result<(), Rejection> {
+        let unknown = self
             .object
             .0
             .iter()
-            .filter(|(k, _)| !known.contains(&k.as_ref()))
-        {
+            .filter(|(k, _)| !known.contains(&k.as_ref()));
+        for (key, value) in unknown {
             let path = self.path(key);
+            check_depth(value, &path)?;
             warnings.push(Warning {
                 code: "unknown_field",
                 message: format!(
@@ -585,5 +614,6 @@ impl<'o, 'a> Fields<'o, 'a> {
                 field: path,
             });
         }
+        Ok(())
     }
 }

@@ -7,7 +7,6 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 /// The event type this product exists for.
 pub const MESSAGE_STATUS_TYPE: &str = "whatsapp_message_status_updated";
@@ -20,7 +19,7 @@ pub struct Envelope {
     pub(super) event_type: String,
     pub(super) event_time: Option<Timestamp>,
     pub(super) event: Event,
-    pub(super) raw: Box<RawValue>,
+    pub(super) raw: Box<str>,
 }
 
 impl Envelope {
@@ -48,12 +47,12 @@ impl Envelope {
         }
     }
     /// The whole envelope exactly as received: every field, in order, every digit.
-    pub fn raw(&self) -> &RawValue {
+    pub fn raw(&self) -> &str {
         &self.raw
     }
     /// The whole envelope as a JSON value (fields in order, numbers with every digit).
     pub fn to_value(&self) -> Value {
-        serde_json::from_str(self.raw.get()).expect("raw is valid JSON")
+        serde_json::from_str(&self.raw).expect("raw is valid JSON")
     }
 
     /// The key under which a redelivery of this event is recognised.

@@ -88,7 +88,7 @@ fn check_round_trip(input: &Value) -> Result<(), TestCaseError> {
     if let Ok(accepted) = parse(text.as_bytes()) {
         let env = &accepted.envelope;
         // Same fields, same order, same digits.
-        prop_assert_eq!(env.raw().get(), text.as_str());
+        prop_assert_eq!(env.raw(), text.as_str());
         prop_assert_eq!(&env.to_value(), input);
         if let Event::MessageStatus(s) = env.event() {
             let body = &input["body"];
@@ -135,28 +135,68 @@ proptest! {
 }
 
 #[test]
-fn deep_nesting_is_rejected_not_a_stack_overflow() {
+fn deep_nesting_is_refused_not_a_stack_overflow() {
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     assert_eq!(
         parse(deep.as_bytes()).unwrap_err().code.as_str(),
+        "not_an_object"
+    );
+    let broken = "[".repeat(100_000);
+    assert_eq!(
+        parse(broken.as_bytes()).unwrap_err().code.as_str(),
         "invalid_json"
+    );
+    let inside = format!(r#"{{"id":"x","type":"t","body":{{"a":{deep}}}}}"#);
+    let r = parse(inside.as_bytes()).unwrap_err();
+    assert_eq!(
+        (r.code.as_str(), r.field.as_deref()),
+        ("invalid_field", Some("body"))
     );
 }
 
 #[test]
-fn deep_nesting_inside_an_event_is_rejected_too() {
+fn deep_nesting_inside_an_event_is_refused_too() {
     let body = format!("{}1{}", "[".repeat(100), "]".repeat(100));
-    for event in [
-        format!(r#"{{"id":"x","type":"whatsapp_mo_message_received","body":{{"deep":{body}}}}}"#),
-        format!(
-            r#"{{"id":"x","type":"whatsapp_message_status_updated","body":{{"deep":{body}}}}}"#
+    let cases = [
+        (
+            format!(
+                r#"{{"id":"x","type":"whatsapp_mo_message_received","body":{{"deep":{body}}}}}"#
+            ),
+            "body",
         ),
-    ] {
+        (
+            format!(
+                r#"{{"id":"x","type":"whatsapp_message_status_updated","body":{{"deep":{body}}}}}"#
+            ),
+            "body.id",
+        ),
+        (
+            format!(r#"{{"id":"x","type":"t","deep":{body},"body":{{"a":1}}}}"#),
+            "deep",
+        ),
+    ];
+    for (event, field) in &cases[..1] {
+        let r = parse(event.as_bytes()).unwrap_err();
         assert_eq!(
-            parse(event.as_bytes()).unwrap_err().code.as_str(),
-            "invalid_json"
+            (r.code.as_str(), r.field.as_deref()),
+            ("invalid_field", Some(*field))
         );
     }
+    // A status event is checked field by field: the missing id is found first here.
+    let r = parse(cases[1].0.as_bytes()).unwrap_err();
+    assert_eq!(r.field.as_deref(), Some(cases[1].1));
+    let r = parse(cases[2].0.as_bytes()).unwrap_err();
+    assert_eq!(
+        (r.code.as_str(), r.field.as_deref()),
+        ("invalid_field", Some("deep"))
+    );
+    let mut status = crate::helpers::seed("read");
+    status["body"]["deep"] = serde_json::from_str(&body).unwrap();
+    let r = parse(status.to_string().as_bytes()).unwrap_err();
+    assert_eq!(
+        (r.code.as_str(), r.field.as_deref()),
+        ("invalid_field", Some("body.deep"))
+    );
     // Brackets inside strings are text, not nesting.
     let text = serde_json::json!({"id": "x", "type": "t", "body": {"s": "[".repeat(500)}});
     assert!(parse(text.to_string().as_bytes()).is_ok());

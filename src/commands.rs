@@ -185,3 +185,39 @@ pub fn healthcheck(config_path: Option<&Path>, out: &mut impl Write) -> anyhow::
         }
     }
 }
+
+/// `innohook status --config PATH MESSAGE_ID`: the tracked state of one message, as JSON.
+pub fn status(
+    config_path: Option<&Path>,
+    message_id: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let config = crate::config::Config::load(config_path)?;
+    let reader = crate::store::Reader::open(&config.store.dir)?;
+    match reader.message(message_id)? {
+        Some(m) => {
+            writeln!(out, "{}", serde_json::to_string_pretty(&m)?)?;
+            Ok(0)
+        }
+        None => {
+            writeln!(out, "no status has been received for message {message_id}")?;
+            Ok(1)
+        }
+    }
+}
+
+/// `innohook batch --config PATH UID`: a batch summary, as JSON.
+pub fn batch(config_path: Option<&Path>, uid: &str, out: &mut impl Write) -> anyhow::Result<i32> {
+    let config = crate::config::Config::load(config_path)?;
+    let reader = crate::store::Reader::open(&config.store.dir)?;
+    match reader.batch(uid)? {
+        Some(b) => {
+            writeln!(out, "{}", serde_json::to_string_pretty(&b)?)?;
+            Ok(0)
+        }
+        None => {
+            writeln!(out, "no message of batch {uid} has been received")?;
+            Ok(1)
+        }
+    }
+}

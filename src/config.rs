@@ -25,6 +25,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The query API.
+    pub api: ApiConfig,
     /// Where accepted events go, as `[[sinks]]` entries with a `type`. Default: one `log`
     /// sink; `sinks = []` turns them all off.
     pub sinks: Vec<SinkConfig>,
@@ -37,6 +39,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
+            api: ApiConfig::default(),
             sinks: vec![SinkConfig {
                 common: SinkCommon::default(),
                 kind: SinkKind::Log(LogSinkConfig::default()),
@@ -77,6 +80,14 @@ pub struct AuthConfig {
     pub username: Option<String>,
     /// Expected value of the `Authorization` header (set it by environment, not in the file).
     pub authorization: Option<String>,
+}
+
+/// The query API under `/api`; it shows phone numbers, so it is off without a token.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Bearer token for `/api` (`Authorization: Bearer <token>`); unset: no API.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,9 +134,10 @@ pub enum LogFormat {
 }
 
 /// Environment variables read as plain strings, and the keys they set.
-const SECRET_VARS: [(&str, &str); 2] = [
+const SECRET_VARS: [(&str, &str); 3] = [
     ("INNOHOOK_AUTH__USERNAME", "auth.username"),
     ("INNOHOOK_AUTH__AUTHORIZATION", "auth.authorization"),
+    ("INNOHOOK_API__TOKEN", "api.token"),
 ];
 
 impl Config {
@@ -174,6 +186,7 @@ impl Config {
         for (key, value) in [
             ("auth.username", &self.auth.username),
             ("auth.authorization", &self.auth.authorization),
+            ("api.token", &self.api.token),
         ] {
             anyhow::ensure!(
                 value.as_deref() != Some(""),

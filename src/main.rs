@@ -33,6 +33,16 @@ enum Command {
         #[arg(long)]
         sink: Option<String>,
     },
+    /// What happened to a message: current status, when each was reached, error, batch.
+    Status {
+        /// The InnoPaaS message id (body.id).
+        message_id: String,
+    },
+    /// How a batch (uid) did: counts by status, read rate, failures by error code.
+    Batch {
+        /// The customer batch number (body.uid).
+        uid: String,
+    },
     /// GET /healthz on the configured address; exit 0 when healthy (for Docker HEALTHCHECK).
     Healthcheck,
     /// Check one payload offline: prints the verdict, exits 0 if accepted, 1 if rejected.
@@ -51,6 +61,8 @@ fn main() -> ExitCode {
         Command::CheckConfig => innohook::commands::check_config(config, &mut out),
         Command::DeadLetters => innohook::commands::dead_letters(config, &mut out),
         Command::Replay { sink } => innohook::commands::replay(config, sink.as_deref(), &mut out),
+        Command::Status { message_id } => innohook::commands::status(config, &message_id, &mut out),
+        Command::Batch { uid } => innohook::commands::batch(config, &uid, &mut out),
         Command::Healthcheck => innohook::commands::healthcheck(config, &mut out),
         Command::Validate { file } => innohook::commands::validate(&file, &mut out),
     };

@@ -83,7 +83,7 @@ impl App {
             store.clone(),
             config.store.dedup_retention_days,
         ));
-        let app = http::router(state, &config.server);
+        let app = http::router(state, &config.server, config.api.token.as_deref());
         tracing::info!(addr = %listener.local_addr()?, path = %config.server.path, store = %config.store.dir.display(), "Listening.");
 
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);

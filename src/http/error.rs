@@ -31,6 +31,14 @@ pub enum ApiError {
     },
     /// The store cannot commit right now.
     StoreUnavailable,
+    /// `/api` without the right bearer token.
+    ApiUnauthorized,
+    /// `/api`: nothing of that id has been received.
+    Missing(String),
+    /// `/api`: a query parameter that cannot be used.
+    BadQuery(String),
+    /// A read failed; the details are in the log.
+    Internal,
     ShuttingDown,
 }
 
@@ -44,6 +52,24 @@ impl IntoResponse for ApiError {
                 None,
             ),
             Self::Rejected(r) => (StatusCode::BAD_REQUEST, r.code.as_str(), r.message, r.field),
+            Self::ApiUnauthorized => {
+                let mut res = error_response(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "Send Authorization: Bearer <the [api] token>.".to_owned(),
+                    None,
+                );
+                res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return res;
+            }
+            Self::Missing(message) => (StatusCode::NOT_FOUND, "not_found", message, None),
+            Self::BadQuery(message) => (StatusCode::BAD_REQUEST, "invalid_query", message, None),
+            Self::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Something went wrong reading the store; it is in the server log.".to_owned(),
+                None,
+            ),
             Self::UnreadableBody => (
                 StatusCode::BAD_REQUEST,
                 "unreadable_body",

@@ -3,6 +3,7 @@
 //! [`router`] builds the whole axum app from its state, so tests can drive it with
 //! `oneshot` or serve it on a real listener.
 
+mod api;
 mod auth;
 mod error;
 mod handlers;
@@ -46,7 +47,11 @@ pub struct AppState {
 /// Paths that belong to innohook itself and cannot be the webhook path.
 pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
-pub fn router(state: AppState, cfg: &ServerConfig) -> Router {
+pub fn router(state: AppState, cfg: &ServerConfig, api_token: Option<&str>) -> Router {
+    let api = match api_token {
+        Some(token) => api::router(token, crate::store::ReaderPool::new(state.store.dir())),
+        None => Router::new(),
+    };
     Router::new()
         .route(
             &cfg.path,
@@ -56,6 +61,7 @@ pub fn router(state: AppState, cfg: &ServerConfig) -> Router {
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
+        .merge(api)
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(

@@ -6,6 +6,7 @@
 
 mod read;
 mod schema;
+pub mod tracking;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use chrono::{SecondsFormat, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use read::{DeadLetter, Reader, StoredEvent};
+pub use read::{DeadLetter, Reader, ReaderPool, StoredEvent};
 
 use crate::event::{Accepted, Rejection};
 
@@ -150,6 +151,8 @@ impl Store {
         let event_id = env.id().to_owned();
         let event_type = env.event_type().to_owned();
         let warnings = serde_json::to_string(&accepted.warnings).expect("warnings serialise");
+        let received_at = now_rfc3339();
+        let update = tracking::StatusUpdate::from_envelope(env, &received_at);
         self.write(move |conn| {
             let known: Option<i64> = conn
                 .prepare_cached("SELECT seq FROM dedup WHERE key = ?1")?
@@ -162,8 +165,11 @@ impl Store {
                 "INSERT INTO events (received_at, event_id, event_type, message_id, status, warnings, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![now_rfc3339(), event_id, event_type, message_id, status, warnings, body])?;
+            .execute(params![received_at, event_id, event_type, message_id, status, warnings, body])?;
             let seq = conn.last_insert_rowid();
+            if let Some(update) = &update {
+                tracking::apply(conn, update)?;
+            }
             conn.prepare_cached("INSERT INTO dedup (key, seq, created_at) VALUES (?1, ?2, ?3)")?
                 .execute(params![key, seq, Utc::now().timestamp()])?;
             Ok(Outcome::Accepted { seq })

@@ -2,8 +2,13 @@
 
 use std::path::Path;
 
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use serde::Serialize;
+
+use super::tracking::{self, Batch, Message};
 
 /// An accepted event as stored.
 #[derive(Debug, Clone)]
@@ -123,6 +128,53 @@ impl Reader {
         rows.collect()
     }
 
+    /// One tracked message by its InnoPaaS id.
+    pub fn message(&self, id: &str) -> rusqlite::Result<Option<Message>> {
+        tracking::load(&self.conn, id)
+    }
+
+    /// The tracked messages with this WhatsApp message id.
+    pub fn messages_by_wamid(&self, wamid: &str) -> rusqlite::Result<Vec<Message>> {
+        tracking::by_wamid(&self.conn, wamid)
+    }
+
+    /// A batch summary.
+    pub fn batch(&self, uid: &str) -> rusqlite::Result<Option<Batch>> {
+        tracking::batch(&self.conn, uid)
+    }
+
+    /// Every message of a batch, by message id.
+    pub fn batch_messages(&self, uid: &str, each: impl FnMut(Message)) -> rusqlite::Result<()> {
+        tracking::batch_messages(&self.conn, uid, each)
+    }
+
+    /// Up to `limit` events after seq `after`, optionally only of one status and only
+    /// received at or after `since` (RFC 3339 UTC, as stored).
+    pub fn events_page(
+        &self,
+        status: Option<&str>,
+        since: Option<&str>,
+        after: i64,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<StoredEvent>> {
+        let mut sql = format!("SELECT {} FROM events WHERE seq > ?", StoredEvent::COLUMNS);
+        let limit = limit as i64;
+        let mut params: Vec<&dyn rusqlite::ToSql> = vec![&after];
+        if let Some(s) = &status {
+            sql.push_str(" AND status = ?");
+            params.push(s);
+        }
+        if let Some(s) = &since {
+            sql.push_str(" AND received_at >= ?");
+            params.push(s);
+        }
+        sql.push_str(" ORDER BY seq LIMIT ?");
+        params.push(&limit);
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params.as_slice(), StoredEvent::from_row)?;
+        rows.collect()
+    }
+
     /// How many events are stored.
     pub fn count_events(&self) -> rusqlite::Result<i64> {
         self.conn
@@ -155,5 +207,39 @@ impl Reader {
             })
         })?;
         rows.collect()
+    }
+}
+
+/// Read connections for request handlers: taken, used on the blocking pool, put back.
+#[derive(Clone)]
+pub struct ReaderPool {
+    dir: Arc<PathBuf>,
+    idle: Arc<Mutex<Vec<Reader>>>,
+}
+
+impl ReaderPool {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: Arc::new(dir.to_owned()),
+            idle: Arc::default(),
+        }
+    }
+
+    /// Runs a read on a pooled connection, off the async threads.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Reader) -> rusqlite::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let reader = match pool.idle.lock().expect("pool lock").pop() {
+                Some(r) => r,
+                None => Reader::open(&pool.dir)?,
+            };
+            let result = f(&reader);
+            pool.idle.lock().expect("pool lock").push(reader);
+            Ok(result?)
+        })
+        .await?
     }
 }

@@ -3,7 +3,8 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE events (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT, -- commit order, never reused
     received_at TEXT NOT NULL,                     -- RFC 3339, UTC
@@ -42,7 +43,49 @@ CREATE TABLE sink_replay (
     PRIMARY KEY (sink, event_seq)
 ) WITHOUT ROWID;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"#];
+"#,
+    r#"
+CREATE TABLE messages (
+    message_id          TEXT PRIMARY KEY,              -- body.id
+    wamid               TEXT NOT NULL,
+    status              TEXT NOT NULL,                 -- current: highest status reached
+    statuses            TEXT NOT NULL,                 -- JSON {status: eventTime}
+    error_code          TEXT,
+    error_message       TEXT,
+    error_status        TEXT,                          -- the failure status it came with
+    conversation        TEXT,                          -- JSON {id, initiateType, expireAt}
+    conversation_status TEXT,
+    conflict            INTEGER NOT NULL,              -- failure and delivered/read both seen
+    uid                 TEXT,
+    send_phone          TEXT NOT NULL,
+    waba_id             TEXT NOT NULL,
+    account_name        TEXT NOT NULL,
+    first_event_at      TEXT NOT NULL,
+    last_event_at       TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX messages_wamid ON messages (wamid);
+CREATE INDEX messages_uid ON messages (uid, message_id);
+CREATE TABLE batches (
+    uid            TEXT PRIMARY KEY,
+    messages       INTEGER NOT NULL DEFAULT 0,
+    delivered      INTEGER NOT NULL DEFAULT 0,
+    read           INTEGER NOT NULL DEFAULT 0,
+    failed         INTEGER NOT NULL DEFAULT 0,
+    other          INTEGER NOT NULL DEFAULT 0,
+    first_event_at TEXT NOT NULL,
+    last_event_at  TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE batch_errors (
+    uid           TEXT NOT NULL,
+    error_code    TEXT NOT NULL,
+    error_message TEXT,
+    messages      INTEGER NOT NULL,
+    PRIMARY KEY (uid, error_code)
+) WITHOUT ROWID;
+CREATE INDEX events_status ON events (status, seq);
+CREATE INDEX events_received_at ON events (received_at);
+"#,
+];
 
 /// Brings a database up to the newest schema.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -9,4 +9,5 @@ mod http_receiver;
 mod ops;
 mod process;
 mod sinks;
+mod tracking;
 mod validate_cli;

@@ -1,0 +1,105 @@
+//! Queries on a store of 1 million events (500,000 messages, delivered + read; one batch
+//! of 100,000 messages). Targets: a message lookup under 1 ms, the summary of the
+//! 100,000-message batch under 50 ms.
+//!
+//! The store is built once through the real accept path (group commit, dedup, tracking)
+//! and kept in target/bench-store-1m for later runs; delete it to rebuild.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use innohook::event;
+use innohook::store::{Reader, Store};
+
+const MESSAGES: usize = 500_000;
+const BIG_BATCH: usize = 100_000;
+
+fn payload(m: usize, status: &str) -> Vec<u8> {
+    let uid = if m < BIG_BATCH {
+        "big".to_owned()
+    } else {
+        format!("b{}", m / 1000)
+    };
+    let minute = m % 60;
+    let error = if status == "failed" {
+        r#","errorData":{"errorCode":"131026","errorMessage":"Message undeliverable"}"#
+    } else {
+        ""
+    };
+    format!(
+        r#"{{"id":"e{m}-{status}","type":"whatsapp_message_status_updated","eventTime":"2023-05-25T10:{minute:02}:00.000Z","body":{{"id":"{m}","accountName":"acct","wabaId":"waba","status":"{status}","wamid":"wamid.{m}","sendPhone":"65{m:09}","uid":"{uid}"{error}}}}}"#
+    )
+    .into_bytes()
+}
+
+fn build(dir: &Path) {
+    eprintln!(
+        "building a store of {} events in {} (once)…",
+        MESSAGES * 2,
+        dir.display()
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (store, writer) = Store::open(dir).unwrap();
+    runtime.block_on(async {
+        let store = Arc::new(store);
+        let mut tasks = Vec::new();
+        for t in 0..256 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for m in (t..MESSAGES).step_by(256) {
+                    // Every 20th message fails after delivery; the others are read.
+                    let last = if m % 20 == 0 { "failed" } else { "read" };
+                    for status in ["delivered", last] {
+                        let accepted = event::parse(&payload(m, status)).unwrap();
+                        store.accept(&accepted, payload(m, status)).await.unwrap();
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    writer.join();
+}
+
+fn store() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-store-1m");
+    let complete =
+        Reader::open(&dir).and_then(|r| Ok(r.count_events()?)).ok() == Some((MESSAGES * 2) as i64);
+    if !complete {
+        let _ = std::fs::remove_dir_all(&dir);
+        build(&dir);
+    }
+    dir
+}
+
+fn queries(c: &mut Criterion) {
+    let dir = store();
+    let reader = Reader::open(&dir).unwrap();
+    let mut rng = fastrand::Rng::with_seed(1);
+    c.bench_function("message_lookup_1m_events", |b| {
+        b.iter(|| {
+            let id = rng.usize(..MESSAGES).to_string();
+            black_box(reader.message(&id).unwrap().unwrap())
+        })
+    });
+    c.bench_function("wamid_lookup_1m_events", |b| {
+        b.iter(|| {
+            let wamid = format!("wamid.{}", rng.usize(..MESSAGES));
+            black_box(reader.messages_by_wamid(&wamid).unwrap())
+        })
+    });
+    c.bench_function("batch_summary_100k_messages", |b| {
+        b.iter(|| {
+            let batch = reader.batch("big").unwrap().unwrap();
+            assert_eq!(batch.messages, BIG_BATCH as i64);
+            black_box(batch)
+        })
+    });
+}
+
+criterion_group!(benches, queries);
+criterion_main!(benches);

@@ -1,0 +1,265 @@
+//! The query API under `/api`: what happened to a message, how a batch did, the events.
+//! It exposes phone numbers, so it exists only when `[api] token` is set, and every
+//! request must carry `Authorization: Bearer <token>`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use super::ApiError;
+use crate::store::{ReaderPool, StoredEvent};
+
+/// Most events in one page of `/api/events`.
+pub const MAX_PAGE: usize = 1000;
+
+#[derive(Clone)]
+struct ApiState {
+    token: Arc<[u8]>,
+    readers: ReaderPool,
+}
+
+/// The `/api` routes, guarded by the bearer token.
+pub fn router<S: Clone + Send + Sync + 'static>(token: &str, readers: ReaderPool) -> Router<S> {
+    let state = ApiState {
+        token: token.as_bytes().into(),
+        readers,
+    };
+    Router::new()
+        .route("/api/messages", get(messages_by_wamid))
+        .route("/api/messages/{id}", get(message))
+        .route("/api/batches/{uid}", get(batch))
+        .route("/api/batches/{uid}/messages.csv", get(batch_csv))
+        .route("/api/events", get(events))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    if bearer_matches(req.headers(), &state.token) {
+        next.run(req).await
+    } else {
+        ApiError::ApiUnauthorized.into_response()
+    }
+}
+
+fn bearer_matches(headers: &HeaderMap, token: &[u8]) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    bool::from(given.ct_eq(token))
+}
+
+fn read_failed(e: anyhow::Error) -> ApiError {
+    tracing::error!(error = %e, "Query failed.");
+    ApiError::Internal
+}
+
+async fn message(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = id.clone();
+    match s
+        .readers
+        .read(move |r| r.message(&key))
+        .await
+        .map_err(read_failed)?
+    {
+        Some(m) => Ok(Json(json!(m))),
+        None => Err(ApiError::Missing(format!(
+            "No status has been received for message {id}."
+        ))),
+    }
+}
+
+async fn messages_by_wamid(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(wamid) = q.get("wamid").cloned() else {
+        return Err(ApiError::BadQuery(
+            "Give ?wamid=..., or ask for /api/messages/{id}.".into(),
+        ));
+    };
+    let key = wamid.clone();
+    let found = s
+        .readers
+        .read(move |r| r.messages_by_wamid(&key))
+        .await
+        .map_err(read_failed)?;
+    if found.is_empty() {
+        return Err(ApiError::Missing(format!(
+            "No status has been received for wamid {wamid}."
+        )));
+    }
+    Ok(Json(json!({"messages": found})))
+}
+
+async fn batch(
+    State(s): State<ApiState>,
+    Path(uid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = uid.clone();
+    match s
+        .readers
+        .read(move |r| r.batch(&key))
+        .await
+        .map_err(read_failed)?
+    {
+        Some(b) => Ok(Json(json!(b))),
+        None => Err(ApiError::Missing(format!(
+            "No message of batch {uid} has been received."
+        ))),
+    }
+}
+
+async fn batch_csv(
+    State(s): State<ApiState>,
+    Path(uid): Path<String>,
+) -> Result<Response, ApiError> {
+    let key = uid.clone();
+    let csv = s
+        .readers
+        .read(move |r| {
+            if r.batch(&key)?.is_none() {
+                return Ok(None);
+            }
+            let mut out = csv::Writer::from_writer(Vec::new());
+            let header = [
+                "messageId",
+                "wamid",
+                "sendPhone",
+                "status",
+                "deliveredAt",
+                "readAt",
+                "failedAt",
+                "errorCode",
+                "errorMessage",
+                "conflict",
+                "firstEventAt",
+                "lastEventAt",
+            ];
+            let mut result = out.write_record(header);
+            r.batch_messages(&key, |m| {
+                if result.is_err() {
+                    return;
+                }
+                let at = |s: &str| m.statuses.get(s).cloned().unwrap_or_default();
+                let failed_at = m
+                    .statuses
+                    .get("failed")
+                    .or(m.statuses.get("SMECL:FAILED"))
+                    .cloned();
+                let (code, text) = m
+                    .error
+                    .as_ref()
+                    .map(|e| (e.code.clone(), e.message.clone().unwrap_or_default()))
+                    .unwrap_or_default();
+                result = out.write_record([
+                    m.id.as_str(),
+                    &m.wamid,
+                    &m.send_phone,
+                    &m.status,
+                    &at("delivered"),
+                    &at("read"),
+                    &failed_at.unwrap_or_default(),
+                    &code,
+                    &text,
+                    if m.conflict { "true" } else { "false" },
+                    &m.first_event_at,
+                    &m.last_event_at,
+                ]);
+            })?;
+            Ok(result.ok().and_then(|()| out.into_inner().ok()))
+        })
+        .await
+        .map_err(read_failed)?;
+    let Some(csv) = csv else {
+        return Err(ApiError::Missing(format!(
+            "No message of batch {uid} has been received."
+        )));
+    };
+    let disposition = format!(
+        "attachment; filename=\"batch-{}.csv\"",
+        uid.replace(['"', '\\', '\r', '\n'], "_")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
+/// `GET /api/events?status=failed&since=RFC3339&limit=N&cursor=SEQ`: events in commit
+/// order; `nextCursor` continues after the last one (null once there is no more).
+async fn events(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| {
+                ApiError::BadQuery(format!("limit must be a number from 1 to {MAX_PAGE}."))
+            })?,
+    };
+    let after = match q.get("cursor") {
+        None => 0,
+        Some(c) => c.parse::<i64>().map_err(|_| {
+            ApiError::BadQuery("cursor must be the nextCursor of a previous page.".into())
+        })?,
+    };
+    let since = match q.get("since") {
+        None => None,
+        Some(t) => Some(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|_| {
+                    ApiError::BadQuery(format!(
+                        "since must be an RFC 3339 time, such as 2023-05-25T10:31:08Z; got {t:?}."
+                    ))
+                })?
+                .with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ),
+    };
+    let status = q.get("status").cloned();
+    let page = s
+        .readers
+        .read(move |r| r.events_page(status.as_deref(), since.as_deref(), after, limit))
+        .await
+        .map_err(read_failed)?;
+    let next = (page.len() == limit)
+        .then(|| page.last().map(|e| e.seq))
+        .flatten();
+    let events: Vec<Value> = page.iter().map(event_json).collect();
+    Ok(Json(json!({"events": events, "nextCursor": next})))
+}
+
+fn event_json(e: &StoredEvent) -> Value {
+    json!({
+        "seq": e.seq,
+        "receivedAt": e.received_at,
+        "eventId": e.event_id,
+        "type": e.event_type,
+        "messageId": e.message_id,
+        "status": e.status,
+        "warnings": serde_json::from_str::<Value>(&e.warnings).unwrap_or(Value::Null),
+        "event": serde_json::from_slice::<Value>(&e.body).unwrap_or(Value::Null),
+    })
+}

@@ -1,0 +1,414 @@
+//! Message status tracking, updated in the same transaction that accepts a status event.
+//!
+//! Dedup keeps at most one event per (message, status), so a message's statuses form a
+//! set, and everything here is a function of that set, whatever order the events came
+//! in: the current status is the highest in [`rank`] order (a late `delivered` never
+//! undoes a `read`; a failure is kept), the error comes from the highest failure, the
+//! conversation from the highest status that carried one. A failure together with
+//! delivered or read cannot happen; it is kept and flagged as a conflict.
+//!
+//! Batches (`uid`) are counters kept in step with their messages, so a summary reads a
+//! handful of rows however large the batch is.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::event::{Envelope, Status};
+
+/// Order of statuses: the current status of a message is its highest.
+pub fn rank(status: &str) -> u8 {
+    match status {
+        "delivered" => 1,
+        "read" => 2,
+        "SMECL:FAILED" => 3,
+        "failed" => 4,
+        _ => 0,
+    }
+}
+
+fn higher(a: &str, b: &str) -> bool {
+    (rank(a), a) > (rank(b), b)
+}
+
+fn is_failure(status: &str) -> bool {
+    matches!(status, "failed" | "SMECL:FAILED")
+}
+
+/// The summary bucket a current status falls into.
+fn category(status: &str) -> &'static str {
+    match status {
+        "delivered" => "delivered",
+        "read" => "read",
+        "failed" | "SMECL:FAILED" => "failed",
+        _ => "other",
+    }
+}
+
+/// What one status event says about its message.
+#[derive(Debug, Clone)]
+pub struct StatusUpdate {
+    message_id: String,
+    wamid: String,
+    uid: Option<String>,
+    send_phone: String,
+    waba_id: String,
+    account_name: String,
+    status: String,
+    /// eventTime (else the time received), RFC 3339 UTC.
+    at: String,
+    error: Option<(String, Option<String>)>,
+    conversation: Option<String>,
+}
+
+impl StatusUpdate {
+    /// The update a status event brings; `None` for other event types.
+    pub fn from_envelope(env: &Envelope, received_at: &str) -> Option<Self> {
+        let s = env.message_status()?;
+        let at = env
+            .event_time()
+            .map(|t| t.at().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_else(|| received_at.to_owned());
+        let conversation = s.conversation().map(|c| {
+            serde_json::json!({
+                "id": c.id(),
+                "initiateType": c.initiate_type().map(|t| t.as_str()),
+                "expireAt": c.expire_at().map(|t| t.at().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            })
+            .to_string()
+        });
+        Some(Self {
+            message_id: s.message_id().to_owned(),
+            wamid: s.wamid().to_owned(),
+            uid: s.uid().map(str::to_owned),
+            send_phone: s.send_phone().to_owned(),
+            waba_id: s.waba_id().to_owned(),
+            account_name: s.account_name().to_owned(),
+            status: s.status().as_str().to_owned(),
+            at,
+            error: s
+                .error()
+                .map(|e| (e.code().to_owned(), e.message().map(str::to_owned))),
+            conversation,
+        })
+    }
+
+    /// Whether the status is one of the four documented ones.
+    pub fn is_known_status(&self) -> bool {
+        !matches!(Status::parse(&self.status), Status::Unknown(_))
+    }
+}
+
+/// A message's tracked state, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub id: String,
+    pub wamid: String,
+    pub status: String,
+    /// Each status reached, with its eventTime.
+    pub statuses: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<MessageError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<serde_json::Value>,
+    /// A failure and delivered/read both reported: should not happen; kept and flagged.
+    pub conflict: bool,
+    pub uid: Option<String>,
+    pub send_phone: String,
+    pub waba_id: String,
+    pub account_name: String,
+    pub first_event_at: String,
+    pub last_event_at: String,
+    /// The status whose event carried `conversation`.
+    #[serde(skip)]
+    conversation_status: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageError {
+    pub code: String,
+    pub message: Option<String>,
+    /// The failure status it came with.
+    pub status: String,
+}
+
+/// Applies one newly stored status event to its message and batch.
+pub fn apply(conn: &Connection, u: &StatusUpdate) -> rusqlite::Result<()> {
+    let old = load(conn, &u.message_id)?;
+    let mut m = old.clone().unwrap_or_else(|| Message {
+        id: u.message_id.clone(),
+        wamid: u.wamid.clone(),
+        status: u.status.clone(),
+        statuses: BTreeMap::new(),
+        error: None,
+        conversation: None,
+        conflict: false,
+        uid: u.uid.clone(),
+        send_phone: u.send_phone.clone(),
+        waba_id: u.waba_id.clone(),
+        account_name: u.account_name.clone(),
+        first_event_at: u.at.clone(),
+        last_event_at: u.at.clone(),
+        conversation_status: None,
+    });
+    m.statuses.insert(u.status.clone(), u.at.clone());
+    if higher(&u.status, &m.status) {
+        m.status = u.status.clone();
+    }
+    if let Some((code, message)) = &u.error
+        && is_failure(&u.status)
+        && m.error
+            .as_ref()
+            .is_none_or(|e| higher(&u.status, &e.status))
+    {
+        m.error = Some(MessageError {
+            code: code.clone(),
+            message: message.clone(),
+            status: u.status.clone(),
+        });
+    }
+    if let Some(c) = &u.conversation
+        && m.conversation_status
+            .as_deref()
+            .is_none_or(|s| higher(&u.status, s))
+    {
+        m.conversation = serde_json::from_str(c).ok();
+        m.conversation_status = Some(u.status.clone());
+    }
+    m.conflict = m.statuses.keys().any(|s| is_failure(s))
+        && m.statuses
+            .keys()
+            .any(|s| matches!(s.as_str(), "delivered" | "read"));
+    if u.at < m.first_event_at {
+        m.first_event_at = u.at.clone();
+    }
+    if u.at > m.last_event_at {
+        m.last_event_at = u.at.clone();
+    }
+    save(conn, &m)?;
+    if let Some(uid) = &m.uid {
+        update_batch(conn, uid, old.as_ref(), &m)?;
+    }
+    Ok(())
+}
+
+const MESSAGE_COLUMNS: &str = "message_id, wamid, status, statuses, error_code, error_message, \
+     error_status, conversation, conversation_status, conflict, uid, send_phone, waba_id, \
+     account_name, first_event_at, last_event_at";
+
+fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    let statuses: String = r.get(3)?;
+    let conversation: Option<String> = r.get(7)?;
+    let error_code: Option<String> = r.get(4)?;
+    Ok(Message {
+        id: r.get(0)?,
+        wamid: r.get(1)?,
+        status: r.get(2)?,
+        statuses: serde_json::from_str(&statuses).unwrap_or_default(),
+        error: match error_code {
+            Some(code) => Some(MessageError {
+                code,
+                message: r.get(5)?,
+                status: r.get(6)?,
+            }),
+            None => None,
+        },
+        conversation: conversation.and_then(|c| serde_json::from_str(&c).ok()),
+        conversation_status: r.get(8)?,
+        conflict: r.get(9)?,
+        uid: r.get(10)?,
+        send_phone: r.get(11)?,
+        waba_id: r.get(12)?,
+        account_name: r.get(13)?,
+        first_event_at: r.get(14)?,
+        last_event_at: r.get(15)?,
+    })
+}
+
+/// One message by its InnoPaaS id.
+pub fn load(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<Message>> {
+    conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ?1"
+    ))?
+    .query_row([message_id], message_from_row)
+    .optional()
+}
+
+/// The messages with this WhatsApp message id (normally one).
+pub fn by_wamid(conn: &Connection, wamid: &str) -> rusqlite::Result<Vec<Message>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE wamid = ?1 ORDER BY message_id LIMIT 100"
+    ))?;
+    let rows = stmt.query_map([wamid], message_from_row)?;
+    rows.collect()
+}
+
+/// Every message of a batch, by message id.
+pub fn batch_messages(
+    conn: &Connection,
+    uid: &str,
+    mut each: impl FnMut(Message),
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE uid = ?1 ORDER BY message_id"
+    ))?;
+    let mut rows = stmt.query([uid])?;
+    while let Some(row) = rows.next()? {
+        each(message_from_row(row)?);
+    }
+    Ok(())
+}
+
+fn save(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO messages ({MESSAGE_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    ))?
+    .execute(params![
+        m.id,
+        m.wamid,
+        m.status,
+        serde_json::to_string(&m.statuses).expect("a map serialises"),
+        m.error.as_ref().map(|e| &e.code),
+        m.error.as_ref().and_then(|e| e.message.as_ref()),
+        m.error.as_ref().map(|e| &e.status),
+        m.conversation.as_ref().map(|c| c.to_string()),
+        m.conversation_status,
+        m.conflict,
+        m.uid,
+        m.send_phone,
+        m.waba_id,
+        m.account_name,
+        m.first_event_at,
+        m.last_event_at,
+    ])?;
+    Ok(())
+}
+
+/// Moves the message's contribution to its batch from `old` to `new`.
+fn update_batch(
+    conn: &Connection,
+    uid: &str,
+    old: Option<&Message>,
+    new: &Message,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO batches (uid, first_event_at, last_event_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (uid) DO UPDATE SET
+             first_event_at = MIN(first_event_at, excluded.first_event_at),
+             last_event_at = MAX(last_event_at, excluded.last_event_at)",
+    )?
+    .execute(params![uid, new.first_event_at, new.last_event_at])?;
+    let new_cat = category(&new.status);
+    match old {
+        None => {
+            let sql = format!(
+                "UPDATE batches SET messages = messages + 1, {new_cat} = {new_cat} + 1 WHERE uid = ?1"
+            );
+            conn.prepare_cached(&sql)?.execute([uid])?;
+        }
+        Some(old) if category(&old.status) != new_cat => {
+            let old_cat = category(&old.status);
+            let sql = format!(
+                "UPDATE batches SET {old_cat} = {old_cat} - 1, {new_cat} = {new_cat} + 1 WHERE uid = ?1"
+            );
+            conn.prepare_cached(&sql)?.execute([uid])?;
+        }
+        Some(_) => {}
+    }
+    let old_error = old.and_then(|o| o.error.as_ref()).map(|e| &e.code);
+    let new_error = new.error.as_ref();
+    if old_error != new_error.map(|e| &e.code) {
+        if let Some(code) = old_error {
+            conn.prepare_cached("UPDATE batch_errors SET messages = messages - 1 WHERE uid = ?1 AND error_code = ?2")?
+                .execute(params![uid, code])?;
+            conn.prepare_cached(
+                "DELETE FROM batch_errors WHERE uid = ?1 AND error_code = ?2 AND messages <= 0",
+            )?
+            .execute(params![uid, code])?;
+        }
+        if let Some(e) = new_error {
+            conn.prepare_cached(
+                "INSERT INTO batch_errors (uid, error_code, error_message, messages) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT (uid, error_code) DO UPDATE SET messages = messages + 1",
+            )?
+            .execute(params![uid, e.code, e.message])?;
+        }
+    }
+    Ok(())
+}
+
+/// A batch (uid) at a glance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Batch {
+    pub uid: String,
+    pub messages: i64,
+    pub delivered: i64,
+    pub read: i64,
+    pub failed: i64,
+    pub other: i64,
+    /// read / messages.
+    pub read_rate: f64,
+    /// Failed messages grouped by error code, most frequent first.
+    pub failures: Vec<FailureGroup>,
+    pub first_event_at: String,
+    pub last_event_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureGroup {
+    pub error_code: String,
+    pub error_message: Option<String>,
+    pub messages: i64,
+}
+
+pub fn batch(conn: &Connection, uid: &str) -> rusqlite::Result<Option<Batch>> {
+    let Some(mut b) = conn
+        .prepare_cached(
+            "SELECT uid, messages, delivered, read, failed, other, first_event_at, last_event_at
+             FROM batches WHERE uid = ?1",
+        )?
+        .query_row([uid], |r| {
+            let messages: i64 = r.get(1)?;
+            let read: i64 = r.get(3)?;
+            Ok(Batch {
+                uid: r.get(0)?,
+                messages,
+                delivered: r.get(2)?,
+                read,
+                failed: r.get(4)?,
+                other: r.get(5)?,
+                read_rate: if messages > 0 {
+                    read as f64 / messages as f64
+                } else {
+                    0.0
+                },
+                failures: Vec::new(),
+                first_event_at: r.get(6)?,
+                last_event_at: r.get(7)?,
+            })
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT error_code, error_message, messages FROM batch_errors
+         WHERE uid = ?1 ORDER BY messages DESC, error_code",
+    )?;
+    b.failures = stmt
+        .query_map([uid], |r| {
+            Ok(FailureGroup {
+                error_code: r.get(0)?,
+                error_message: r.get(1)?,
+                messages: r.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(b))
+}

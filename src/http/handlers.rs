@@ -9,6 +9,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, header};
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
 use super::{ApiError, AppState};
 use crate::event;
 use crate::metrics as m;
@@ -16,7 +18,7 @@ use crate::store::Outcome;
 
 /// `POST {path}`: authenticate, parse, commit, answer.
 pub async fn webhook(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -98,7 +100,7 @@ pub async fn healthz() -> Json<Value> {
 }
 
 /// `GET /readyz`: the store takes a write right now.
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     if state.shutting_down.load(Ordering::Relaxed) {
         return Err(ApiError::ShuttingDown);
     }
@@ -111,7 +113,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
 ) -> ([(header::HeaderName, &'static str); 1], String) {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -119,7 +121,7 @@ pub async fn metrics(
     )
 }
 
-pub async fn not_found(State(state): State<AppState>) -> ApiError {
+pub async fn not_found(State(state): State<Arc<AppState>>) -> ApiError {
     ApiError::NotFound {
         webhook_path: state.webhook_path.to_string(),
     }

@@ -82,7 +82,8 @@ pub fn router(state: AppState, cfg: &ServerConfig, api_token: Option<&str>) -> R
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
-        .with_state(state)
+        // Shared, not cloned, per request.
+        .with_state(Arc::new(state))
 }
 
 async fn record_latency(req: Request, next: Next) -> Response {

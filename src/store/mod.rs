@@ -71,8 +71,12 @@ impl StoreWriter {
 pub(crate) fn connect(dir: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(dir.join(DB_FILE), flags)?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    // The writer uses more distinct statements than rusqlite's default cache of 16.
+    conn.set_prepared_statement_cache_capacity(64);
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // Savepoint journals stay in memory instead of temporary files.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(conn)
 }
 
@@ -96,12 +100,19 @@ impl Store {
         schema::migrate(&mut conn)?;
         let seq: i64 =
             conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+        // Checkpoints run on their own connection, so no commit waits for one.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = connect(dir, OpenFlags::default())?;
         let (tx, rx) = mpsc::channel(4096);
         let (seq_tx, seq_rx) = watch::channel(seq);
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let checkpoints = writer::spawn_checkpointer(checkpointer, stop.clone());
                 writer::run(conn, rx, seq_tx);
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let _ = checkpoints.join();
                 drop(lock);
             })?;
         let store = Store {
@@ -131,7 +142,7 @@ impl Store {
     pub async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         self.tx

@@ -12,14 +12,14 @@ const MAX_BATCH: usize = 1024;
 
 /// One queued write: applied inside the batch, then told whether the batch committed.
 pub(super) trait Op: Send {
-    /// Runs the write; `false` means it failed and was rolled back on its own.
+    /// Runs the write (again, if a batch is redone); `false` means it failed.
     fn apply(&mut self, conn: &Connection) -> bool;
     /// Answers the caller once the batch's fate is known.
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
 }
 
 pub(super) struct FnOp<T, F> {
-    op: Option<F>,
+    op: F,
     result: Option<rusqlite::Result<T>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
@@ -27,7 +27,7 @@ pub(super) struct FnOp<T, F> {
 impl<T, F> FnOp<T, F> {
     pub(super) fn new(op: F, reply: oneshot::Sender<Result<T, StoreError>>) -> Self {
         Self {
-            op: Some(op),
+            op,
             result: None,
             reply,
         }
@@ -37,11 +37,10 @@ impl<T, F> FnOp<T, F> {
 impl<T, F> Op for FnOp<T, F>
 where
     T: Send,
-    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send,
+    F: FnMut(&Connection) -> rusqlite::Result<T> + Send,
 {
     fn apply(&mut self, conn: &Connection) -> bool {
-        let op = self.op.take().expect("applied once");
-        let result = op(conn);
+        let result = (self.op)(conn);
         let ok = result.is_ok();
         self.result = Some(result);
         ok
@@ -100,16 +99,57 @@ pub(super) fn run(
     tracing::debug!("Store writer stopped: every queued write was committed or answered.");
 }
 
+/// Commits the batch in one transaction. First optimistically, every write straight in;
+/// if one fails, the transaction is rolled back and redone with a savepoint around each
+/// write, so the failed one is undone alone and the others still commit.
 fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn Op>]) -> Result<(), StoreError> {
+    {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Stop at the first failure: after some errors (a full disk, I/O) SQLite has
+        // already rolled the transaction back, and later writes must not run outside it.
+        if batch.iter_mut().all(|op| op.apply(&tx)) {
+            tx.commit()?;
+            return Ok(());
+        }
+    } // dropping the transaction rolls it back
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for op in batch.iter_mut() {
-        tx.execute_batch("SAVEPOINT op")?;
+        tx.prepare_cached("SAVEPOINT op")?.execute([])?;
         if op.apply(&tx) {
-            tx.execute_batch("RELEASE op")?;
+            tx.prepare_cached("RELEASE op")?.execute([])?;
+        } else if tx.is_autocommit() {
+            // SQLite rolled the whole transaction back itself: nothing of the batch stands.
+            return Err(StoreError::Sqlite("the transaction was rolled back".into()));
         } else {
-            tx.execute_batch("ROLLBACK TO op; RELEASE op")?;
+            tx.prepare_cached("ROLLBACK TO op")?.execute([])?;
+            tx.prepare_cached("RELEASE op")?.execute([])?;
         }
     }
     tx.commit()?;
     Ok(())
+}
+
+/// Copies committed WAL frames into the database file in the background (SQLite would
+/// otherwise do it inside whichever commit crosses the threshold, stalling it), and a
+/// last time when the writer stops.
+pub(super) fn spawn_checkpointer(
+    conn: Connection,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("store-checkpoint".into())
+        .spawn(move || {
+            let checkpoint = |mode: &str| {
+                let sql = format!("PRAGMA wal_checkpoint({mode})");
+                if let Err(e) = conn.query_row(&sql, [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; it is tried again.");
+                }
+            };
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                checkpoint("PASSIVE");
+            }
+            checkpoint("TRUNCATE");
+        })
+        .expect("spawn the checkpointer")
 }

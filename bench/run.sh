@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Load benchmark: innohook against a bare axum server (examples/baseline.rs, the ceiling
+# of the HTTP stack here), driven by the same wrk script (bench/load.lua): 64 keep-alive
+# connections, every request a unique status event. The server is pinned to core 0 and
+# wrk to core 1; baseline and innohook runs alternate so drift cancels out.
+#
+#   apt-get install wrk        # once
+#   bench/run.sh               # DURATION=10 ROUNDS=2 by default
+#
+# Profiles: a = store only; b = store + file sink (fsync) + log sink at warn;
+#           c = store + forward sink to a local axum target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-2}
+PROFILES=${PROFILES:-"a b c"}
+CONNS=64
+command -v wrk >/dev/null || { echo "bench/run.sh needs wrk: apt-get install wrk" >&2; exit 2; }
+command -v taskset >/dev/null || { echo "bench/run.sh needs taskset (util-linux)" >&2; exit 2; }
+
+cargo build --release --locked --bin innohook --example baseline 2>&1 | tail -1
+BIN=$PWD/target/release/innohook
+BASE=$PWD/target/release/examples/baseline
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 1 200); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+
+# Latency from wrk ("850.00us", "1.23ms", "1.01s") in milliseconds.
+to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
+
+# wrk against $1; sets RPS P50 P99 BAD.
+drive() {
+  local out="$WORK/wrk.out"
+  taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s bench/load.lua "$1" > "$out"
+  RPS=$(awk '/^Requests\/sec/ { printf "%d", $2 }' "$out")
+  P50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
+  P99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
+  BAD=$(awk '/Non-2xx/ { print $NF }' "$out"); BAD=${BAD:-0}
+  local errs; errs=$(awk '/Socket errors/' "$out")
+  [ -z "$errs" ] || echo "    wrk: $errs" >&2
+}
+
+rss_mib() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+# Sum of innohook_sink_pending_events on the metrics endpoint.
+pending() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^innohook_sink_pending_events/ { s += $NF } END { print s + 0 }'; }
+
+config() {  # profile store-dir port
+  local dir=$2
+  [ "$1" = a ] && echo 'sinks = []'   # top-level keys come before the first [table]
+  printf '[server]\nlisten = "127.0.0.1:%s"\n[store]\ndir = "%s/store"\n[log]\nlevel = "warn"\n' "$3" "$dir"
+  case $1 in
+    a) ;;
+    b) printf '[[sinks]]\ntype = "file"\npath = "%s/events.jsonl"\nfsync = "always"\n[[sinks]]\ntype = "log"\nlevel = "warn"\n' "$dir" ;;
+    c) printf '[[sinks]]\ntype = "forward"\nurl = "http://127.0.0.1:18090/webhook"\nconcurrency = 16\n' ;;
+  esac
+}
+
+printf '%-9s %-9s %10s %8s %8s %9s %7s %s\n' profile server "events/s" "p50 ms" "p99 ms" "RSS MiB" ratio "sinks drained"
+declare -A SUM_RATIO SUM_P99R MAX_RSS DRAIN_OK
+for round in $(seq 1 "$ROUNDS"); do
+  for profile in $PROFILES; do
+    # A: baseline.
+    taskset -c 0 "$BASE" 127.0.0.1:18081 & PIDS+=($!); bpid=$!
+    wait_port 18081
+    drive http://127.0.0.1:18081/webhook
+    base_rps=$RPS; base_p99=$P99
+    printf '%-9s %-9s %10s %8s %8s %9s %7s\n' "$profile" baseline "$RPS" "$P50" "$P99" "$(rss_mib $bpid)" 1.00
+    kill $bpid; wait $bpid 2>/dev/null || true
+
+    # B: innohook (fresh store each run).
+    dir="$WORK/$profile-$round"; mkdir -p "$dir"
+    config "$profile" "$dir" 18080 > "$dir/innohook.toml"
+    if [ "$profile" = c ]; then taskset -c 1 "$BASE" 127.0.0.1:18090 & PIDS+=($!); tpid=$!; wait_port 18090; fi
+    taskset -c 0 "$BIN" --config "$dir/innohook.toml" 2> "$dir/innohook.log" & PIDS+=($!); ipid=$!
+    wait_port 18080
+    drive http://127.0.0.1:18080/webhook
+    [ "$BAD" = 0 ] || echo "    innohook answered $BAD non-2xx" >&2
+    start=$(date +%s%N); drained=no
+    while [ $(( ($(date +%s%N) - start) / 1000000 )) -lt 2000 ]; do
+      if [ "$(pending 18080)" = 0 ]; then drained="$(( ($(date +%s%N) - start) / 1000000 )) ms"; break; fi
+      sleep 0.05
+    done
+    rss=$(rss_mib $ipid)
+    ratio=$(awk -v a="$RPS" -v b="$base_rps" 'BEGIN { printf "%.2f", a / b }')
+    p99r=$(awk -v a="$P99" -v b="$base_p99" 'BEGIN { printf "%.1f", (b > 0 ? a / b : 0) }')
+    printf '%-9s %-9s %10s %8s %8s %9s %7s %s\n' "$profile" innohook "$RPS" "$P50" "$P99" "$rss" "$ratio" "$drained"
+    SUM_RATIO[$profile]=$(awk -v s="${SUM_RATIO[$profile]:-0}" -v r="$ratio" 'BEGIN { print s + r }')
+    SUM_P99R[$profile]=$(awk -v s="${SUM_P99R[$profile]:-0}" -v r="$p99r" 'BEGIN { print (r > s ? r : s) }')
+    MAX_RSS[$profile]=$(awk -v s="${MAX_RSS[$profile]:-0}" -v r="$rss" 'BEGIN { print (r > s ? r : s) }')
+    [ "$drained" = no ] && DRAIN_OK[$profile]=no
+    kill -TERM $ipid; wait $ipid 2>/dev/null || true
+    if [ "$profile" = c ]; then kill $tpid; wait $tpid 2>/dev/null || true; fi
+  done
+done
+
+echo
+echo "Targets (ratio = innohook events/s / baseline events/s in the same run, mean of rounds):"
+for profile in $PROFILES; do
+  case $profile in a) want=0.60 ;; b) want=0.45 ;; c) want=0.40 ;; esac
+  mean=$(awk -v s="${SUM_RATIO[$profile]}" -v n="$ROUNDS" 'BEGIN { printf "%.2f", s / n }')
+  verdict() { awk -v ok="$1" 'BEGIN { print (ok ? "ok" : "MISSED") }'; }
+  printf '  %s: ratio %s (target >= %s: %s), worst p99 %sx baseline (<= 5: %s), peak RSS %s MiB (< 64: %s), sinks drained within 2 s: %s\n' \
+    "$profile" "$mean" "$want" "$(verdict "$(awk -v m="$mean" -v w="$want" 'BEGIN{print (m >= w)}')")" \
+    "${SUM_P99R[$profile]}" "$(verdict "$(awk -v r="${SUM_P99R[$profile]}" 'BEGIN{print (r <= 5)}')")" \
+    "${MAX_RSS[$profile]}" "$(verdict "$(awk -v r="${MAX_RSS[$profile]}" 'BEGIN{print (r < 64)}')")" \
+    "${DRAIN_OK[$profile]:-ok}"
+done

@@ -5,6 +5,7 @@ mod helpers;
 mod event_props;
 mod event_rules;
 mod event_seeds;
+mod faults;
 mod http_receiver;
 mod ops;
 mod process;

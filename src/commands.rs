@@ -113,9 +113,7 @@ pub fn check_config(config_path: Option<&Path>, out: &mut impl Write) -> anyhow:
 
 /// `innohook dead-letters --config PATH`: one JSON object a line, oldest first.
 pub fn dead_letters(config_path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<i32> {
-    let config = crate::config::Config::load(config_path)?;
-    let reader = crate::store::Reader::open(&config.store.dir)?;
-    for dl in reader.dead_letters()? {
+    for dl in open_store(config_path)?.dead_letters()? {
         writeln!(out, "{}", serde_json::to_string(&dl)?)?;
     }
     Ok(0)
@@ -192,31 +190,42 @@ pub fn status(
     message_id: &str,
     out: &mut impl Write,
 ) -> anyhow::Result<i32> {
-    let config = crate::config::Config::load(config_path)?;
-    let reader = crate::store::Reader::open(&config.store.dir)?;
-    match reader.message(message_id)? {
-        Some(m) => {
-            writeln!(out, "{}", serde_json::to_string_pretty(&m)?)?;
-            Ok(0)
-        }
-        None => {
-            writeln!(out, "no status has been received for message {message_id}")?;
-            Ok(1)
-        }
-    }
+    let found = open_store(config_path)?.message(message_id)?;
+    print_found(
+        found,
+        format!("no status has been received for message {message_id}"),
+        out,
+    )
 }
 
 /// `innohook batch --config PATH UID`: a batch summary, as JSON.
 pub fn batch(config_path: Option<&Path>, uid: &str, out: &mut impl Write) -> anyhow::Result<i32> {
+    let found = open_store(config_path)?.batch(uid)?;
+    print_found(
+        found,
+        format!("no message of batch {uid} has been received"),
+        out,
+    )
+}
+
+fn open_store(config_path: Option<&Path>) -> anyhow::Result<crate::store::Reader> {
     let config = crate::config::Config::load(config_path)?;
-    let reader = crate::store::Reader::open(&config.store.dir)?;
-    match reader.batch(uid)? {
-        Some(b) => {
-            writeln!(out, "{}", serde_json::to_string_pretty(&b)?)?;
+    crate::store::Reader::open(&config.store.dir)
+}
+
+/// Prints what was found as pretty JSON (exit 0), or says what is missing (exit 1).
+fn print_found(
+    found: Option<impl serde::Serialize>,
+    missing: String,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    match found {
+        Some(v) => {
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             Ok(0)
         }
         None => {
-            writeln!(out, "no message of batch {uid} has been received")?;
+            writeln!(out, "{missing}")?;
             Ok(1)
         }
     }

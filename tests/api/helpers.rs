@@ -114,9 +114,20 @@ impl TestApp {
 
     /// POSTs a body to the webhook path as `application/json`.
     pub async fn post(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.post_to(&self.config.server.path, "application/json", body)
+            .await
+    }
+
+    /// POSTs a body to any path with any content type.
+    pub async fn post_to(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
         self.client
-            .post(self.url(&self.config.server.path))
-            .header("content-type", "application/json")
+            .post(self.url(path))
+            .header("content-type", content_type)
             .body(body)
             .send()
             .await

@@ -195,13 +195,8 @@ async fn size_type_method_and_path_errors_are_json() {
     );
 
     let res = app
-        .client
-        .post(app.url("/webhook"))
-        .header("content-type", "text/plain")
-        .body(seed_bytes("read"))
-        .send()
-        .await
-        .unwrap();
+        .post_to("/webhook", "text/plain", seed_bytes("read"))
+        .await;
     let (status, body) = answer(res).await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -215,13 +210,12 @@ async fn size_type_method_and_path_errors_are_json() {
     );
 
     let res = app
-        .client
-        .post(app.url("/webhook"))
-        .header("content-type", "Application/JSON; charset=utf-8")
-        .body(seed_bytes("read"))
-        .send()
-        .await
-        .unwrap();
+        .post_to(
+            "/webhook",
+            "Application/JSON; charset=utf-8",
+            seed_bytes("read"),
+        )
+        .await;
     assert_eq!(res.status(), 200);
 
     let res = app.client.get(app.url("/webhook")).send().await.unwrap();
@@ -232,14 +226,7 @@ async fn size_type_method_and_path_errors_are_json() {
         (405, Some("method_not_allowed"))
     );
 
-    let res = app
-        .client
-        .post(app.url("/hook"))
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let res = app.post_to("/hook", "application/json", "{}").await;
     let (status, body) = answer(res).await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
     assert!(body["message"].as_str().unwrap().contains("POST /webhook"));

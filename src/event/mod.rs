@@ -5,7 +5,7 @@
 mod parse;
 mod types;
 
-pub use parse::{Accepted, RejectCode, Rejection, parse, parse_value};
+pub use parse::{Accepted, RejectCode, Rejection, parse};
 pub use types::{
     Conversation, Envelope, ErrorData, Event, InitiateType, MESSAGE_STATUS_TYPE, Status,
     StatusEvent, Timestamp, Warning,

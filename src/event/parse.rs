@@ -8,7 +8,6 @@ use std::borrow::Cow;
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::types::*;
@@ -128,12 +127,6 @@ pub fn parse(bytes: &[u8]) -> Result<Accepted, Rejection> {
         )
     })?;
     parse_object(&top, text)
-}
-
-/// Validates an already-parsed JSON value.
-pub fn parse_value(value: &Value) -> Result<Accepted, Rejection> {
-    let text = serde_json::to_string(value).expect("a Value serialises");
-    parse(text.as_bytes())
 }
 
 fn parse_object(top: &RawObject<'_>, text: &str) -> Result<Accepted, Rejection> {

@@ -27,7 +27,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use auth::Auth;
-pub use error::{ApiError, RETRY_AFTER_SECS};
+pub use error::ApiError;
 
 use crate::config::ServerConfig;
 use crate::store::Store;

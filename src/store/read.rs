@@ -98,15 +98,6 @@ impl Reader {
         rows.collect()
     }
 
-    /// One event by seq.
-    pub fn event(&self, seq: i64) -> rusqlite::Result<Option<StoredEvent>> {
-        let sql = format!("SELECT {} FROM events WHERE seq = ?1", StoredEvent::COLUMNS);
-        self.conn
-            .prepare_cached(&sql)?
-            .query_row([seq], StoredEvent::from_row)
-            .optional()
-    }
-
     /// The last seq `sink` is done with (0 if it never ran).
     pub fn cursor(&self, sink: &str) -> rusqlite::Result<i64> {
         self.conn

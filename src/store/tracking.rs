@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::event::{Envelope, Status};
+use crate::event::Envelope;
 
 /// Order of statuses: the current status of a message is its highest.
 pub fn rank(status: &str) -> u8 {
@@ -59,7 +59,7 @@ pub struct StatusUpdate {
     /// eventTime (else the time received), RFC 3339 UTC.
     at: String,
     error: Option<(String, Option<String>)>,
-    conversation: Option<String>,
+    conversation: Option<serde_json::Value>,
 }
 
 impl StatusUpdate {
@@ -76,7 +76,6 @@ impl StatusUpdate {
                 "initiateType": c.initiate_type().map(|t| t.as_str()),
                 "expireAt": c.expire_at().map(|t| t.at().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
             })
-            .to_string()
         });
         Some(Self {
             message_id: s.message_id().to_owned(),
@@ -92,11 +91,6 @@ impl StatusUpdate {
                 .map(|e| (e.code().to_owned(), e.message().map(str::to_owned))),
             conversation,
         })
-    }
-
-    /// Whether the status is one of the four documented ones.
-    pub fn is_known_status(&self) -> bool {
-        !matches!(Status::parse(&self.status), Status::Unknown(_))
     }
 }
 
@@ -175,7 +169,7 @@ pub fn apply(conn: &Connection, u: &StatusUpdate) -> rusqlite::Result<()> {
             .as_deref()
             .is_none_or(|s| higher(&u.status, s))
     {
-        m.conversation = serde_json::from_str(c).ok();
+        m.conversation = Some(c.clone());
         m.conversation_status = Some(u.status.clone());
     }
     m.conflict = m.statuses.keys().any(|s| is_failure(s))

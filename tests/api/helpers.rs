@@ -172,6 +172,11 @@ pub fn wait_until(what: &str, deadline: Duration, mut check: impl FnMut() -> boo
     }
 }
 
+/// The innohook binary, as a command to run.
+pub fn innohook() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_innohook"))
+}
+
 /// The innohook binary running as a child process, as a user runs it.
 pub struct BinaryServer {
     pub child: Child,
@@ -190,7 +195,7 @@ impl BinaryServer {
     /// Starts `innohook --config PATH` (the config must listen on 127.0.0.1:0 with JSON
     /// logs) and waits for its "Listening." line to learn the port.
     pub fn start(config: &Path) -> BinaryServer {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_innohook"));
+        let mut command = innohook();
         command.arg("--config").arg(config);
         Self::start_command(command)
     }

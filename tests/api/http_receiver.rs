@@ -100,7 +100,7 @@ async fn a_rejected_payload_gets_400_and_is_kept_as_a_dead_letter() {
         app.dir.path(),
         &format!("[store]\ndir = {:?}\n", app.config.store.dir),
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_innohook"))
+    let out = innohook()
         .args(["dead-letters", "--config"])
         .arg(&config)
         .output()

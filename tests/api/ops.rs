@@ -1,7 +1,6 @@
 //! Operations: /metrics moving, request ids in logs, secrets kept out of logs, the
 //! healthcheck command, and config.example.toml telling the truth.
 
-use std::process::Command;
 use std::sync::Arc;
 
 use innohook::config::{Config, LogConfig, ServerConfig, StoreConfig};
@@ -108,7 +107,7 @@ async fn every_log_line_of_a_request_carries_its_id_and_never_the_authorization_
         dir.path().join("store")
     );
     let path = write_config(dir.path(), &toml);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_innohook"));
+    let mut command = innohook();
     command
         .arg("--config")
         .arg(&path)
@@ -171,7 +170,7 @@ async fn healthcheck_exits_0_while_serving_and_1_when_down() {
     let path = write_config(dir.path(), &toml);
     let server = BinaryServer::start(&path);
     let check = |addr: String| {
-        Command::new(env!("CARGO_BIN_EXE_innohook"))
+        innohook()
             .arg("healthcheck")
             .arg("--config")
             .arg(&path)
@@ -203,7 +202,7 @@ fn config_example_parses_and_states_the_real_defaults() {
     .extract()
     .expect("config.example.toml parses");
     // ...and the whole file passes check-config once its ${CRM_API_KEY} is set.
-    let out = Command::new(env!("CARGO_BIN_EXE_innohook"))
+    let out = innohook()
         .arg("check-config")
         .arg("--config")
         .arg(&path)
@@ -216,7 +215,7 @@ fn config_example_parses_and_states_the_real_defaults() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_innohook"))
+    let out = innohook()
         .args(["check-config", "--config"])
         .arg(&path)
         .env_remove("CRM_API_KEY")

@@ -1,7 +1,6 @@
 //! The binary as users run it: config errors, env overrides, SIGTERM, SIGKILL under load.
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,10 +8,6 @@ use innohook::store::Reader;
 use serde_json::Value;
 
 use crate::helpers::*;
-
-fn innohook() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_innohook"))
-}
 
 fn server_toml(dir: &std::path::Path) -> String {
     format!(

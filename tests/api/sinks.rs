@@ -244,7 +244,7 @@ async fn a_refused_event_is_a_dead_letter_until_replayed() {
         app.dir.path(),
         &format!("[store]\ndir = {:?}\n{toml}", app.config.store.dir),
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_innohook"))
+    let out = innohook()
         .args(["replay", "--sink", "crm", "--config"])
         .arg(&config)
         .output()

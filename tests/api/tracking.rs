@@ -228,7 +228,7 @@ async fn shuffled_duplicated_statuses_end_as_an_independent_computation_says() {
         app.dir.path(),
         &format!("[store]\ndir = {:?}\n", app.config.store.dir),
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_innohook"))
+    let out = innohook()
         .args(["batch", "batch-0", "--config"])
         .arg(&config)
         .output()
@@ -236,7 +236,7 @@ async fn shuffled_duplicated_statuses_end_as_an_independent_computation_says() {
     assert!(out.status.success());
     let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cli, get(&app, "/api/batches/batch-0").await.1);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_innohook"))
+    let out = innohook()
         .args(["status", "m000", "--config"])
         .arg(&config)
         .output()

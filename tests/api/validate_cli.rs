@@ -1,13 +1,9 @@
 //! `innohook validate`: the real binary on real files and stdin.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use crate::helpers::payload_path;
-
-fn innohook() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_innohook"))
-}
+use crate::helpers::{innohook, payload_path};
 
 #[test]
 fn validate_accepts_each_seed_payload_and_prints_its_summary() {

@@ -53,7 +53,10 @@ fn build(dir: &Path) {
                     let last = if m % 20 == 0 { "failed" } else { "read" };
                     for status in ["delivered", last] {
                         let accepted = event::parse(&payload(m, status)).unwrap();
-                        store.accept(&accepted, payload(m, status)).await.unwrap();
+                        store
+                            .accept(&accepted, payload(m, status).into())
+                            .await
+                            .unwrap();
                     }
                 }
             }));

@@ -16,12 +16,20 @@ use crate::event;
 use crate::metrics as m;
 use crate::store::Outcome;
 
+/// The webhook's 200 answer: `{"status":"accepted"|"duplicate","eventId":ID}`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Answer {
+    status: &'static str,
+    event_id: String,
+}
+
 /// `POST {path}`: authenticate, parse, commit, answer.
 pub async fn webhook(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Answer>, ApiError> {
     if state.shutting_down.load(Ordering::Relaxed) {
         return Err(ApiError::ShuttingDown);
     }
@@ -43,7 +51,7 @@ pub async fn webhook(
             let event_id = env.id().to_owned();
             let event_type = m::type_label(env.event_type());
             let event_status = env.message_status().map(|s| m::status_label(s.status()));
-            let outcome = state.store.accept(&accepted, body.to_vec()).await.map_err(|e| {
+            let outcome = state.store.accept(&accepted, body.clone()).await.map_err(|e| {
                 tracing::error!(error = %e, event_id, "Could not store an event; answering 503.");
                 metrics::counter!(m::STORE_UNAVAILABLE).increment(1);
                 ApiError::StoreUnavailable
@@ -57,12 +65,12 @@ pub async fn webhook(
                     metrics::counter!(m::EVENTS_RECEIVED, &labels).increment(1);
                     "accepted"
                 }
-                Outcome::Duplicate { .. } => {
+                Outcome::Duplicate => {
                     metrics::counter!(m::DUPLICATES, "type" => event_type).increment(1);
                     "duplicate"
                 }
             };
-            Ok(Json(json!({"status": status, "eventId": event_id})))
+            Ok(Json(Answer { status, event_id }))
         }
         Err(rejection) => {
             state

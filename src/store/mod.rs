@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use chrono::{SecondsFormat, Utc};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use read::{DeadLetter, Reader, ReaderPool, StoredEvent};
@@ -44,8 +45,8 @@ impl From<rusqlite::Error> for StoreError {
 pub enum Outcome {
     /// Stored under this sequence number.
     Accepted { seq: i64 },
-    /// Already stored under this sequence number; nothing new was written.
-    Duplicate { seq: i64 },
+    /// Already stored; nothing new was written.
+    Duplicate,
 }
 
 /// A handle to the store; cheap to clone. The writer stops when the last handle is dropped.
@@ -54,6 +55,8 @@ pub struct Store {
     tx: mpsc::Sender<Box<dyn writer::Op>>,
     dir: Arc<PathBuf>,
     last_seq: watch::Receiver<i64>,
+    /// The dedup table still holds status-event keys from before schema v3.
+    legacy_status_keys: bool,
 }
 
 /// The writer thread; [`StoreWriter::join`] waits until every queued write is answered.
@@ -100,6 +103,12 @@ impl Store {
         schema::migrate(&mut conn)?;
         let seq: i64 =
             conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+        let legacy_status_keys: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM dedup
+                 WHERE key >= 'status' || char(31) AND key < 'status' || char(32))",
+            [],
+            |r| r.get(0),
+        )?;
         // Checkpoints run on their own connection, so no commit waits for one.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let checkpointer = connect(dir, OpenFlags::default())?;
@@ -119,6 +128,7 @@ impl Store {
             tx,
             dir: Arc::new(dir.to_owned()),
             last_seq: seq_rx,
+            legacy_status_keys,
         };
         Ok((store, StoreWriter(handle)))
     }
@@ -152,8 +162,13 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Stores an accepted event unless its dedup key is already known.
-    pub async fn accept(&self, accepted: &Accepted, body: Vec<u8>) -> Result<Outcome, StoreError> {
+    /// Stores an accepted event unless it is a duplicate.
+    ///
+    /// A status event is a duplicate when its message already has its status (the
+    /// message row is read anyway, to track it); other events when their dedup key is
+    /// in the dedup table. Status keys that stores before schema v3 kept in the dedup
+    /// table are still honoured.
+    pub async fn accept(&self, accepted: &Accepted, body: Bytes) -> Result<Outcome, StoreError> {
         let env = &accepted.envelope;
         let key = env.dedup_key();
         let status = env.message_status();
@@ -162,27 +177,43 @@ impl Store {
         let event_id = env.id().to_owned();
         let event_type = env.event_type().to_owned();
         let warnings = serde_json::to_string(&accepted.warnings).expect("warnings serialise");
-        let received_at = now_rfc3339();
-        let update = tracking::StatusUpdate::from_envelope(env, &received_at);
+        let update = tracking::StatusUpdate::from_envelope(env);
+        let legacy_status_keys = self.legacy_status_keys;
         self.write(move |conn| {
-            let known: Option<i64> = conn
-                .prepare_cached("SELECT seq FROM dedup WHERE key = ?1")?
-                .query_row([&key], |r| r.get(0))
-                .optional()?;
-            if let Some(seq) = known {
-                return Ok(Outcome::Duplicate { seq });
+            let old = match &update {
+                Some(u) => {
+                    let old = tracking::load(conn, u.message_id())?;
+                    if u.is_known_to(old.as_ref()) {
+                        return Ok(Outcome::Duplicate);
+                    }
+                    old
+                }
+                None => None,
+            };
+            let check_table = update.is_none() || legacy_status_keys;
+            if check_table
+                && conn
+                    .prepare_cached("SELECT 1 FROM dedup WHERE key = ?1")?
+                    .exists([&key])?
+            {
+                return Ok(Outcome::Duplicate);
             }
+            let received_at = writer::commit_time();
             conn.prepare_cached(
                 "INSERT INTO events (received_at, event_id, event_type, message_id, status, warnings, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![received_at, event_id, event_type, message_id, status, warnings, body])?;
+            .execute(params![received_at, event_id, event_type, message_id, status, warnings, &body[..]])?;
             let seq = conn.last_insert_rowid();
-            if let Some(update) = &update {
-                tracking::apply(conn, update)?;
+            match &update {
+                Some(u) => tracking::apply(conn, u, old, &received_at)?,
+                None => {
+                    conn.prepare_cached(
+                        "INSERT INTO dedup (key, seq, created_at) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![key, seq, Utc::now().timestamp()])?;
+                }
             }
-            conn.prepare_cached("INSERT INTO dedup (key, seq, created_at) VALUES (?1, ?2, ?3)")?
-                .execute(params![key, seq, Utc::now().timestamp()])?;
             Ok(Outcome::Accepted { seq })
         })
         .await
@@ -302,4 +333,61 @@ pub fn replay_dead_letters(dir: &Path, sink: Option<&str>) -> anyhow::Result<usi
 /// Now, as the store writes times: RFC 3339, UTC, milliseconds.
 pub fn now_rfc3339() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_event(status: &str) -> Accepted {
+        let body = serde_json::json!({
+            "id": "e1", "type": "whatsapp_message_status_updated",
+            "eventTime": "2026-01-01T00:00:00.000Z",
+            "body": {"id": "m1", "wamid": "w1", "status": status, "sendPhone": "1",
+                     "wabaId": "2", "accountName": "3", "uid": "b1"}
+        });
+        crate::event::parse(body.to_string().as_bytes()).expect("a valid event")
+    }
+
+    /// A store from before schema v3 kept status-event keys in the dedup table; they
+    /// still make a redelivery a duplicate after the upgrade.
+    #[tokio::test]
+    async fn status_keys_from_before_v3_are_still_honoured() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut conn = connect(dir.path(), OpenFlags::default()).unwrap();
+            schema::migrate_to(&mut conn, 2).unwrap();
+            conn.execute(
+                "INSERT INTO dedup (key, seq, created_at) VALUES (?1, 1, 0)",
+                [status_event("delivered").envelope.dedup_key()],
+            )
+            .unwrap();
+        }
+        let (store, writer) = Store::open(dir.path()).unwrap();
+        let delivered = status_event("delivered");
+        let read = status_event("read");
+        assert_eq!(
+            store
+                .accept(&delivered, Bytes::from_static(b"{}"))
+                .await
+                .unwrap(),
+            Outcome::Duplicate
+        );
+        assert!(matches!(
+            store
+                .accept(&read, Bytes::from_static(b"{}"))
+                .await
+                .unwrap(),
+            Outcome::Accepted { .. }
+        ));
+        assert_eq!(
+            store
+                .accept(&read, Bytes::from_static(b"{}"))
+                .await
+                .unwrap(),
+            Outcome::Duplicate
+        );
+        drop(store);
+        writer.join();
+    }
 }

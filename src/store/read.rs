@@ -150,6 +150,10 @@ impl Reader {
     ) -> rusqlite::Result<Vec<StoredEvent>> {
         let mut sql = format!("SELECT {} FROM events WHERE seq > ?", StoredEvent::COLUMNS);
         let limit = limit as i64;
+        let after = match since {
+            Some(since) => after.max(self.first_seq_received_at_or_after(since)? - 1),
+            None => after,
+        };
         let mut params: Vec<&dyn rusqlite::ToSql> = vec![&after];
         if let Some(s) = &status {
             sql.push_str(" AND status = ?");
@@ -164,6 +168,33 @@ impl Reader {
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params.as_slice(), StoredEvent::from_row)?;
         rows.collect()
+    }
+
+    /// The first seq received at or after `since` (one past the last seq if none was).
+    /// The writer stamps received_at per commit, never going back, so received_at rises
+    /// with seq and a binary search over seq finds it in about 25 lookups at 10 million
+    /// events, without an index on received_at.
+    fn first_seq_received_at_or_after(&self, since: &str) -> rusqlite::Result<i64> {
+        let mut at_or_after = self.conn.prepare_cached(
+            "SELECT seq, received_at FROM events WHERE seq >= ?1 ORDER BY seq LIMIT 1",
+        )?;
+        let last: i64 = self
+            .conn
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?
+            .query_row([], |r| r.get(0))?;
+        // Invariant: every seq below `lo` was received before `since`; `hi` is at or after.
+        let (mut lo, mut hi) = (0i64, last + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let found: Option<(i64, String)> = at_or_after
+                .query_row([mid], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            match found {
+                Some((seq, at)) if at.as_str() < since => lo = seq + 1,
+                _ => hi = mid,
+            }
+        }
+        Ok(lo)
     }
 
     /// How many events are stored.

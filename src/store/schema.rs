@@ -85,16 +85,102 @@ CREATE TABLE batch_errors (
 CREATE INDEX events_status ON events (status, seq);
 CREATE INDEX events_received_at ON events (received_at);
 "#,
+    // v3: a leaner write path. `seq` loses AUTOINCREMENT (events are never deleted, so
+    // max+1 is never reused, and AUTOINCREMENT cost a sqlite_sequence write per event);
+    // the received_at index goes, since the writer now stamps received_at per commit,
+    // so it rises with seq and `since` is a binary search on seq. Status events are
+    // deduplicated by their message's set of statuses (see tracking), not the dedup table.
+    r#"
+CREATE TABLE events_v3 (
+    seq         INTEGER PRIMARY KEY,               -- commit order, never reused
+    received_at TEXT NOT NULL,                     -- RFC 3339 UTC, stamped at commit
+    event_id    TEXT NOT NULL,
+    event_type  TEXT NOT NULL,
+    message_id  TEXT,
+    status      TEXT,
+    warnings    TEXT NOT NULL,
+    body        BLOB NOT NULL
+);
+INSERT INTO events_v3 (seq, received_at, event_id, event_type, message_id, status, warnings, body)
+    SELECT seq, received_at, event_id, event_type, message_id, status, warnings, body FROM events;
+DROP TABLE events;
+ALTER TABLE events_v3 RENAME TO events;
+CREATE INDEX events_status ON events (status, seq);
+"#,
 ];
 
 /// Brings a database up to the newest schema.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+/// Brings a database up to schema version `target`.
+pub(super) fn migrate_to(conn: &mut Connection, target: usize) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    for (i, sql) in (1i64..).zip(MIGRATIONS).skip(version as usize) {
+    for (i, sql) in (1i64..).zip(&MIGRATIONS[..target]).skip(version as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", i)?;
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sql_of(conn: &Connection, name: &str) -> Option<String> {
+        conn.query_row(
+            "SELECT sql FROM sqlite_master WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .ok()
+    }
+
+    #[test]
+    fn v3_keeps_every_event_and_its_seq_and_drops_the_costly_parts() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 2).unwrap();
+        for (seq, status) in [(1, "delivered"), (2, "read"), (5, "failed")] {
+            conn.execute(
+                "INSERT INTO events (seq, received_at, event_id, event_type, message_id, status, warnings, body)
+                 VALUES (?1, '2026-01-01T00:00:00.000Z', 'e', 't', 'm', ?2, '[]', x'7b7d')",
+                rusqlite::params![seq, status],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let rows: Vec<(i64, String, Vec<u8>)> = conn
+            .prepare("SELECT seq, status, body FROM events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (1, "delivered".into(), b"{}".to_vec()),
+                (2, "read".into(), b"{}".to_vec()),
+                (5, "failed".into(), b"{}".to_vec()),
+            ]
+        );
+        assert!(!sql_of(&conn, "events").unwrap().contains("AUTOINCREMENT"));
+        assert!(sql_of(&conn, "events_status").is_some());
+        assert!(sql_of(&conn, "events_received_at").is_none());
+        // The next event continues after the highest seq.
+        conn.execute(
+            "INSERT INTO events (received_at, event_id, event_type, warnings, body)
+             VALUES ('2026-01-02T00:00:00.000Z', 'e', 't', '[]', x'')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(conn.last_insert_rowid(), 6);
+    }
 }

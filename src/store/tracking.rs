@@ -56,20 +56,19 @@ pub struct StatusUpdate {
     waba_id: String,
     account_name: String,
     status: String,
-    /// eventTime (else the time received), RFC 3339 UTC.
-    at: String,
+    /// eventTime, RFC 3339 UTC; without one, the time the event is stored.
+    at: Option<String>,
     error: Option<(String, Option<String>)>,
     conversation: Option<serde_json::Value>,
 }
 
 impl StatusUpdate {
     /// The update a status event brings; `None` for other event types.
-    pub fn from_envelope(env: &Envelope, received_at: &str) -> Option<Self> {
+    pub fn from_envelope(env: &Envelope) -> Option<Self> {
         let s = env.message_status()?;
         let at = env
             .event_time()
-            .map(|t| t.at().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-            .unwrap_or_else(|| received_at.to_owned());
+            .map(|t| t.at().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         let conversation = s.conversation().map(|c| {
             serde_json::json!({
                 "id": c.id(),
@@ -129,9 +128,28 @@ pub struct MessageError {
     pub status: String,
 }
 
-/// Applies one newly stored status event to its message and batch.
-pub fn apply(conn: &Connection, u: &StatusUpdate) -> rusqlite::Result<()> {
-    let old = load(conn, &u.message_id)?;
+impl StatusUpdate {
+    pub fn message_id(&self) -> &str {
+        &self.message_id
+    }
+
+    /// Whether `message` (its stored state) already has this update's status: then the
+    /// event is a duplicate. This is the dedup of status events, key (body.id, status).
+    pub fn is_known_to(&self, message: Option<&Message>) -> bool {
+        message.is_some_and(|m| m.statuses.contains_key(&self.status))
+    }
+}
+
+/// Applies one newly stored status event to its message (`old`: its state before, as
+/// [`load`] read it in this transaction) and batch. `received_at` stands in for a
+/// missing eventTime.
+pub fn apply(
+    conn: &Connection,
+    u: &StatusUpdate,
+    old: Option<Message>,
+    received_at: &str,
+) -> rusqlite::Result<()> {
+    let at = u.at.as_deref().unwrap_or(received_at);
     let mut m = old.clone().unwrap_or_else(|| Message {
         id: u.message_id.clone(),
         wamid: u.wamid.clone(),
@@ -144,11 +162,11 @@ pub fn apply(conn: &Connection, u: &StatusUpdate) -> rusqlite::Result<()> {
         send_phone: u.send_phone.clone(),
         waba_id: u.waba_id.clone(),
         account_name: u.account_name.clone(),
-        first_event_at: u.at.clone(),
-        last_event_at: u.at.clone(),
+        first_event_at: at.to_owned(),
+        last_event_at: at.to_owned(),
         conversation_status: None,
     });
-    m.statuses.insert(u.status.clone(), u.at.clone());
+    m.statuses.insert(u.status.clone(), at.to_owned());
     if higher(&u.status, &m.status) {
         m.status = u.status.clone();
     }
@@ -176,13 +194,13 @@ pub fn apply(conn: &Connection, u: &StatusUpdate) -> rusqlite::Result<()> {
         && m.statuses
             .keys()
             .any(|s| matches!(s.as_str(), "delivered" | "read"));
-    if u.at < m.first_event_at {
-        m.first_event_at = u.at.clone();
+    if at < m.first_event_at.as_str() {
+        m.first_event_at = at.to_owned();
     }
-    if u.at > m.last_event_at {
-        m.last_event_at = u.at.clone();
+    if at > m.last_event_at.as_str() {
+        m.last_event_at = at.to_owned();
     }
-    save(conn, &m)?;
+    save(conn, &m, old.is_none())?;
     if let Some(uid) = &m.uid {
         update_batch(conn, uid, old.as_ref(), &m)?;
     }
@@ -256,29 +274,56 @@ pub fn batch_messages(
     Ok(())
 }
 
-fn save(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
-    conn.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO messages ({MESSAGE_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-    ))?
-    .execute(params![
-        m.id,
-        m.wamid,
-        m.status,
-        serde_json::to_string(&m.statuses).expect("a map serialises"),
-        m.error.as_ref().map(|e| &e.code),
-        m.error.as_ref().and_then(|e| e.message.as_ref()),
-        m.error.as_ref().map(|e| &e.status),
-        m.conversation.as_ref().map(|c| c.to_string()),
-        m.conversation_status,
-        m.conflict,
-        m.uid,
-        m.send_phone,
-        m.waba_id,
-        m.account_name,
-        m.first_event_at,
-        m.last_event_at,
-    ])?;
+/// Writes a message: INSERT when new; otherwise an UPDATE of the columns an event can
+/// change, none of them indexed, so the wamid and uid index entries are left alone.
+fn save(conn: &Connection, m: &Message, new: bool) -> rusqlite::Result<()> {
+    let statuses = serde_json::to_string(&m.statuses).expect("a map serialises");
+    let conversation = m.conversation.as_ref().map(|c| c.to_string());
+    let error = m.error.as_ref();
+    if new {
+        conn.prepare_cached(&format!(
+            "INSERT INTO messages ({MESSAGE_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        ))?
+        .execute(params![
+            m.id,
+            m.wamid,
+            m.status,
+            statuses,
+            error.map(|e| &e.code),
+            error.and_then(|e| e.message.as_ref()),
+            error.map(|e| &e.status),
+            conversation,
+            m.conversation_status,
+            m.conflict,
+            m.uid,
+            m.send_phone,
+            m.waba_id,
+            m.account_name,
+            m.first_event_at,
+            m.last_event_at,
+        ])?;
+    } else {
+        conn.prepare_cached(
+            "UPDATE messages SET status = ?2, statuses = ?3, error_code = ?4, error_message = ?5,
+                 error_status = ?6, conversation = ?7, conversation_status = ?8, conflict = ?9,
+                 first_event_at = ?10, last_event_at = ?11
+             WHERE message_id = ?1",
+        )?
+        .execute(params![
+            m.id,
+            m.status,
+            statuses,
+            error.map(|e| &e.code),
+            error.and_then(|e| e.message.as_ref()),
+            error.map(|e| &e.status),
+            conversation,
+            m.conversation_status,
+            m.conflict,
+            m.first_event_at,
+            m.last_event_at,
+        ])?;
+    }
     Ok(())
 }
 
@@ -289,30 +334,46 @@ fn update_batch(
     old: Option<&Message>,
     new: &Message,
 ) -> rusqlite::Result<()> {
+    // The message's move between summary buckets, as deltas: one upsert per event.
+    let mut delta = [0i64; 5]; // messages, delivered, read, failed, other
+    let bucket = |status: &str| match category(status) {
+        "delivered" => 1,
+        "read" => 2,
+        "failed" => 3,
+        _ => 4,
+    };
+    match old {
+        None => {
+            delta[0] = 1;
+            delta[bucket(&new.status)] += 1;
+        }
+        Some(old) => {
+            delta[bucket(&old.status)] -= 1;
+            delta[bucket(&new.status)] += 1;
+        }
+    }
     conn.prepare_cached(
-        "INSERT INTO batches (uid, first_event_at, last_event_at) VALUES (?1, ?2, ?3)
+        "INSERT INTO batches (uid, messages, delivered, read, failed, other, first_event_at, last_event_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (uid) DO UPDATE SET
+             messages = messages + excluded.messages,
+             delivered = delivered + excluded.delivered,
+             read = read + excluded.read,
+             failed = failed + excluded.failed,
+             other = other + excluded.other,
              first_event_at = MIN(first_event_at, excluded.first_event_at),
              last_event_at = MAX(last_event_at, excluded.last_event_at)",
     )?
-    .execute(params![uid, new.first_event_at, new.last_event_at])?;
-    let new_cat = category(&new.status);
-    match old {
-        None => {
-            let sql = format!(
-                "UPDATE batches SET messages = messages + 1, {new_cat} = {new_cat} + 1 WHERE uid = ?1"
-            );
-            conn.prepare_cached(&sql)?.execute([uid])?;
-        }
-        Some(old) if category(&old.status) != new_cat => {
-            let old_cat = category(&old.status);
-            let sql = format!(
-                "UPDATE batches SET {old_cat} = {old_cat} - 1, {new_cat} = {new_cat} + 1 WHERE uid = ?1"
-            );
-            conn.prepare_cached(&sql)?.execute([uid])?;
-        }
-        Some(_) => {}
-    }
+    .execute(params![
+        uid,
+        delta[0],
+        delta[1],
+        delta[2],
+        delta[3],
+        delta[4],
+        new.first_event_at,
+        new.last_event_at
+    ])?;
     let old_error = old.and_then(|o| o.error.as_ref()).map(|e| &e.code);
     let new_error = new.error.as_ref();
     if old_error != new_error.map(|e| &e.code) {

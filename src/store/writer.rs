@@ -7,8 +7,43 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::StoreError;
 
+thread_local! {
+    /// The time stamped on what the current batch stores (see [`commit_time`]).
+    static COMMIT_TIME: std::cell::RefCell<(i64, String)> =
+        const { std::cell::RefCell::new((i64::MIN, String::new())) };
+}
+
+/// The time of the batch being applied, RFC 3339 UTC (milliseconds): one per batch, and
+/// never earlier than the previous batch's, so `received_at` rises with `seq`.
+pub(super) fn commit_time() -> String {
+    COMMIT_TIME.with(|t| t.borrow().1.clone())
+}
+
+fn stamp_commit_time() {
+    let now = chrono::Utc::now().timestamp_millis();
+    COMMIT_TIME.with(|t| {
+        let mut t = t.borrow_mut();
+        if now > t.0 {
+            let at = chrono::DateTime::from_timestamp_millis(now).expect("now is in range");
+            *t = (now, at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        }
+    });
+}
+
 /// Most writes in one transaction.
 const MAX_BATCH: usize = 1024;
+/// A batch smaller than this waits [`LINGER`] once for more writes before committing.
+const LINGER_BELOW: usize = 48;
+const LINGER: std::time::Duration = std::time::Duration::from_micros(250);
+
+fn drain(rx: &mut mpsc::Receiver<Box<dyn Op>>, batch: &mut Vec<Box<dyn Op>>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(op) => batch.push(op),
+            Err(_) => break,
+        }
+    }
+}
 
 /// One queued write: applied inside the batch, then told whether the batch committed.
 pub(super) trait Op: Send {
@@ -64,14 +99,17 @@ pub(super) fn run(
     let mut batch: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_BATCH);
     while let Some(op) = rx.blocking_recv() {
         batch.push(op);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
+        drain(&mut rx, &mut batch);
+        if batch.len() < LINGER_BELOW {
+            // Let the request side queue a few more writes (it shares the core with us
+            // under load): each commit has a fixed cost (the last page of every b-tree
+            // is written to the WAL again), so fuller batches are much cheaper per event.
+            std::thread::sleep(LINGER);
+            drain(&mut rx, &mut batch);
         }
         let size = batch.len();
         let started = std::time::Instant::now();
+        stamp_commit_time();
         let commit = commit_batch(&mut conn, &mut batch);
         metrics::histogram!(crate::metrics::COMMIT_DURATION)
             .record(started.elapsed().as_secs_f64());
@@ -88,7 +126,10 @@ pub(super) fn run(
             op.finish(commit.clone());
         }
         if commit.is_ok() {
-            match conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0)) {
+            match conn
+                .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            {
                 Ok(seq) => {
                     last_seq.send_if_modified(|cur| std::mem::replace(cur, seq) != seq);
                 }

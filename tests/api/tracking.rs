@@ -330,6 +330,45 @@ async fn event_pages_return_every_event_exactly_once() {
     );
     let future = fetch_all("&since=2999-01-01T00:00:00Z").await;
     assert!(future.is_empty());
+
+    // received_at is stamped per commit and never goes back, so `since` (a binary search
+    // over seq) returns exactly the events received at or after it.
+    let received: Vec<String> = all
+        .iter()
+        .map(|(_, e)| e["receivedAt"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(received.windows(2).all(|w| w[0] <= w[1]), "{received:?}");
+    for since in [&received[0], &received[20], &received[52]] {
+        let got: Vec<i64> = fetch_all_since(&app, since).await;
+        let want: Vec<i64> = all
+            .iter()
+            .filter(|(_, e)| e["receivedAt"].as_str().unwrap() >= since.as_str())
+            .map(|(s, _)| *s)
+            .collect();
+        assert!(!want.is_empty());
+        assert_eq!(got, want, "since {since}");
+    }
+}
+
+/// Every event seq from `/api/events?since=`, following the cursor.
+async fn fetch_all_since(app: &TestApp, since: &str) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = get(app, &format!("/api/events?limit=5&since={since}{cursor}")).await;
+        assert_eq!(status, 200, "{page}");
+        seqs.extend(
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["seq"].as_i64().unwrap()),
+        );
+        match page["nextCursor"].as_i64() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return seqs,
+        }
+    }
 }
 
 #[tokio::test]

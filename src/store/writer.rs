@@ -2,6 +2,8 @@
 //! runs them in one transaction (each in its own savepoint), commits with one fsync,
 //! and only then answers each caller.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -95,6 +97,7 @@ pub(super) fn run(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Box<dyn Op>>,
     last_seq: watch::Sender<i64>,
+    wal: &WalState,
 ) {
     let mut batch: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_BATCH);
     while let Some(op) = rx.blocking_recv() {
@@ -124,6 +127,9 @@ pub(super) fn run(
         );
         for op in batch.drain(..) {
             op.finish(commit.clone());
+        }
+        if commit.is_ok() && wal.restart_wanted.swap(false, Ordering::Relaxed) {
+            finish_checkpoint(&conn, wal);
         }
         if commit.is_ok() {
             match conn
@@ -170,23 +176,68 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn Op>]) -> Result<(), 
     Ok(())
 }
 
+/// What the writer and the checkpointer share about the WAL.
+#[derive(Default)]
+pub(super) struct WalState {
+    /// Set by the checkpointer when the WAL has grown past [`WAL_RESTART_FRAMES`].
+    restart_wanted: AtomicBool,
+    /// Tells the checkpointer to do a last checkpoint and stop.
+    pub(super) stop: AtomicBool,
+}
+
+/// WAL size (in pages) past which the writer finishes a checkpoint itself, so that the
+/// WAL starts over from its beginning instead of growing.
+const WAL_RESTART_FRAMES: i64 = 4096;
+
+/// The background checkpointer copies frames while commits go on, but under steady
+/// load new frames keep arriving, the WAL is never completely copied, and SQLite never
+/// starts it over: it grew by ~80 MB a second until the disk was full. The writer,
+/// between two transactions, copies the last few frames itself; its next transaction
+/// then restarts the WAL.
+fn finish_checkpoint(conn: &Connection, wal: &WalState) {
+    let started = std::time::Instant::now();
+    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    }) {
+        // Busy (the checkpointer is at it) or readers still on old frames: next commit.
+        Ok((busy, log, copied)) if busy != 0 || copied < log => {
+            wal.restart_wanted.store(true, Ordering::Relaxed);
+        }
+        Ok(_) => tracing::debug!(
+            micros = started.elapsed().as_micros() as u64,
+            "WAL fully checkpointed; the next commit starts it over."
+        ),
+        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; it is tried again."),
+    }
+}
+
 /// Copies committed WAL frames into the database file in the background (SQLite would
 /// otherwise do it inside whichever commit crosses the threshold, stalling it), and a
 /// last time when the writer stops.
 pub(super) fn spawn_checkpointer(
     conn: Connection,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    wal: std::sync::Arc<WalState>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
             let checkpoint = |mode: &str| {
                 let sql = format!("PRAGMA wal_checkpoint({mode})");
-                if let Err(e) = conn.query_row(&sql, [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "WAL checkpoint failed; it is tried again.");
+                match conn.query_row(&sql, [], |r| r.get::<_, i64>(1)) {
+                    Ok(log) if log >= WAL_RESTART_FRAMES => {
+                        wal.restart_wanted.store(true, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "WAL checkpoint failed; it is tried again.");
+                    }
                 }
             };
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !wal.stop.load(Ordering::Relaxed) {
                 std::thread::sleep(std::time::Duration::from_millis(200));
                 checkpoint("PASSIVE");
             }

@@ -19,6 +19,8 @@ command -v wrk >/dev/null || { echo "bench/run.sh needs wrk: apt-get install wrk
 command -v taskset >/dev/null || { echo "bench/run.sh needs taskset (util-linux)" >&2; exit 2; }
 
 cargo build --release --locked --bin innohook --example baseline 2>&1 | tail -1
+# Let the build's writeback finish: it slows every fsync for a while.
+sync; sleep 5
 BIN=$PWD/target/release/innohook
 BASE=$PWD/target/release/examples/baseline
 WORK=$(mktemp -d)

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{BoxFuture, Sink, SinkError};
 use crate::store::StoredEvent;
@@ -127,16 +128,36 @@ impl FileSink {
     }
 }
 
-/// One line of the file.
+/// One line of the file: `{"seq","receivedAt","event","warnings"}`, with the event as
+/// it was received, byte for byte, when it is already on one line (InnoPaaS sends it
+/// so), and re-serialised onto one line otherwise.
 fn line(e: &StoredEvent) -> Result<Vec<u8>, serde_json::Error> {
-    let event: Value = serde_json::from_slice(&e.body)?;
-    let warnings: Value = serde_json::from_str(&e.warnings)?;
-    let mut line = serde_json::to_vec(&json!({
-        "seq": e.seq,
-        "receivedAt": e.received_at,
-        "event": event,
-        "warnings": warnings,
-    }))?;
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Line<'a, E: serde::Serialize> {
+        seq: i64,
+        received_at: &'a str,
+        event: E,
+        warnings: &'a RawValue,
+    }
+    let warnings: &RawValue = serde_json::from_str(&e.warnings)?;
+    let mut line = if e.body.contains(&b'\n') || e.body.contains(&b'\r') {
+        let event: Value = serde_json::from_slice(&e.body)?;
+        serde_json::to_vec(&Line {
+            seq: e.seq,
+            received_at: &e.received_at,
+            event,
+            warnings,
+        })?
+    } else {
+        let event: &RawValue = serde_json::from_slice(&e.body)?;
+        serde_json::to_vec(&Line {
+            seq: e.seq,
+            received_at: &e.received_at,
+            event,
+            warnings,
+        })?
+    };
     line.push(b'\n');
     Ok(line)
 }

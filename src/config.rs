@@ -95,7 +95,8 @@ pub struct ApiConfig {
 pub struct StoreConfig {
     /// Directory of the SQLite store (created if missing).
     pub dir: PathBuf,
-    /// How long a duplicate is still recognised, in days.
+    /// How long a duplicate of an event other than a message status is still
+    /// recognised, in days (status events: as long as their message is tracked).
     pub dedup_retention_days: u32,
 }
 

@@ -107,6 +107,34 @@ DROP TABLE events;
 ALTER TABLE events_v3 RENAME TO events;
 CREATE INDEX events_status ON events (status, seq);
 "#,
+    // v4: messages becomes a rowid table. As WITHOUT ROWID its ~400-byte rows sat in the
+    // primary-key b-tree, and inserting them (page splits included) was an eighth of the
+    // CPU under load; a rowid table appends them, and a small unique index finds them.
+    r#"
+CREATE TABLE messages_v4 (
+    message_id          TEXT NOT NULL UNIQUE,          -- body.id
+    wamid               TEXT NOT NULL,
+    status              TEXT NOT NULL,                 -- current: highest status reached
+    statuses            TEXT NOT NULL,                 -- JSON {status: eventTime}
+    error_code          TEXT,
+    error_message       TEXT,
+    error_status        TEXT,                          -- the failure status it came with
+    conversation        TEXT,                          -- JSON {id, initiateType, expireAt}
+    conversation_status TEXT,
+    conflict            INTEGER NOT NULL,              -- failure and delivered/read both seen
+    uid                 TEXT,
+    send_phone          TEXT NOT NULL,
+    waba_id             TEXT NOT NULL,
+    account_name        TEXT NOT NULL,
+    first_event_at      TEXT NOT NULL,
+    last_event_at       TEXT NOT NULL
+);
+INSERT INTO messages_v4 SELECT * FROM messages ORDER BY message_id;
+DROP TABLE messages;
+ALTER TABLE messages_v4 RENAME TO messages;
+CREATE INDEX messages_wamid ON messages (wamid);
+CREATE INDEX messages_uid ON messages (uid, message_id);
+"#,
 ];
 
 /// Brings a database up to the newest schema.
@@ -140,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn v3_keeps_every_event_and_its_seq_and_drops_the_costly_parts() {
+    fn upgrades_keep_every_event_and_message_and_drop_the_costly_parts() {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate_to(&mut conn, 2).unwrap();
         for (seq, status) in [(1, "delivered"), (2, "read"), (5, "failed")] {
@@ -151,7 +179,25 @@ mod tests {
             )
             .unwrap();
         }
+        conn.execute(
+            "INSERT INTO messages (message_id, wamid, status, statuses, conflict, uid, send_phone,
+                 waba_id, account_name, first_event_at, last_event_at)
+             VALUES ('m', 'w', 'read', '{}', 0, 'b', 'p', 'waba', 'acc', 'f', 'l')",
+            [],
+        )
+        .unwrap();
         migrate(&mut conn).unwrap();
+        let message: (String, String, String, String) = conn
+            .query_row(
+                "SELECT wamid, status, uid, last_event_at FROM messages WHERE message_id = 'm'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(message, ("w".into(), "read".into(), "b".into(), "l".into()));
+        assert!(!sql_of(&conn, "messages").unwrap().contains("WITHOUT ROWID"));
+        assert!(sql_of(&conn, "messages_wamid").is_some());
+        assert!(sql_of(&conn, "messages_uid").is_some());
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();

@@ -353,6 +353,37 @@ mod tests {
         crate::event::parse(body.to_string().as_bytes()).expect("a valid event")
     }
 
+    /// received_at never goes back, not even across a restart with the clock behind the
+    /// store: `since` queries binary-search on it.
+    #[tokio::test]
+    async fn received_at_never_goes_back_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let future = "2999-01-01T00:00:00.000Z";
+        {
+            let (store, writer) = Store::open(dir.path()).unwrap();
+            store
+                .accept(&message_event("m1", "delivered"), Bytes::from_static(b"{}"))
+                .await
+                .unwrap();
+            store
+                .write(move |c| c.execute("UPDATE events SET received_at = ?1", [future]))
+                .await
+                .unwrap();
+            drop(store);
+            writer.join();
+        }
+        let (store, writer) = Store::open(dir.path()).unwrap();
+        store
+            .accept(&message_event("m2", "delivered"), Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        let events = store.reader().unwrap().events_after(0, 10).unwrap();
+        assert_eq!(events.len(), 2);
+        assert!(events[1].received_at.as_str() >= future, "{events:?}");
+        drop(store);
+        writer.join();
+    }
+
     /// Under steady writes the WAL is started over again and again instead of growing
     /// until the disk is full (it grew by ~80 MB a second under bench/run.sh before).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

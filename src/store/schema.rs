@@ -101,8 +101,12 @@ CREATE TABLE events_v3 (
     warnings    TEXT NOT NULL,
     body        BLOB NOT NULL
 );
+-- Before v3, received_at was stamped per request, before the commit, so neighbours could
+-- be a few milliseconds out of seq order; each takes the latest time up to its seq.
 INSERT INTO events_v3 (seq, received_at, event_id, event_type, message_id, status, warnings, body)
-    SELECT seq, received_at, event_id, event_type, message_id, status, warnings, body FROM events;
+    SELECT seq, MAX(received_at) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING),
+           event_id, event_type, message_id, status, warnings, body
+    FROM events;
 DROP TABLE events;
 ALTER TABLE events_v3 RENAME TO events;
 CREATE INDEX events_status ON events (status, seq);
@@ -129,7 +133,13 @@ CREATE TABLE messages_v4 (
     first_event_at      TEXT NOT NULL,
     last_event_at       TEXT NOT NULL
 );
-INSERT INTO messages_v4 SELECT * FROM messages ORDER BY message_id;
+INSERT INTO messages_v4 (message_id, wamid, status, statuses, error_code, error_message,
+        error_status, conversation, conversation_status, conflict, uid, send_phone, waba_id,
+        account_name, first_event_at, last_event_at)
+    SELECT message_id, wamid, status, statuses, error_code, error_message,
+        error_status, conversation, conversation_status, conflict, uid, send_phone, waba_id,
+        account_name, first_event_at, last_event_at
+    FROM messages ORDER BY message_id;
 DROP TABLE messages;
 ALTER TABLE messages_v4 RENAME TO messages;
 CREATE INDEX messages_wamid ON messages (wamid);
@@ -171,11 +181,15 @@ mod tests {
     fn upgrades_keep_every_event_and_message_and_drop_the_costly_parts() {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate_to(&mut conn, 2).unwrap();
-        for (seq, status) in [(1, "delivered"), (2, "read"), (5, "failed")] {
+        for (seq, status, at) in [
+            (1, "delivered", "2026-01-01T00:00:00.002Z"),
+            (2, "read", "2026-01-01T00:00:00.001Z"),
+            (5, "failed", "2026-01-01T00:00:00.003Z"),
+        ] {
             conn.execute(
                 "INSERT INTO events (seq, received_at, event_id, event_type, message_id, status, warnings, body)
-                 VALUES (?1, '2026-01-01T00:00:00.000Z', 'e', 't', 'm', ?2, '[]', x'7b7d')",
-                rusqlite::params![seq, status],
+                 VALUES (?1, ?3, 'e', 't', 'm', ?2, '[]', x'7b7d')",
+                rusqlite::params![seq, status, at],
             )
             .unwrap();
         }
@@ -215,6 +229,22 @@ mod tests {
                 (1, "delivered".into(), b"{}".to_vec()),
                 (2, "read".into(), b"{}".to_vec()),
                 (5, "failed".into(), b"{}".to_vec()),
+            ]
+        );
+        // received_at now rises with seq: the binary search for `since` relies on it.
+        let received: Vec<String> = conn
+            .prepare("SELECT received_at FROM events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            received,
+            [
+                "2026-01-01T00:00:00.002Z",
+                "2026-01-01T00:00:00.002Z",
+                "2026-01-01T00:00:00.003Z"
             ]
         );
         assert!(!sql_of(&conn, "events").unwrap().contains("AUTOINCREMENT"));

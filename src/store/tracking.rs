@@ -219,7 +219,11 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         id: r.get(0)?,
         wamid: r.get(1)?,
         status: r.get(2)?,
-        statuses: serde_json::from_str(&statuses).unwrap_or_default(),
+        // Dedup of status events rests on this map: an unreadable one is an error, never
+        // silently empty.
+        statuses: serde_json::from_str(&statuses).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+        })?,
         error: match error_code {
             Some(code) => Some(MessageError {
                 code,

@@ -21,6 +21,21 @@ pub(super) fn commit_time() -> String {
     COMMIT_TIME.with(|t| t.borrow().1.clone())
 }
 
+/// Starts the commit clock at the latest received_at in the store, so that it never
+/// goes back across a restart either (say the system clock was stepped back meanwhile).
+fn seed_commit_time(conn: &Connection) {
+    let latest: rusqlite::Result<Option<String>> =
+        conn.query_row("SELECT MAX(received_at) FROM events", [], |r| r.get(0));
+    match latest {
+        Ok(Some(at)) => match chrono::DateTime::parse_from_rfc3339(&at) {
+            Ok(t) => COMMIT_TIME.with(|c| *c.borrow_mut() = (t.timestamp_millis(), at)),
+            Err(e) => tracing::warn!(error = %e, at, "Unreadable latest received_at."),
+        },
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "Could not read the latest received_at."),
+    }
+}
+
 fn stamp_commit_time() {
     let now = chrono::Utc::now().timestamp_millis();
     COMMIT_TIME.with(|t| {
@@ -99,6 +114,7 @@ pub(super) fn run(
     last_seq: watch::Sender<i64>,
     wal: &WalState,
 ) {
+    seed_commit_time(&conn);
     let mut batch: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_BATCH);
     while let Some(op) = rx.blocking_recv() {
         batch.push(op);

@@ -132,32 +132,33 @@ impl FileSink {
 /// it was received, byte for byte, when it is already on one line (InnoPaaS sends it
 /// so), and re-serialised onto one line otherwise.
 fn line(e: &StoredEvent) -> Result<Vec<u8>, serde_json::Error> {
+    let warnings: &RawValue = serde_json::from_str(&e.warnings)?;
+    if e.body.contains(&b'\n') || e.body.contains(&b'\r') {
+        encode(e, serde_json::from_slice::<Value>(&e.body)?, warnings)
+    } else {
+        encode(e, serde_json::from_slice::<&RawValue>(&e.body)?, warnings)
+    }
+}
+
+fn encode(
+    e: &StoredEvent,
+    event: impl serde::Serialize,
+    warnings: &RawValue,
+) -> Result<Vec<u8>, serde_json::Error> {
     #[derive(serde::Serialize)]
     #[serde(rename_all = "camelCase")]
-    struct Line<'a, E: serde::Serialize> {
+    struct Line<'a, E> {
         seq: i64,
         received_at: &'a str,
         event: E,
         warnings: &'a RawValue,
     }
-    let warnings: &RawValue = serde_json::from_str(&e.warnings)?;
-    let mut line = if e.body.contains(&b'\n') || e.body.contains(&b'\r') {
-        let event: Value = serde_json::from_slice(&e.body)?;
-        serde_json::to_vec(&Line {
-            seq: e.seq,
-            received_at: &e.received_at,
-            event,
-            warnings,
-        })?
-    } else {
-        let event: &RawValue = serde_json::from_slice(&e.body)?;
-        serde_json::to_vec(&Line {
-            seq: e.seq,
-            received_at: &e.received_at,
-            event,
-            warnings,
-        })?
-    };
+    let mut line = serde_json::to_vec(&Line {
+        seq: e.seq,
+        received_at: &e.received_at,
+        event,
+        warnings,
+    })?;
     line.push(b'\n');
     Ok(line)
 }

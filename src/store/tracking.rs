@@ -200,7 +200,7 @@ pub fn apply(
     if at > m.last_event_at.as_str() {
         m.last_event_at = at.to_owned();
     }
-    save(conn, &m, old.is_none())?;
+    save(conn, &m)?;
     if let Some(uid) = &m.uid {
         update_batch(conn, uid, old.as_ref(), &m)?;
     }
@@ -278,56 +278,38 @@ pub fn batch_messages(
     Ok(())
 }
 
-/// Writes a message: INSERT when new; otherwise an UPDATE of the columns an event can
-/// change, none of them indexed, so the wamid and uid index entries are left alone.
-fn save(conn: &Connection, m: &Message, new: bool) -> rusqlite::Result<()> {
-    let statuses = serde_json::to_string(&m.statuses).expect("a map serialises");
-    let conversation = m.conversation.as_ref().map(|c| c.to_string());
+/// Writes a message. An existing one is updated in the columns an event can change, none
+/// of them indexed, so its wamid and uid index entries are left alone.
+fn save(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
     let error = m.error.as_ref();
-    if new {
-        conn.prepare_cached(&format!(
-            "INSERT INTO messages ({MESSAGE_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-        ))?
-        .execute(params![
-            m.id,
-            m.wamid,
-            m.status,
-            statuses,
-            error.map(|e| &e.code),
-            error.and_then(|e| e.message.as_ref()),
-            error.map(|e| &e.status),
-            conversation,
-            m.conversation_status,
-            m.conflict,
-            m.uid,
-            m.send_phone,
-            m.waba_id,
-            m.account_name,
-            m.first_event_at,
-            m.last_event_at,
-        ])?;
-    } else {
-        conn.prepare_cached(
-            "UPDATE messages SET status = ?2, statuses = ?3, error_code = ?4, error_message = ?5,
-                 error_status = ?6, conversation = ?7, conversation_status = ?8, conflict = ?9,
-                 first_event_at = ?10, last_event_at = ?11
-             WHERE message_id = ?1",
-        )?
-        .execute(params![
-            m.id,
-            m.status,
-            statuses,
-            error.map(|e| &e.code),
-            error.and_then(|e| e.message.as_ref()),
-            error.map(|e| &e.status),
-            conversation,
-            m.conversation_status,
-            m.conflict,
-            m.first_event_at,
-            m.last_event_at,
-        ])?;
-    }
+    conn.prepare_cached(&format!(
+        "INSERT INTO messages ({MESSAGE_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         ON CONFLICT (message_id) DO UPDATE SET
+             status = excluded.status, statuses = excluded.statuses,
+             error_code = excluded.error_code, error_message = excluded.error_message,
+             error_status = excluded.error_status, conversation = excluded.conversation,
+             conversation_status = excluded.conversation_status, conflict = excluded.conflict,
+             first_event_at = excluded.first_event_at, last_event_at = excluded.last_event_at"
+    ))?
+    .execute(params![
+        m.id,
+        m.wamid,
+        m.status,
+        serde_json::to_string(&m.statuses).expect("a map serialises"),
+        error.map(|e| &e.code),
+        error.and_then(|e| e.message.as_ref()),
+        error.map(|e| &e.status),
+        m.conversation.as_ref().map(|c| c.to_string()),
+        m.conversation_status,
+        m.conflict,
+        m.uid,
+        m.send_phone,
+        m.waba_id,
+        m.account_name,
+        m.first_event_at,
+        m.last_event_at,
+    ])?;
     Ok(())
 }
 

@@ -51,7 +51,7 @@ pub async fn webhook(
             let event_id = env.id().to_owned();
             let event_type = m::type_label(env.event_type());
             let event_status = env.message_status().map(|s| m::status_label(s.status()));
-            let outcome = state.store.accept(&accepted, body.clone()).await.map_err(|e| {
+            let outcome = state.store.accept(&accepted, body).await.map_err(|e| {
                 tracing::error!(error = %e, event_id, "Could not store an event; answering 503.");
                 metrics::counter!(m::STORE_UNAVAILABLE).increment(1);
                 ApiError::StoreUnavailable

@@ -170,15 +170,16 @@ impl Store {
     /// table are still honoured.
     pub async fn accept(&self, accepted: &Accepted, body: Bytes) -> Result<Outcome, StoreError> {
         let env = &accepted.envelope;
-        let key = env.dedup_key();
+        let update = tracking::StatusUpdate::from_envelope(env);
+        // The dedup table is only consulted for other event types, and for status events
+        // when it still holds keys from before schema v3.
+        let key = (update.is_none() || self.legacy_status_keys).then(|| env.dedup_key());
         let status = env.message_status();
         let message_id = status.map(|s| s.message_id().to_owned());
         let status = status.map(|s| s.status().as_str().to_owned());
         let event_id = env.id().to_owned();
         let event_type = env.event_type().to_owned();
         let warnings = serde_json::to_string(&accepted.warnings).expect("warnings serialise");
-        let update = tracking::StatusUpdate::from_envelope(env);
-        let legacy_status_keys = self.legacy_status_keys;
         self.write(move |conn| {
             let old = match &update {
                 Some(u) => {
@@ -190,11 +191,10 @@ impl Store {
                 }
                 None => None,
             };
-            let check_table = update.is_none() || legacy_status_keys;
-            if check_table
+            if let Some(key) = &key
                 && conn
                     .prepare_cached("SELECT 1 FROM dedup WHERE key = ?1")?
-                    .exists([&key])?
+                    .exists([key])?
             {
                 return Ok(Outcome::Duplicate);
             }

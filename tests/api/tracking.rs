@@ -294,41 +294,18 @@ async fn event_pages_return_every_event_exactly_once() {
         app.post(event(&format!("e{i}"), &format!("m{i}"), "b", status, 1, code).to_string())
             .await;
     }
-    let fetch_all = |query: &'static str| {
-        let app = &app;
-        async move {
-            let mut seen = Vec::new();
-            let mut cursor = String::new();
-            loop {
-                let (status, page) = get(app, &format!("/api/events?limit=7{query}{cursor}")).await;
-                assert_eq!(status, 200, "{page}");
-                seen.extend(
-                    page["events"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|e| (e["seq"].as_i64().unwrap(), e.clone())),
-                );
-                match page["nextCursor"].as_i64() {
-                    Some(next) => cursor = format!("&cursor={next}"),
-                    None => break,
-                }
-            }
-            seen
-        }
-    };
-    let all = fetch_all("").await;
+    let all = fetch_all(&app, "").await;
     let seqs: Vec<i64> = all.iter().map(|(s, _)| *s).collect();
     assert_eq!(seqs, (1..=53).collect::<Vec<_>>());
     assert_eq!(all[0].1["event"]["body"]["id"], "m0");
-    let failed = fetch_all("&status=failed").await;
+    let failed = fetch_all(&app, "&status=failed").await;
     assert_eq!(failed.len(), 14);
     assert!(failed.iter().all(|(_, e)| e["status"] == "failed"));
     assert_eq!(
         failed.iter().map(|(s, _)| *s).collect::<HashSet<_>>().len(),
         14
     );
-    let future = fetch_all("&since=2999-01-01T00:00:00Z").await;
+    let future = fetch_all(&app, "&since=2999-01-01T00:00:00Z").await;
     assert!(future.is_empty());
 
     // received_at is stamped per commit and never goes back, so `since` (a binary search
@@ -339,7 +316,11 @@ async fn event_pages_return_every_event_exactly_once() {
         .collect();
     assert!(received.windows(2).all(|w| w[0] <= w[1]), "{received:?}");
     for since in [&received[0], &received[20], &received[52]] {
-        let got: Vec<i64> = fetch_all_since(&app, since).await;
+        let got: Vec<i64> = fetch_all(&app, &format!("&since={since}"))
+            .await
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
         let want: Vec<i64> = all
             .iter()
             .filter(|(_, e)| e["receivedAt"].as_str().unwrap() >= since.as_str())
@@ -350,23 +331,23 @@ async fn event_pages_return_every_event_exactly_once() {
     }
 }
 
-/// Every event seq from `/api/events?since=`, following the cursor.
-async fn fetch_all_since(app: &TestApp, since: &str) -> Vec<i64> {
-    let mut seqs = Vec::new();
+/// Every event of `/api/events?limit=7{query}`, following the cursor: (seq, event).
+async fn fetch_all(app: &TestApp, query: &str) -> Vec<(i64, Value)> {
+    let mut seen = Vec::new();
     let mut cursor = String::new();
     loop {
-        let (status, page) = get(app, &format!("/api/events?limit=5&since={since}{cursor}")).await;
+        let (status, page) = get(app, &format!("/api/events?limit=7{query}{cursor}")).await;
         assert_eq!(status, 200, "{page}");
-        seqs.extend(
+        seen.extend(
             page["events"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|e| e["seq"].as_i64().unwrap()),
+                .map(|e| (e["seq"].as_i64().unwrap(), e.clone())),
         );
         match page["nextCursor"].as_i64() {
             Some(next) => cursor = format!("&cursor={next}"),
-            None => return seqs,
+            None => return seen,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Logging setup: `[log] format` (pretty | json) and `level`; `RUST_LOG` wins when set.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
@@ -13,7 +15,9 @@ pub fn init(cfg: &LogConfig) -> anyhow::Result<()> {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only on a terminal: not in files, pipes or `docker logs`.
+        .with_ansi(std::io::stderr().is_terminal());
     let result = match cfg.format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -1,4 +1,5 @@
-//! Drives one sink: reads committed events after its cursor, in commit order, hands them
+//! Drives one sink: takes committed events after its cursor, in commit order (from the
+//! store's in-memory window of recent events, or from the store itself), hands them
 //! over in batches, retries what failed with exponential backoff and jitter, dead-letters
 //! what cannot be delivered, and only then moves the cursor (at least once).
 //!
@@ -76,28 +77,41 @@ impl Runner {
         let pending = metrics::gauge!(m::SINK_PENDING, "sink" => name.clone());
         let delivered = metrics::counter!(m::SINK_DELIVERED, "sink" => name.clone());
         let dead_lettered = metrics::counter!(m::SINK_DEAD, "sink" => name.clone());
+        // When the store is next read for replays (now: the first round reads it).
+        let mut replay_check = Instant::now();
         while !*stop.borrow() {
             let head = *committed.borrow_and_update();
             pending.set((head - self.cursor).max(0) as f64);
             let batch = self.config.common.batch_size.max(1);
-            let (name2, cursor) = (name.clone(), self.cursor);
-            let read = blocking(reader, move |r| {
-                let replays = r.replay_queue(&name2, batch)?;
-                if !replays.is_empty() {
-                    return Ok((replays, true));
-                }
-                Ok((r.events_after(cursor, batch)?, false))
-            })
-            .await;
-            reader = read.0;
-            let (events, replaying) = match read.1 {
-                Ok(found) => found,
-                Err(e) => {
-                    tracing::error!(sink = name, error = %e, "Sink cannot read the store; retrying in a second.");
-                    if pause(IDLE_POLL, &mut stop).await.is_err() {
-                        break;
+            // New events come from memory while the sink keeps up; the store is read to
+            // catch up, and at least every IDLE_POLL for replayed dead letters.
+            let from_memory = (Instant::now() < replay_check)
+                .then(|| self.store.recent().after(self.cursor, batch))
+                .flatten();
+            let (events, replaying) = match from_memory {
+                Some(events) => (events, false),
+                None => {
+                    replay_check = Instant::now() + IDLE_POLL;
+                    let (name2, cursor) = (name.clone(), self.cursor);
+                    let read = blocking(reader, move |r| {
+                        let replays = r.replay_queue(&name2, batch)?;
+                        if !replays.is_empty() {
+                            return Ok((replays, true));
+                        }
+                        Ok((r.events_after(cursor, batch)?, false))
+                    })
+                    .await;
+                    reader = read.0;
+                    match read.1 {
+                        Ok(found) => found,
+                        Err(e) => {
+                            tracing::error!(sink = name, error = %e, "Sink cannot read the store; retrying in a second.");
+                            if pause(IDLE_POLL, &mut stop).await.is_err() {
+                                break;
+                            }
+                            continue;
+                        }
                     }
-                    continue;
                 }
             };
             let Some(last) = events.last().map(|e| e.seq) else {

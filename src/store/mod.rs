@@ -5,6 +5,7 @@
 //! Reads open their own connections, which WAL lets run beside the writer.
 
 mod read;
+mod recent;
 mod schema;
 pub mod tracking;
 mod writer;
@@ -19,6 +20,7 @@ use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use read::{DeadLetter, Reader, ReaderPool, StoredEvent};
+pub use recent::Recent;
 
 use crate::event::{Accepted, Rejection};
 
@@ -55,6 +57,8 @@ pub struct Store {
     tx: mpsc::Sender<Box<dyn writer::Op>>,
     dir: Arc<PathBuf>,
     last_seq: watch::Receiver<i64>,
+    /// The newest committed events, for sinks that keep up.
+    recent: Arc<Recent>,
     /// The dedup table still holds status-event keys from before schema v3.
     legacy_status_keys: bool,
 }
@@ -114,12 +118,14 @@ impl Store {
         let checkpointer = connect(dir, OpenFlags::default())?;
         let (tx, rx) = mpsc::channel(4096);
         let (seq_tx, seq_rx) = watch::channel(seq);
+        let recent = Arc::new(Recent::new(seq));
+        let window = recent.clone();
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
                 let wal = Arc::new(writer::WalState::default());
                 let checkpoints = writer::spawn_checkpointer(checkpointer, wal.clone());
-                writer::run(conn, rx, seq_tx, &wal);
+                writer::run(conn, rx, seq_tx, &window, &wal);
                 wal.stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 let _ = checkpoints.join();
                 drop(lock);
@@ -128,6 +134,7 @@ impl Store {
             tx,
             dir: Arc::new(dir.to_owned()),
             last_seq: seq_rx,
+            recent,
             legacy_status_keys,
         };
         Ok((store, StoreWriter(handle)))
@@ -146,6 +153,11 @@ impl Store {
     /// The highest committed event seq, updated after every commit.
     pub fn last_seq(&self) -> watch::Receiver<i64> {
         self.last_seq.clone()
+    }
+
+    /// The newest committed events, in memory.
+    pub fn recent(&self) -> &Recent {
+        &self.recent
     }
 
     /// Runs `op` in the next group-committed transaction; resolves after the commit.
@@ -214,6 +226,17 @@ impl Store {
                     .execute(params![key, seq, Utc::now().timestamp()])?;
                 }
             }
+            writer::publish(StoredEvent {
+                seq,
+                received_at,
+                event_id: event_id.clone(),
+                event_type: event_type.clone(),
+                message_id: message_id.clone(),
+                status: status.clone(),
+                warnings: warnings.clone(),
+                // A copy: the request's own Bytes can pin a whole connection read buffer.
+                body: Bytes::copy_from_slice(&body),
+            });
             Ok(Outcome::Accepted { seq })
         })
         .await

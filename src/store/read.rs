@@ -5,6 +5,7 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use axum::body::Bytes;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use serde::Serialize;
 
@@ -22,7 +23,7 @@ pub struct StoredEvent {
     /// JSON array of warnings.
     pub warnings: String,
     /// The request body, byte for byte.
-    pub body: Vec<u8>,
+    pub body: Bytes,
 }
 
 impl StoredEvent {
@@ -38,7 +39,7 @@ impl StoredEvent {
             message_id: r.get(4)?,
             status: r.get(5)?,
             warnings: r.get(6)?,
-            body: r.get(7)?,
+            body: Bytes::from(r.get::<_, Vec<u8>>(7)?),
         })
     }
 }

@@ -7,9 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::StoreError;
+use super::{StoreError, StoredEvent, recent::Recent};
 
 thread_local! {
+    /// Events the batch being applied has stored, handed to [`Recent`] once it commits.
+    static PUBLISHED: std::cell::RefCell<Vec<StoredEvent>> =
+        const { std::cell::RefCell::new(Vec::new()) };
     /// The time stamped on what the current batch stores (see [`commit_time`]).
     static COMMIT_TIME: std::cell::RefCell<(i64, String)> =
         const { std::cell::RefCell::new((i64::MIN, String::new())) };
@@ -34,6 +37,17 @@ fn seed_commit_time(conn: &Connection) {
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "Could not read the latest received_at."),
     }
+}
+
+/// Records an event stored by the write being applied; it reaches [`Recent`] (and the
+/// sinks) only if the batch commits. Call it last in a write, after everything that
+/// can fail, so a write undone by its savepoint has published nothing.
+pub(super) fn publish(event: StoredEvent) {
+    PUBLISHED.with(|p| p.borrow_mut().push(event));
+}
+
+fn forget_published() {
+    PUBLISHED.with(|p| p.borrow_mut().clear());
 }
 
 fn stamp_commit_time() {
@@ -112,6 +126,7 @@ pub(super) fn run(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Box<dyn Op>>,
     last_seq: watch::Sender<i64>,
+    recent: &Recent,
     wal: &WalState,
 ) {
     seed_commit_time(&conn);
@@ -144,19 +159,18 @@ pub(super) fn run(
         for op in batch.drain(..) {
             op.finish(commit.clone());
         }
-        if commit.is_ok() && wal.restart_wanted.swap(false, Ordering::Relaxed) {
-            finish_checkpoint(&conn, wal);
-        }
         if commit.is_ok() {
-            match conn
-                .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")
-                .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            {
-                Ok(seq) => {
-                    last_seq.send_if_modified(|cur| std::mem::replace(cur, seq) != seq);
-                }
-                Err(e) => tracing::warn!(error = %e, "Could not read the last event seq."),
+            let events = PUBLISHED.with(|p| std::mem::take(&mut *p.borrow_mut()));
+            if let Some(seq) = events.last().map(|e| e.seq) {
+                // The window first, so a sink woken by the new seq finds the events there.
+                recent.extend(events);
+                last_seq.send_replace(seq);
             }
+            if wal.restart_wanted.swap(false, Ordering::Relaxed) {
+                finish_checkpoint(&conn, wal);
+            }
+        } else {
+            forget_published();
         }
     }
     tracing::debug!("Store writer stopped: every queued write was committed or answered.");
@@ -166,6 +180,7 @@ pub(super) fn run(
 /// if one fails, the transaction is rolled back and redone with a savepoint around each
 /// write, so the failed one is undone alone and the others still commit.
 fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn Op>]) -> Result<(), StoreError> {
+    forget_published();
     {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Stop at the first failure: after some errors (a full disk, I/O) SQLite has
@@ -175,6 +190,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn Op>]) -> Result<(), 
             return Ok(());
         }
     } // dropping the transaction rolls it back
+    forget_published();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for op in batch.iter_mut() {
         tx.prepare_cached("SAVEPOINT op")?.execute([])?;

@@ -376,6 +376,95 @@ mod tests {
         crate::event::parse(body.to_string().as_bytes()).expect("a valid event")
     }
 
+    fn failure_event(message_id: &str, status: &str, code: &str) -> Accepted {
+        let body = serde_json::json!({
+            "id": "e1", "type": "whatsapp_message_status_updated",
+            "eventTime": "2026-01-01T00:00:00.000Z",
+            "body": {"id": message_id, "wamid": "w1", "status": status, "sendPhone": "1",
+                     "wabaId": "2", "accountName": "3", "uid": "b1",
+                     "errorData": {"errorCode": code, "errorMessage": "no"}}
+        });
+        crate::event::parse(body.to_string().as_bytes()).expect("a valid event")
+    }
+
+    /// Batch counters are gathered per transaction and written at its end: many events
+    /// of one batch in one transaction (one of its writes failing, so the transaction is
+    /// redone write by write) count exactly once, error codes moving as they should.
+    #[tokio::test]
+    async fn batch_counters_gathered_in_one_transaction_count_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, writer) = Store::open(dir.path()).unwrap();
+        // Hold the writer inside a write until every event below is queued behind it.
+        let (entered, inside) = oneshot::channel::<()>();
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let hold = std::sync::Mutex::new(Some((entered, wait)));
+        let holding = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .write(move |_| {
+                        if let Some((entered, wait)) = hold.lock().unwrap().take() {
+                            let _ = entered.send(());
+                            let _ = wait.recv();
+                        }
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        inside.await.unwrap();
+        let events = [
+            failure_event("m1", "SMECL:FAILED", "A"),
+            message_event("m2", "delivered"),
+            failure_event("m1", "failed", "B"),
+            message_event("m2", "read"),
+            message_event("m3", "read"),
+        ];
+        let mut writes = Vec::new();
+        for (i, event) in events.into_iter().enumerate() {
+            let s = store.clone();
+            writes.push(tokio::spawn(async move {
+                s.accept(&event, Bytes::from_static(b"{}")).await
+            }));
+            if i == 2 {
+                let store = store.clone();
+                writes.push(tokio::spawn(async move {
+                    store
+                        .write(|c| c.execute("INSERT INTO no_such_table VALUES (1)", []))
+                        .await
+                        .map(|_| Outcome::Duplicate)
+                }));
+            }
+            let queued = i + 1 + usize::from(i >= 2);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while store.tx.max_capacity() - store.tx.capacity() < queued {
+                assert!(std::time::Instant::now() < deadline, "writes never queued");
+                tokio::task::yield_now().await;
+            }
+        }
+        go.send(()).unwrap();
+        holding.await.unwrap().unwrap();
+        let mut results = Vec::new();
+        for w in writes {
+            results.push(w.await.unwrap().is_ok());
+        }
+        assert_eq!(results, [true, true, true, false, true, true]);
+        let batch = store.reader().unwrap().batch("b1").unwrap().unwrap();
+        assert_eq!(
+            (batch.messages, batch.delivered, batch.read, batch.failed),
+            (3, 0, 2, 1),
+            "{batch:?}"
+        );
+        let failures: Vec<_> = batch
+            .failures
+            .iter()
+            .map(|f| (f.error_code.as_str(), f.messages))
+            .collect();
+        assert_eq!(failures, [("B", 1)]);
+        drop(store);
+        writer.join();
+    }
+
     /// received_at never goes back, not even across a restart with the clock behind the
     /// store: `since` queries binary-search on it.
     #[tokio::test]

@@ -8,7 +8,8 @@
 //! delivered or read cannot happen; it is kept and flagged as a conflict.
 //!
 //! Batches (`uid`) are counters kept in step with their messages, so a summary reads a
-//! handful of rows however large the batch is.
+//! handful of rows however large the batch is. Each event's move between counters is
+//! gathered in memory and written once per batch per transaction, in that transaction.
 
 use std::collections::BTreeMap;
 
@@ -202,14 +203,20 @@ pub fn apply(
     }
     save(conn, &m)?;
     if let Some(uid) = &m.uid {
-        update_batch(conn, uid, old.as_ref(), &m)?;
+        update_batch(uid, old.as_ref(), &m);
     }
     Ok(())
 }
 
-const MESSAGE_COLUMNS: &str = "message_id, wamid, status, statuses, error_code, error_message, \
-     error_status, conversation, conversation_status, conflict, uid, send_phone, waba_id, \
-     account_name, first_event_at, last_event_at";
+/// The columns of a message row, in [`message_from_row`] order (a macro, so that every
+/// statement is one `concat!`ed literal: nothing to format per event).
+macro_rules! message_columns {
+    () => {
+        "message_id, wamid, status, statuses, error_code, error_message, error_status, \
+         conversation, conversation_status, conflict, uid, send_phone, waba_id, account_name, \
+         first_event_at, last_event_at"
+    };
+}
 
 fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     let statuses: String = r.get(3)?;
@@ -246,8 +253,10 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
 
 /// One message by its InnoPaaS id.
 pub fn load(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<Message>> {
-    conn.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ?1"
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE message_id = ?1"
     ))?
     .query_row([message_id], message_from_row)
     .optional()
@@ -255,8 +264,10 @@ pub fn load(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<Mess
 
 /// The messages with this WhatsApp message id (normally one).
 pub fn by_wamid(conn: &Connection, wamid: &str) -> rusqlite::Result<Vec<Message>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE wamid = ?1 ORDER BY message_id LIMIT 100"
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE wamid = ?1 ORDER BY message_id LIMIT 100"
     ))?;
     let rows = stmt.query_map([wamid], message_from_row)?;
     rows.collect()
@@ -268,8 +279,10 @@ pub fn batch_messages(
     uid: &str,
     mut each: impl FnMut(Message),
 ) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE uid = ?1 ORDER BY message_id"
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE uid = ?1 ORDER BY message_id"
     ))?;
     let mut rows = stmt.query([uid])?;
     while let Some(row) = rows.next()? {
@@ -282,8 +295,10 @@ pub fn batch_messages(
 /// of them indexed, so its wamid and uid index entries are left alone.
 fn save(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
     let error = m.error.as_ref();
-    conn.prepare_cached(&format!(
-        "INSERT INTO messages ({MESSAGE_COLUMNS})
+    conn.prepare_cached(concat!(
+        "INSERT INTO messages (",
+        message_columns!(),
+        ")
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
          ON CONFLICT (message_id) DO UPDATE SET
              status = excluded.status, statuses = excluded.statuses,
@@ -313,70 +328,111 @@ fn save(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Moves the message's contribution to its batch from `old` to `new`.
-fn update_batch(
-    conn: &Connection,
-    uid: &str,
-    old: Option<&Message>,
-    new: &Message,
-) -> rusqlite::Result<()> {
-    // The message's move between summary buckets, as deltas: one upsert per event.
-    let mut delta = [0i64; 5]; // messages, delivered, read, failed, other
+/// One batch's counters moved by the writes of the transaction being applied.
+#[derive(Default)]
+struct BatchDelta {
+    /// messages, delivered, read, failed, other
+    counts: [i64; 5],
+    first_event_at: String,
+    last_event_at: String,
+    /// Messages per error code, with the code's message.
+    errors: BTreeMap<String, (i64, Option<String>)>,
+}
+
+thread_local! {
+    /// The batch deltas of the transaction being applied, per uid: written once per
+    /// transaction by [`write_batch_deltas`] rather than once per event, since a
+    /// campaign's events mostly share one uid.
+    static BATCH_DELTAS: std::cell::RefCell<BTreeMap<String, BatchDelta>> =
+        const { std::cell::RefCell::new(BTreeMap::new()) };
+}
+
+/// Moves the message's contribution to its batch from `old` to `new` (in memory, until
+/// [`write_batch_deltas`]). Call it last in a write, when nothing can fail any more.
+fn update_batch(uid: &str, old: Option<&Message>, new: &Message) {
     let bucket = |status: &str| match category(status) {
         "delivered" => 1,
         "read" => 2,
         "failed" => 3,
         _ => 4,
     };
-    match old {
-        None => {
-            delta[0] = 1;
-            delta[bucket(&new.status)] += 1;
+    BATCH_DELTAS.with(|deltas| {
+        let mut deltas = deltas.borrow_mut();
+        let d = match deltas.get_mut(uid) {
+            Some(d) => d,
+            None => deltas.entry(uid.to_owned()).or_insert_with(|| BatchDelta {
+                first_event_at: new.first_event_at.clone(),
+                last_event_at: new.last_event_at.clone(),
+                ..BatchDelta::default()
+            }),
+        };
+        match old {
+            None => d.counts[0] += 1,
+            Some(old) => d.counts[bucket(&old.status)] -= 1,
         }
-        Some(old) => {
-            delta[bucket(&old.status)] -= 1;
-            delta[bucket(&new.status)] += 1;
+        d.counts[bucket(&new.status)] += 1;
+        if new.first_event_at < d.first_event_at {
+            d.first_event_at.clone_from(&new.first_event_at);
         }
-    }
-    conn.prepare_cached(
-        "INSERT INTO batches (uid, messages, delivered, read, failed, other, first_event_at, last_event_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (uid) DO UPDATE SET
-             messages = messages + excluded.messages,
-             delivered = delivered + excluded.delivered,
-             read = read + excluded.read,
-             failed = failed + excluded.failed,
-             other = other + excluded.other,
-             first_event_at = MIN(first_event_at, excluded.first_event_at),
-             last_event_at = MAX(last_event_at, excluded.last_event_at)",
-    )?
-    .execute(params![
-        uid,
-        delta[0],
-        delta[1],
-        delta[2],
-        delta[3],
-        delta[4],
-        new.first_event_at,
-        new.last_event_at
-    ])?;
-    let old_error = old.and_then(|o| o.error.as_ref()).map(|e| &e.code);
-    let new_error = new.error.as_ref();
-    if old_error != new_error.map(|e| &e.code) {
-        if let Some(code) = old_error {
-            conn.prepare_cached("UPDATE batch_errors SET messages = messages - 1 WHERE uid = ?1 AND error_code = ?2")?
-                .execute(params![uid, code])?;
+        if new.last_event_at > d.last_event_at {
+            d.last_event_at.clone_from(&new.last_event_at);
+        }
+        let old_error = old.and_then(|o| o.error.as_ref());
+        let new_error = new.error.as_ref();
+        if old_error.map(|e| &e.code) != new_error.map(|e| &e.code) {
+            if let Some(e) = old_error {
+                d.errors.entry(e.code.clone()).or_default().0 -= 1;
+            }
+            if let Some(e) = new_error {
+                let entry = d.errors.entry(e.code.clone()).or_default();
+                entry.0 += 1;
+                entry.1.clone_from(&e.message);
+            }
+        }
+    });
+}
+
+/// Forgets the batch deltas gathered so far (the transaction is started again).
+pub(super) fn forget_batch_deltas() {
+    BATCH_DELTAS.with(|d| d.borrow_mut().clear());
+}
+
+/// Writes the batch deltas of the transaction being applied, one upsert per batch.
+pub(super) fn write_batch_deltas(conn: &Connection) -> rusqlite::Result<()> {
+    let deltas = BATCH_DELTAS.with(|d| std::mem::take(&mut *d.borrow_mut()));
+    for (uid, d) in &deltas {
+        conn.prepare_cached(
+            "INSERT INTO batches (uid, messages, delivered, read, failed, other, first_event_at, last_event_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (uid) DO UPDATE SET
+                 messages = messages + excluded.messages,
+                 delivered = delivered + excluded.delivered,
+                 read = read + excluded.read,
+                 failed = failed + excluded.failed,
+                 other = other + excluded.other,
+                 first_event_at = MIN(first_event_at, excluded.first_event_at),
+                 last_event_at = MAX(last_event_at, excluded.last_event_at)",
+        )?
+        .execute(params![
+            uid,
+            d.counts[0],
+            d.counts[1],
+            d.counts[2],
+            d.counts[3],
+            d.counts[4],
+            d.first_event_at,
+            d.last_event_at
+        ])?;
+        for (code, (messages, message)) in d.errors.iter().filter(|(_, (n, _))| *n != 0) {
             conn.prepare_cached(
-                "DELETE FROM batch_errors WHERE uid = ?1 AND error_code = ?2 AND messages <= 0",
+                "INSERT INTO batch_errors (uid, error_code, error_message, messages) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (uid, error_code) DO UPDATE SET messages = messages + excluded.messages",
             )?
-            .execute(params![uid, code])?;
+            .execute(params![uid, code, message, messages])?;
         }
-        if let Some(e) = new_error {
-            conn.prepare_cached(
-                "INSERT INTO batch_errors (uid, error_code, error_message, messages) VALUES (?1, ?2, ?3, 1)
-                 ON CONFLICT (uid, error_code) DO UPDATE SET messages = messages + 1",
-            )?
-            .execute(params![uid, e.code, e.message])?;
+        if d.errors.values().any(|(n, _)| *n < 0) {
+            conn.prepare_cached("DELETE FROM batch_errors WHERE uid = ?1 AND messages <= 0")?
+                .execute([uid])?;
         }
     }
     Ok(())

@@ -46,8 +46,11 @@ pub(super) fn publish(event: StoredEvent) {
     PUBLISHED.with(|p| p.borrow_mut().push(event));
 }
 
-fn forget_published() {
+/// Forgets what the writes applied so far left for after them: the transaction is
+/// started again, or was not committed.
+fn forget_pending() {
     PUBLISHED.with(|p| p.borrow_mut().clear());
+    super::tracking::forget_batch_deltas();
 }
 
 fn stamp_commit_time() {
@@ -170,7 +173,7 @@ pub(super) fn run(
                 finish_checkpoint(&conn, wal);
             }
         } else {
-            forget_published();
+            forget_pending();
         }
     }
     tracing::debug!("Store writer stopped: every queued write was committed or answered.");
@@ -180,17 +183,17 @@ pub(super) fn run(
 /// if one fails, the transaction is rolled back and redone with a savepoint around each
 /// write, so the failed one is undone alone and the others still commit.
 fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn Op>]) -> Result<(), StoreError> {
-    forget_published();
+    forget_pending();
     {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Stop at the first failure: after some errors (a full disk, I/O) SQLite has
         // already rolled the transaction back, and later writes must not run outside it.
-        if batch.iter_mut().all(|op| op.apply(&tx)) {
+        if batch.iter_mut().all(|op| op.apply(&tx)) && write_deferred(&tx) {
             tx.commit()?;
             return Ok(());
         }
     } // dropping the transaction rolls it back
-    forget_published();
+    forget_pending();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for op in batch.iter_mut() {
         tx.prepare_cached("SAVEPOINT op")?.execute([])?;
@@ -204,8 +207,20 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn Op>]) -> Result<(), 
             tx.prepare_cached("RELEASE op")?.execute([])?;
         }
     }
+    super::tracking::write_batch_deltas(&tx)?;
     tx.commit()?;
     Ok(())
+}
+
+/// Writes what the batch's writes deferred to the end of the transaction.
+fn write_deferred(conn: &Connection) -> bool {
+    match super::tracking::write_batch_deltas(conn) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "Batch counters could not be written; the batch is redone write by write.");
+            false
+        }
+    }
 }
 
 /// What the writer and the checkpointer share about the WAL.

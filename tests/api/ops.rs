@@ -158,6 +158,20 @@ async fn every_log_line_of_a_request_carries_its_id_and_never_the_authorization_
         "{rejection}"
     );
     assert!(lines.iter().any(|l| l.contains(&ids[0])));
+    // Ids are shaped like UUID v4, and differ.
+    for id in &ids {
+        let b = id.as_bytes();
+        assert_eq!(b.len(), 36, "{id}");
+        for (i, c) in b.iter().enumerate() {
+            match i {
+                8 | 13 | 18 | 23 => assert_eq!(*c, b'-', "{id}"),
+                14 => assert_eq!(*c, b'4', "{id}"),
+                19 => assert!(b"89ab".contains(c), "{id}"),
+                _ => assert!(c.is_ascii_hexdigit() && !c.is_ascii_uppercase(), "{id}"),
+            }
+        }
+    }
+    assert_ne!(ids[0], ids[1]);
 }
 
 #[tokio::test]

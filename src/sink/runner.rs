@@ -17,7 +17,8 @@ use crate::store::{Reader, Store, StoredEvent, UndeliveredEvent};
 /// How long a runner lets a small batch fill up before delivering it.
 const BATCH_WINDOW: Duration = Duration::from_millis(25);
 
-/// How often a runner looks for replayed dead letters when no new event arrives.
+/// How often a runner reads the store for replayed dead letters (new events come from
+/// memory), and how long it waits for news when idle.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// When to give up on an event.
@@ -54,6 +55,7 @@ struct Stopped;
 
 impl Runner {
     pub fn new(sink: Box<dyn Sink>, config: SinkConfig, store: Store, cursor: i64) -> Self {
+        store.recent().keep_events();
         Self {
             sink,
             config,
@@ -103,7 +105,13 @@ impl Runner {
                     .await;
                     reader = read.0;
                     match read.1 {
-                        Ok(found) => found,
+                        Ok(found) => {
+                            if found.1 {
+                                // More replays may be queued: read the store again next.
+                                replay_check = Instant::now();
+                            }
+                            found
+                        }
                         Err(e) => {
                             tracing::error!(sink = name, error = %e, "Sink cannot read the store; retrying in a second.");
                             if pause(IDLE_POLL, &mut stop).await.is_err() {
@@ -117,7 +125,7 @@ impl Runner {
             let Some(last) = events.last().map(|e| e.seq) else {
                 tokio::select! {
                     _ = committed.changed() => {}
-                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = tokio::time::sleep_until(replay_check.into()) => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }
                 continue;
@@ -158,8 +166,8 @@ impl Runner {
                 self.cursor = c;
                 pending.set((*committed.borrow() - self.cursor).max(0) as f64);
             }
-            // Let the next batch fill up a little: each delivery has a fixed cost (a
-            // store read, an fsync or a round of requests, a cursor write), and under
+            // Let the next batch fill up a little: each delivery has a fixed cost (an
+            // fsync or a round of requests, a cursor write), and under
             // load a sink that chases every commit spends the core on that.
             if !replaying
                 && (head - self.cursor) < batch as i64

@@ -150,7 +150,7 @@ impl Store {
         Reader::open(&self.dir)
     }
 
-    /// The highest committed event seq, updated after every commit.
+    /// The highest committed event seq, updated after every commit that stored events.
     pub fn last_seq(&self) -> watch::Receiver<i64> {
         self.last_seq.clone()
     }
@@ -192,6 +192,9 @@ impl Store {
         let event_id = env.id().to_owned();
         let event_type = env.event_type().to_owned();
         let warnings = serde_json::to_string(&accepted.warnings).expect("warnings serialise");
+        // A copy: the request's own Bytes can pin a whole connection read buffer, and the
+        // window of recent events may keep this one for a while.
+        let body = Bytes::copy_from_slice(&body);
         self.write(move |conn| {
             let old = match &update {
                 Some(u) => {
@@ -226,7 +229,7 @@ impl Store {
                     .execute(params![key, seq, Utc::now().timestamp()])?;
                 }
             }
-            writer::publish(StoredEvent {
+            writer::stored(seq, || StoredEvent {
                 seq,
                 received_at,
                 event_id: event_id.clone(),
@@ -234,8 +237,7 @@ impl Store {
                 message_id: message_id.clone(),
                 status: status.clone(),
                 warnings: warnings.clone(),
-                // A copy: the request's own Bytes can pin a whole connection read buffer.
-                body: Bytes::copy_from_slice(&body),
+                body: body.clone(),
             });
             Ok(Outcome::Accepted { seq })
         })
@@ -394,6 +396,7 @@ mod tests {
     async fn batch_counters_gathered_in_one_transaction_count_once() {
         let dir = tempfile::tempdir().unwrap();
         let (store, writer) = Store::open(dir.path()).unwrap();
+        store.recent().keep_events();
         // Hold the writer inside a write until every event below is queued behind it.
         let (entered, inside) = oneshot::channel::<()>();
         let (go, wait) = std::sync::mpsc::channel::<()>();
@@ -445,10 +448,26 @@ mod tests {
         go.send(()).unwrap();
         holding.await.unwrap().unwrap();
         let mut results = Vec::new();
+        let mut seqs = Vec::new();
         for w in writes {
-            results.push(w.await.unwrap().is_ok());
+            let result = w.await.unwrap();
+            if let Ok(Outcome::Accepted { seq }) = result {
+                seqs.push(seq);
+            }
+            results.push(result.is_ok());
         }
         assert_eq!(results, [true, true, true, false, true, true]);
+        // The window holds exactly the committed events, and the head is the last of them.
+        let window: Vec<i64> = store
+            .recent()
+            .after(0, 16)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(window, seqs);
+        assert_eq!(seqs.len(), 5);
+        assert_eq!(*store.last_seq().borrow(), *seqs.last().unwrap());
         let batch = store.reader().unwrap().batch("b1").unwrap().unwrap();
         assert_eq!(
             (batch.messages, batch.delivered, batch.read, batch.failed),

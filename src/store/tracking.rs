@@ -142,9 +142,10 @@ impl StatusUpdate {
 }
 
 /// Applies one newly stored status event to its message (`old`: its state before, as
-/// [`load`] read it in this transaction) and batch. `received_at` stands in for a
-/// missing eventTime.
-pub fn apply(
+/// [`load`] read it in this transaction) and records its batch's move, which the store
+/// writer writes at the end of the transaction. `received_at` stands in for a missing
+/// eventTime.
+pub(super) fn apply(
     conn: &Connection,
     u: &StatusUpdate,
     old: Option<Message>,
@@ -329,7 +330,7 @@ fn save(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
 }
 
 /// One batch's counters moved by the writes of the transaction being applied.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct BatchDelta {
     /// messages, delivered, read, failed, other
     counts: [i64; 5],
@@ -386,7 +387,9 @@ fn update_batch(uid: &str, old: Option<&Message>, new: &Message) {
             if let Some(e) = new_error {
                 let entry = d.errors.entry(e.code.clone()).or_default();
                 entry.0 += 1;
-                entry.1.clone_from(&e.message);
+                if entry.1.is_none() {
+                    entry.1.clone_from(&e.message);
+                }
             }
         }
     });
@@ -395,6 +398,19 @@ fn update_batch(uid: &str, old: Option<&Message>, new: &Message) {
 /// Forgets the batch deltas gathered so far (the transaction is started again).
 pub(super) fn forget_batch_deltas() {
     BATCH_DELTAS.with(|d| d.borrow_mut().clear());
+}
+
+/// The batch deltas as they stand before one write (only taken when a transaction is
+/// redone write by write, so the copy is rare).
+pub(super) struct DeltasMark(BTreeMap<String, BatchDelta>);
+
+pub(super) fn mark_batch_deltas() -> DeltasMark {
+    DeltasMark(BATCH_DELTAS.with(|d| d.borrow().clone()))
+}
+
+/// Goes back to `mark`: the write after it was rolled back to its savepoint.
+pub(super) fn back_to_batch_deltas(mark: DeltasMark) {
+    BATCH_DELTAS.with(|d| *d.borrow_mut() = mark.0);
 }
 
 /// Writes the batch deltas of the transaction being applied, one upsert per batch.

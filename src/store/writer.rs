@@ -1,6 +1,6 @@
 //! Group commit: one thread owns the write connection, takes every queued write,
-//! runs them in one transaction (each in its own savepoint), commits with one fsync,
-//! and only then answers each caller.
+//! runs them in one transaction, commits with one fsync, and only then answers each
+//! caller. If a write fails, the transaction is redone with a savepoint around each write.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -9,10 +9,19 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{StoreError, StoredEvent, recent::Recent};
 
+/// What the writes of the transaction being applied leave for after its commit.
+#[derive(Default)]
+struct Pending {
+    /// The highest event seq stored.
+    last_seq: Option<i64>,
+    /// The events stored, for [`Recent`] (when it keeps events at all).
+    events: Vec<StoredEvent>,
+}
+
 thread_local! {
-    /// Events the batch being applied has stored, handed to [`Recent`] once it commits.
-    static PUBLISHED: std::cell::RefCell<Vec<StoredEvent>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+    static PENDING: std::cell::RefCell<Pending> = std::cell::RefCell::new(Pending::default());
+    /// Whether this batch's events are kept for [`Recent`]; decided once per batch.
+    static KEEP_RECENT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// The time stamped on what the current batch stores (see [`commit_time`]).
     static COMMIT_TIME: std::cell::RefCell<(i64, String)> =
         const { std::cell::RefCell::new((i64::MIN, String::new())) };
@@ -39,18 +48,51 @@ fn seed_commit_time(conn: &Connection) {
     }
 }
 
-/// Records an event stored by the write being applied; it reaches [`Recent`] (and the
-/// sinks) only if the batch commits. Call it last in a write, after everything that
-/// can fail, so a write undone by its savepoint has published nothing.
-pub(super) fn publish(event: StoredEvent) {
-    PUBLISHED.with(|p| p.borrow_mut().push(event));
+/// Records that the write being applied stored an event; `event` builds it for
+/// [`Recent`] if the window keeps events. It counts only if the batch commits.
+pub(super) fn stored(seq: i64, event: impl FnOnce() -> StoredEvent) {
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        p.last_seq = Some(seq);
+        if KEEP_RECENT.get() {
+            p.events.push(event());
+        }
+    });
 }
 
 /// Forgets what the writes applied so far left for after them: the transaction is
 /// started again, or was not committed.
 fn forget_pending() {
-    PUBLISHED.with(|p| p.borrow_mut().clear());
+    PENDING.with(|p| *p.borrow_mut() = Pending::default());
     super::tracking::forget_batch_deltas();
+}
+
+/// Where the pending state stood before one write, to go back to if its savepoint is
+/// rolled back.
+struct Mark {
+    last_seq: Option<i64>,
+    events: usize,
+    deltas: super::tracking::DeltasMark,
+}
+
+fn mark() -> Mark {
+    PENDING.with(|p| {
+        let p = p.borrow();
+        Mark {
+            last_seq: p.last_seq,
+            events: p.events.len(),
+            deltas: super::tracking::mark_batch_deltas(),
+        }
+    })
+}
+
+fn back_to(mark: Mark) {
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        p.last_seq = mark.last_seq;
+        p.events.truncate(mark.events);
+    });
+    super::tracking::back_to_batch_deltas(mark.deltas);
 }
 
 fn stamp_commit_time() {
@@ -147,6 +189,7 @@ pub(super) fn run(
         let size = batch.len();
         let started = std::time::Instant::now();
         stamp_commit_time();
+        KEEP_RECENT.set(recent.keeps_events());
         let commit = commit_batch(&mut conn, &mut batch);
         metrics::histogram!(crate::metrics::COMMIT_DURATION)
             .record(started.elapsed().as_secs_f64());
@@ -163,10 +206,10 @@ pub(super) fn run(
             op.finish(commit.clone());
         }
         if commit.is_ok() {
-            let events = PUBLISHED.with(|p| std::mem::take(&mut *p.borrow_mut()));
-            if let Some(seq) = events.last().map(|e| e.seq) {
+            let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+            if let Some(seq) = pending.last_seq {
                 // The window first, so a sink woken by the new seq finds the events there.
-                recent.extend(events);
+                recent.extend(pending.events, seq);
                 last_seq.send_replace(seq);
             }
             if wal.restart_wanted.swap(false, Ordering::Relaxed) {
@@ -197,6 +240,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn Op>]) -> Result<(), 
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for op in batch.iter_mut() {
         tx.prepare_cached("SAVEPOINT op")?.execute([])?;
+        let before = mark();
         if op.apply(&tx) {
             tx.prepare_cached("RELEASE op")?.execute([])?;
         } else if tx.is_autocommit() {
@@ -204,9 +248,11 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn Op>]) -> Result<(), 
             return Err(StoreError::Sqlite("the transaction was rolled back".into()));
         } else {
             tx.prepare_cached("ROLLBACK TO op")?.execute([])?;
+            back_to(before);
             tx.prepare_cached("RELEASE op")?.execute([])?;
         }
     }
+    // Only I/O errors (a full disk) can fail these upserts, and those fail the commit too.
     super::tracking::write_batch_deltas(&tx)?;
     tx.commit()?;
     Ok(())

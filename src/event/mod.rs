@@ -5,6 +5,7 @@
 mod parse;
 mod types;
 
+pub(crate) use parse::id_text;
 pub use parse::{Accepted, RejectCode, Rejection, parse};
 pub use types::{
     Conversation, Envelope, ErrorData, Event, InitiateType, MESSAGE_STATUS_TYPE, Status,

@@ -406,7 +406,7 @@ fn kind_of(first: Option<u8>) -> &'static str {
 }
 
 /// The text of an id-like field: a string, or an integer written with every digit.
-fn id_text(v: &RawValue) -> Option<String> {
+pub(crate) fn id_text(v: &RawValue) -> Option<String> {
     match kind(v) {
         "string" => serde_json::from_str(v.get()).ok(),
         "number" => {

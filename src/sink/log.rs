@@ -1,9 +1,10 @@
 //! The `log` sink: one structured tracing event per accepted event.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::{BoxFuture, Sink, SinkError};
-use crate::event::{self, Event};
+use crate::event::{MESSAGE_STATUS_TYPE, id_text};
 use crate::store::StoredEvent;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -59,23 +60,28 @@ impl Sink for LogSink {
         Box::pin(async move {
             for e in events {
                 let warnings = (e.warnings != "[]").then_some(e.warnings.as_str());
-                let parsed = event::parse(&e.body).ok();
-                match parsed.as_ref().map(|a| a.envelope.event()) {
-                    Some(Event::MessageStatus(s)) => log_at!(
-                        self.level,
-                        sink = self.name,
-                        seq = e.seq,
-                        event_id = e.event_id,
-                        message_id = s.message_id(),
-                        wamid = s.wamid(),
-                        status = s.status().as_str(),
-                        uid = s.uid(),
-                        error_code = s.error().map(|x| x.code()),
-                        error_message = s.error().and_then(|x| x.message()),
-                        warnings,
-                        "Message status."
-                    ),
-                    _ => log_at!(
+                let status_of_message = (e.event_type == MESSAGE_STATUS_TYPE)
+                    .then(|| e.message_id.as_deref().zip(e.status.as_deref()))
+                    .flatten();
+                match status_of_message {
+                    Some((message_id, status)) => {
+                        let f = LineFields::read(&e.body);
+                        log_at!(
+                            self.level,
+                            sink = self.name,
+                            seq = e.seq,
+                            event_id = e.event_id,
+                            message_id,
+                            wamid = f.wamid,
+                            status,
+                            uid = f.uid,
+                            error_code = f.error_code,
+                            error_message = f.error_message,
+                            warnings,
+                            "Message status."
+                        )
+                    }
+                    None => log_at!(
                         self.level,
                         sink = self.name,
                         seq = e.seq,
@@ -88,5 +94,58 @@ impl Sink for LogSink {
             }
             events.iter().map(|_| Ok(())).collect()
         })
+    }
+}
+
+/// What a status line shows beyond the stored columns, read straight from the stored
+/// body. It passed validation when it was accepted, so this only picks fields out,
+/// without building the whole event again.
+#[derive(Default)]
+struct LineFields {
+    wamid: Option<String>,
+    uid: Option<String>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+}
+
+impl LineFields {
+    fn read(body: &[u8]) -> Self {
+        #[derive(Deserialize)]
+        struct Envelope<'a> {
+            #[serde(borrow)]
+            body: Option<Body<'a>>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body<'a> {
+            wamid: Option<String>,
+            #[serde(borrow)]
+            uid: Option<&'a RawValue>,
+            #[serde(borrow)]
+            error_data: Option<ErrorData<'a>>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct ErrorData<'a> {
+            #[serde(borrow)]
+            error_code: Option<&'a RawValue>,
+            error_message: Option<String>,
+        }
+        let Some(b) = serde_json::from_slice::<Envelope>(body)
+            .ok()
+            .and_then(|e| e.body)
+        else {
+            return Self::default();
+        };
+        let (error_code, error_message) = match b.error_data {
+            Some(d) => (d.error_code.and_then(id_text), d.error_message),
+            None => (None, None),
+        };
+        Self {
+            wamid: b.wamid,
+            uid: b.uid.and_then(id_text).filter(|u| !u.is_empty()),
+            error_code: error_code.filter(|c| !c.is_empty()),
+            error_message,
+        }
     }
 }

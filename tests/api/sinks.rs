@@ -424,3 +424,67 @@ async fn the_file_sink_has_no_missing_and_no_duplicate_line_after_sigkill() {
     );
     server.kill();
 }
+
+#[tokio::test]
+async fn the_log_sink_writes_a_line_per_event_with_its_status_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = {:?}\n[log]\nformat = \"json\"\n[[sinks]]\ntype = \"log\"\n",
+        dir.path().join("store")
+    );
+    let server = BinaryServer::start(&write_config(dir.path(), &toml));
+    // The seed as it is, and one whose uid and errorCode are JSON integers.
+    let numeric = set(seed("failed"), "body.id", "m-2".into());
+    let numeric = set(numeric, "body.uid", 42.into());
+    let numeric = set(numeric, "body.errorData.errorCode", 131026.into());
+    let client = reqwest::Client::new();
+    for body in [seed("failed"), numeric] {
+        let res = client
+            .post(format!("http://{}/webhook", server.addr))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let logs = server.log_lines.clone();
+    let status_lines = || -> Vec<Value> {
+        logs.lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"] == "Message status.")
+            .collect()
+    };
+    wait_until("two status lines", Duration::from_secs(10), || {
+        status_lines().len() == 2
+    });
+    let lines = status_lines();
+    let wamid = "wamid.HBgNODYxNjY4NTE3NzYxMhUCABEYEjQ0RTYyQTM5QzAyMkU0QkNERgA=";
+    let fields = |v: &Value| {
+        ["sink", "message_id", "wamid", "status", "uid", "error_code"]
+            .map(|k| v[k].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(
+        fields(&lines[0]),
+        [
+            "log",
+            "356139161272397824",
+            wamid,
+            "failed",
+            "2002302023002010121",
+            "131014"
+        ]
+    );
+    assert_eq!(
+        lines[0]["error_message"],
+        "Request for url https://URL.jpg failed with error: 404 (Not Found)"
+    );
+    assert_eq!(
+        fields(&lines[1]),
+        ["log", "m-2", wamid, "failed", "42", "131026"]
+    );
+    assert_eq!(lines[0]["seq"], 1);
+    assert_eq!(lines[1]["seq"], 2);
+}

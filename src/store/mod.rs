@@ -192,9 +192,13 @@ impl Store {
         let event_id = env.id().to_owned();
         let event_type = env.event_type().to_owned();
         let warnings = serde_json::to_string(&accepted.warnings).expect("warnings serialise");
-        // A copy: the request's own Bytes can pin a whole connection read buffer, and the
-        // window of recent events may keep this one for a while.
-        let body = Bytes::copy_from_slice(&body);
+        // The window of recent events may keep the body for a while: then a copy, since
+        // the request's own Bytes can pin a whole connection read buffer.
+        let body = if self.recent.keeps_events() {
+            Bytes::copy_from_slice(&body)
+        } else {
+            body
+        };
         self.write(move |conn| {
             let old = match &update {
                 Some(u) => {

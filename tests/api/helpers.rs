@@ -231,6 +231,17 @@ impl BinaryServer {
         }
     }
 
+    /// POSTs a body to `/webhook` as `application/json` (no auth headers).
+    pub async fn post(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("http://{}/webhook", self.addr))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub fn kill(self) {
         drop(self);
     }

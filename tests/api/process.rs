@@ -98,13 +98,7 @@ async fn sigterm_finishes_and_exits_0_within_10_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &server_toml(dir.path()));
     let mut server = BinaryServer::start(&path);
-    let res = reqwest::Client::new()
-        .post(format!("http://{}/webhook", server.addr))
-        .header("content-type", "application/json")
-        .body(seed_bytes("delivered"))
-        .send()
-        .await
-        .unwrap();
+    let res = server.post(seed_bytes("delivered")).await;
     assert_eq!(res.status(), 200);
     let sent = Instant::now();
     unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
@@ -187,13 +181,9 @@ async fn every_event_answered_200_survives_sigkill() {
     );
     // And a redelivery of one of them is recognised after the restart.
     let (s, i) = acked[0].trim_start_matches("m-").split_once('-').unwrap();
-    let res = reqwest::Client::new()
-        .post(format!("http://{}/webhook", server.addr))
-        .header("content-type", "application/json")
-        .body(status_event(&format!("again-{s}-{i}"), &acked[0], "read").to_string())
-        .send()
-        .await
-        .unwrap();
+    let res = server
+        .post(status_event(&format!("again-{s}-{i}"), &acked[0], "read").to_string())
+        .await;
     assert_eq!(res.json::<Value>().await.unwrap()["status"], "duplicate");
     server.kill();
 }

@@ -392,17 +392,9 @@ async fn the_file_sink_has_no_missing_and_no_duplicate_line_after_sigkill() {
     }
 
     let server = BinaryServer::start(&config);
-    let client = reqwest::Client::new();
     for i in 0..5 {
         let event = status_event(&format!("after-{i}"), &format!("after-{i}"), "read");
-        let res = client
-            .post(format!("http://{}/webhook", server.addr))
-            .header("content-type", "application/json")
-            .body(event.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
+        assert_eq!(server.post(event.to_string()).await.status(), 200);
     }
     let stored = innohook::store::Reader::open(&dir.path().join("store"))
         .unwrap()
@@ -437,16 +429,8 @@ async fn the_log_sink_writes_a_line_per_event_with_its_status_fields() {
     let numeric = set(seed("failed"), "body.id", "m-2".into());
     let numeric = set(numeric, "body.uid", 42.into());
     let numeric = set(numeric, "body.errorData.errorCode", 131026.into());
-    let client = reqwest::Client::new();
     for body in [seed("failed"), numeric] {
-        let res = client
-            .post(format!("http://{}/webhook", server.addr))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
+        assert_eq!(server.post(body.to_string()).await.status(), 200);
     }
     let logs = server.log_lines.clone();
     let status_lines = || -> Vec<Value> {

@@ -33,14 +33,21 @@ wait_port() { for _ in $(seq 1 200); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/
 # Latency from wrk ("850.00us", "1.23ms", "1.01s") in milliseconds.
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 
-# wrk against $1; sets RPS P50 P99 BAD.
+# CPU time (user + system, all threads) of process $1 so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
+
+# wrk against $1 (served by pid $2); sets RPS P50 P99 BAD, and CPU (the server's CPU
+# microseconds per request: steadier than events/s on a noisy machine).
 drive() {
-  local out="$WORK/wrk.out"
+  local out="$WORK/wrk.out" c0
+  c0=$(cpu_ticks "$2")
   taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s bench/load.lua "$1" > "$out"
   RPS=$(awk '/^Requests\/sec/ { printf "%d", $2 }' "$out")
   P50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
   P99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
   BAD=$(awk '/Non-2xx/ { print $NF }' "$out"); BAD=${BAD:-0}
+  CPU=$(awk -v t=$(( ($(cpu_ticks "$2") - c0) * TICK_US )) '/ requests in / { printf "%.1f", ($1 > 0 ? t / $1 : 0) }' "$out")
   local errs; errs=$(awk '/Socket errors/' "$out")
   [ -z "$errs" ] || echo "    wrk: $errs" >&2
 }
@@ -61,16 +68,16 @@ config() {  # profile store-dir port
   esac
 }
 
-printf '%-9s %-9s %10s %8s %8s %9s %7s %s\n' profile server "events/s" "p50 ms" "p99 ms" "RSS MiB" ratio "sinks drained"
-declare -A SUM_RATIO SUM_P99R MAX_RSS DRAIN_OK
+printf '%-9s %-9s %10s %8s %8s %9s %10s %7s %s\n' profile server "events/s" "p50 ms" "p99 ms" "RSS MiB" "CPU us/ev" ratio "sinks drained"
+declare -A SUM_RATIO SUM_P99R MAX_RSS DRAIN_OK SUM_CPUR
 for round in $(seq 1 "$ROUNDS"); do
   for profile in $PROFILES; do
     # A: baseline.
     taskset -c 0 "$BASE" 127.0.0.1:18081 & PIDS+=($!); bpid=$!
     wait_port 18081
-    drive http://127.0.0.1:18081/webhook
-    base_rps=$RPS; base_p99=$P99
-    printf '%-9s %-9s %10s %8s %8s %9s %7s\n' "$profile" baseline "$RPS" "$P50" "$P99" "$(rss_mib $bpid)" 1.00
+    drive http://127.0.0.1:18081/webhook $bpid
+    base_rps=$RPS; base_p99=$P99; base_cpu=$CPU
+    printf '%-9s %-9s %10s %8s %8s %9s %10s %7s\n' "$profile" baseline "$RPS" "$P50" "$P99" "$(rss_mib $bpid)" "$CPU" 1.00
     kill $bpid; wait $bpid 2>/dev/null || true
 
     # B: innohook (fresh store each run).
@@ -79,7 +86,7 @@ for round in $(seq 1 "$ROUNDS"); do
     if [ "$profile" = c ]; then taskset -c 1 "$BASE" 127.0.0.1:18090 & PIDS+=($!); tpid=$!; wait_port 18090; fi
     taskset -c 0 "$BIN" --config "$dir/innohook.toml" 2> "$dir/innohook.log" & PIDS+=($!); ipid=$!
     wait_port 18080
-    drive http://127.0.0.1:18080/webhook
+    drive http://127.0.0.1:18080/webhook $ipid
     [ "$BAD" = 0 ] || echo "    innohook answered $BAD non-2xx" >&2
     start=$(date +%s%N); drained=no
     while [ $(( ($(date +%s%N) - start) / 1000000 )) -lt 2000 ]; do
@@ -89,7 +96,8 @@ for round in $(seq 1 "$ROUNDS"); do
     rss=$(rss_mib $ipid)
     ratio=$(awk -v a="$RPS" -v b="$base_rps" 'BEGIN { printf "%.2f", a / b }')
     p99r=$(awk -v a="$P99" -v b="$base_p99" 'BEGIN { printf "%.1f", (b > 0 ? a / b : 0) }')
-    printf '%-9s %-9s %10s %8s %8s %9s %7s %s\n' "$profile" innohook "$RPS" "$P50" "$P99" "$rss" "$ratio" "$drained"
+    printf '%-9s %-9s %10s %8s %8s %9s %10s %7s %s\n' "$profile" innohook "$RPS" "$P50" "$P99" "$rss" "$CPU" "$ratio" "$drained"
+    SUM_CPUR[$profile]=$(awk -v s="${SUM_CPUR[$profile]:-0}" -v a="$base_cpu" -v b="$CPU" 'BEGIN { print s + (b > 0 ? a / b : 0) }')
     SUM_RATIO[$profile]=$(awk -v s="${SUM_RATIO[$profile]:-0}" -v r="$ratio" 'BEGIN { print s + r }')
     SUM_P99R[$profile]=$(awk -v s="${SUM_P99R[$profile]:-0}" -v r="$p99r" 'BEGIN { print (r > s ? r : s) }')
     MAX_RSS[$profile]=$(awk -v s="${MAX_RSS[$profile]:-0}" -v r="$rss" 'BEGIN { print (r > s ? r : s) }')
@@ -110,4 +118,9 @@ for profile in $PROFILES; do
     "${SUM_P99R[$profile]}" "$(verdict "$(awk -v r="${SUM_P99R[$profile]}" 'BEGIN{print (r <= 5)}')")" \
     "${MAX_RSS[$profile]}" "$(verdict "$(awk -v r="${MAX_RSS[$profile]}" 'BEGIN{print (r < 64)}')")" \
     "${DRAIN_OK[$profile]:-ok}"
+done
+echo "CPU ratio (baseline CPU per request / innohook CPU per event, mean of rounds; the server"
+echo "is CPU-bound on its core, so this tracks the events/s ratio with less noise):"
+for profile in $PROFILES; do
+  printf '  %s: %s\n' "$profile" "$(awk -v s="${SUM_CPUR[$profile]}" -v n="$ROUNDS" 'BEGIN { printf "%.2f", s / n }')"
 done

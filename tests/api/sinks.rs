@@ -210,6 +210,53 @@ async fn a_target_that_goes_down_and_comes_back_gets_every_event() {
     assert!(app.reader().dead_letters().unwrap().is_empty());
 }
 
+/// Sinks take new events from the store's in-memory window of recent events, which keeps
+/// at most 4096 events or 16 MiB of bodies. A sink that falls further behind while the
+/// server runs reads the rest from the store: every event still arrives exactly once.
+/// (Which read notices first, the window's floor or the once-a-second store read, depends
+/// on timing; the floor itself is unit-tested in `store::recent`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_left_behind_the_in_memory_window_catches_up_from_the_store() {
+    let target = Target::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    config.server.max_body_bytes = 1 << 20;
+    config.sinks = sinks(&forward_toml(&target.url()).replace("\"crm\"", "\"crm-behind\""));
+    let app = TestApp::spawn(config, dir).await;
+    let (addr, state) = target.stop().await;
+
+    // 24 events of ~1 MB: 24 MB, more than the window holds, while the target is down.
+    const EVENTS: usize = 24;
+    let padding = "x".repeat(1_000_000);
+    for i in 0..EVENTS {
+        let mut event = status_event(&format!("env-{i}"), &format!("msg-{i}"), "read");
+        event["body"]["padding"] = padding.as_str().into();
+        assert_eq!(app.post(event.to_string()).await.status(), 200);
+    }
+    let target = Target::start(addr, state).await;
+    wait_for("every event at the target", 60, || {
+        target.received_keys().len() == EVENTS
+    })
+    .await;
+
+    let received = &target.state.lock().unwrap().received;
+    let mut seqs: Vec<usize> = received
+        .iter()
+        .map(|(h, _)| h["x-innohook-seq"].to_str().unwrap().parse().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=EVENTS).collect::<Vec<_>>(), "each event once");
+    for (headers, body) in received {
+        let sent: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(sent["id"], headers["idempotency-key"].to_str().unwrap());
+        assert_eq!(
+            sent["body"]["padding"].as_str().map(str::len),
+            Some(1_000_000)
+        );
+    }
+    assert!(app.reader().dead_letters().unwrap().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_event_is_a_dead_letter_until_replayed() {
     let target = Target::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;

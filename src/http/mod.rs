@@ -64,7 +64,7 @@ pub fn router(state: AppState, cfg: &ServerConfig, api_token: Option<&str>) -> R
         .merge(api)
         .fallback(handlers::not_found)
         // One `layer` call for the whole stack: every `Router::layer` call boxes each
-        // route again, and each box was cloned per request (a twentieth of the core
+        // route again, and each box was cloned per request (about 7% of the core
         // under load). Outermost first: mark secrets, give every request an id, log it
         // in a span carrying that id, send the id back, then time out and limit bodies.
         .layer(

@@ -287,7 +287,7 @@ const WAL_RESTART_FRAMES: i64 = 4096;
 /// starts it over: it grew by ~80 MB a second until the disk was full. The writer,
 /// between two transactions, copies the last few frames itself; its next transaction
 /// then restarts the WAL. Meanwhile no commit runs, so the checkpointer first brings
-/// the backlog down to what arrives during one short pass (see [`spawn_checkpointer`]).
+/// the backlog down to the few frames committed during one pass (see [`spawn_checkpointer`]).
 fn finish_checkpoint(conn: &Connection, wal: &WalState) {
     let started = std::time::Instant::now();
     match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
@@ -310,11 +310,11 @@ fn finish_checkpoint(conn: &Connection, wal: &WalState) {
     }
 }
 
-/// A checkpoint pass shorter than this leaves so few new frames behind it that the
-/// writer may finish the checkpoint: it stalls commits for about as long.
-const SHORT_PASS: std::time::Duration = std::time::Duration::from_millis(2);
-/// Most passes in a row while catching up (under a load the disk cannot follow, the
-/// writer finishes whatever is left after these).
+/// A pass during which fewer frames than this were committed leaves so few behind it that
+/// the writer may finish the checkpoint: commits wait while it copies them.
+const FEW_FRAMES: i64 = 64;
+/// Most extra passes while catching up (under a load the disk cannot follow, the writer
+/// finishes whatever is left after these).
 const CATCH_UP_PASSES: usize = 8;
 
 /// Copies committed WAL frames into the database file in the background (SQLite would
@@ -327,40 +327,47 @@ pub(super) fn spawn_checkpointer(
     std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
-            // The WAL's size in frames after a pass, and how long the pass took.
+            // The WAL's size in frames, as a pass found it.
             let checkpoint = |mode: &str| {
-                let started = std::time::Instant::now();
                 let sql = format!("PRAGMA wal_checkpoint({mode})");
                 match conn.query_row(&sql, [], |r| r.get::<_, i64>(1)) {
-                    Ok(log) => Some((log, started.elapsed())),
+                    Ok(log) => Some(log),
                     Err(e) => {
                         tracing::warn!(error = %e, "WAL checkpoint failed; it is tried again.");
                         None
                     }
                 }
             };
-            while !wal.stop.load(Ordering::Relaxed) {
+            let stopping = || wal.stop.load(Ordering::Relaxed);
+            while !stopping() {
                 std::thread::sleep(std::time::Duration::from_millis(200));
-                let Some((log, mut took)) = checkpoint("PASSIVE") else {
+                let Some(mut log) = checkpoint("PASSIVE") else {
                     continue;
                 };
                 if log < WAL_RESTART_FRAMES {
                     continue;
                 }
-                // Time for the writer to restart the WAL. First pass again until a pass is
-                // short: the frames committed during the long first pass would otherwise
-                // all be copied by the writer, with every commit waiting (5-12 ms at
-                // 30,000 events a second on disk, a p99 of its own).
+                // Time for the writer to restart the WAL. First pass again until few frames
+                // came in during a pass: the writer would otherwise copy every frame
+                // committed during the long first pass, with every commit waiting (6-12 ms
+                // at 30,000 events a second on disk, a p99 of its own).
                 for _ in 0..CATCH_UP_PASSES {
-                    if took < SHORT_PASS || wal.stop.load(Ordering::Relaxed) {
+                    if stopping() {
                         break;
                     }
-                    match checkpoint("PASSIVE") {
-                        Some((_, t)) => took = t,
-                        None => break,
+                    let Some(next) = checkpoint("PASSIVE") else {
+                        break;
+                    };
+                    // Smaller: the writer started the WAL over meanwhile.
+                    let arrived = next - log;
+                    log = next;
+                    if arrived < FEW_FRAMES {
+                        break;
                     }
                 }
-                wal.restart_wanted.store(true, Ordering::Relaxed);
+                if log >= WAL_RESTART_FRAMES && !stopping() {
+                    wal.restart_wanted.store(true, Ordering::Relaxed);
+                }
             }
             checkpoint("TRUNCATE");
         })

@@ -213,15 +213,20 @@ async fn a_target_that_goes_down_and_comes_back_gets_every_event() {
 /// Sinks take new events from the store's in-memory window of recent events, which keeps
 /// at most 4096 events or 16 MiB of bodies. A sink that falls further behind while the
 /// server runs reads the rest from the store: every event still arrives exactly once.
-/// (Which read notices first, the window's floor or the once-a-second store read, depends
-/// on timing; the floor itself is unit-tested in `store::recent`.)
+/// With batches of 4, the sink's position falls below the window's floor between
+/// deliveries, and it must read the store instead of skipping to what the window holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_left_behind_the_in_memory_window_catches_up_from_the_store() {
     let target = Target::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(dir.path());
     config.server.max_body_bytes = 1 << 20;
-    config.sinks = sinks(&forward_toml(&target.url()).replace("\"crm\"", "\"crm-behind\""));
+    // Small batches, so that most rounds look in the window first; a long timeout, so
+    // that a slow 1 MB delivery is not sent twice.
+    let toml = forward_toml(&target.url())
+        .replace("\"crm\"", "\"crm-behind\"")
+        .replace("timeout_secs = 2", "timeout_secs = 30\nbatch_size = 4");
+    config.sinks = sinks(&toml);
     let app = TestApp::spawn(config, dir).await;
     let (addr, state) = target.stop().await;
 
@@ -234,7 +239,7 @@ async fn a_sink_left_behind_the_in_memory_window_catches_up_from_the_store() {
         assert_eq!(app.post(event.to_string()).await.status(), 200);
     }
     let target = Target::start(addr, state).await;
-    wait_for("every event at the target", 60, || {
+    wait_for("every event at the target", 30, || {
         target.received_keys().len() == EVENTS
     })
     .await;

@@ -93,11 +93,22 @@ const ERROR_FIELDS: &[&str] = &["errorCode", "errorMessage"];
 /// The JSON is read once into borrowed pieces (no `Value` tree is built); the envelope
 /// keeps its exact text, so nothing that came with it can be lost.
 pub fn parse(bytes: &[u8]) -> Result<Accepted, Rejection> {
-    let top: RawObject<'_> = match serde_json::from_slice(bytes) {
+    // JSON text is UTF-8. Checked once here, so serde_json reads it as text and does not
+    // check each string again.
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Rejection::new(
+            RejectCode::InvalidJson,
+            None,
+            format!(
+                "The request body is not valid JSON: it is not UTF-8 ({e}); send the event as a JSON object."
+            ),
+        )
+    })?;
+    let top: RawObject<'_> = match serde_json::from_str(text) {
         Ok(top) => top,
         // Valid JSON of another type: serde_json says so from the first byte, so make sure
         // the rest is JSON too (`IgnoredAny` skips without recursing).
-        Err(e) if e.is_data() && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
+        Err(e) if e.is_data() && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => {
             let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
             let other = kind_of(first);
             return Err(Rejection::new(
@@ -118,14 +129,6 @@ pub fn parse(bytes: &[u8]) -> Result<Accepted, Rejection> {
             ));
         }
     };
-    // Valid JSON is UTF-8 throughout; this only guards against a parser that disagrees.
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        Rejection::new(
-            RejectCode::InvalidJson,
-            None,
-            format!("The request body is not UTF-8 ({e})."),
-        )
-    })?;
     parse_object(&top, text)
 }
 
@@ -405,10 +408,21 @@ fn kind_of(first: Option<u8>) -> &'static str {
     }
 }
 
+/// The text of a raw JSON string. Without escapes it is the text between the quotes as
+/// it came (serde_json checked the string when it read the object around it, control
+/// characters and UTF-8 included); only a string with escapes is decoded again.
+fn string_text(v: &RawValue) -> String {
+    let raw = v.get();
+    match raw.get(1..raw.len() - 1) {
+        Some(inner) if !inner.contains('\\') => inner.to_owned(),
+        _ => serde_json::from_str(raw).expect("a raw JSON string parses as one"),
+    }
+}
+
 /// The text of an id-like field: a string, or an integer written with every digit.
 pub(crate) fn id_text(v: &RawValue) -> Option<String> {
     match kind(v) {
-        "string" => serde_json::from_str(v.get()).ok(),
+        "string" => Some(string_text(v)),
         "number" => {
             let s = v.get();
             let digits = s.strip_prefix('-').unwrap_or(s);
@@ -541,9 +555,7 @@ impl<'o, 'a> Fields<'o, 'a> {
     fn optional_str(&self, key: &str) -> Result<Option<String>, Rejection> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) if kind(v) == "string" => Ok(Some(
-                serde_json::from_str(v.get()).expect("a raw JSON string parses as one"),
-            )),
+            Some(v) if kind(v) == "string" => Ok(Some(string_text(v))),
             Some(other) => Err(self.wrong_type(key, "a string", other)),
         }
     }

@@ -408,21 +408,23 @@ fn kind_of(first: Option<u8>) -> &'static str {
     }
 }
 
-/// The text of a raw JSON string. Without escapes it is the text between the quotes as
-/// it came (serde_json checked the string when it read the object around it, control
-/// characters and UTF-8 included); only a string with escapes is decoded again.
-fn string_text(v: &RawValue) -> String {
+/// The text of a raw JSON string, or `None` if it holds an escaped half of a UTF-16
+/// surrogate pair without the other half (`"\ud800"`): serde_json lets that through when
+/// it reads the object around it, but cannot decode it. A string without escapes is the
+/// text between its quotes as it came (serde_json refused control characters when it read
+/// the object, and [`parse`] checked UTF-8); only one with escapes is decoded again.
+fn string_text(v: &RawValue) -> Option<String> {
     let raw = v.get();
-    match raw.get(1..raw.len() - 1) {
-        Some(inner) if !inner.contains('\\') => inner.to_owned(),
-        _ => serde_json::from_str(raw).expect("a raw JSON string parses as one"),
+    match raw.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        Some(inner) if !inner.contains('\\') => Some(inner.to_owned()),
+        _ => serde_json::from_str(raw).ok(),
     }
 }
 
 /// The text of an id-like field: a string, or an integer written with every digit.
 pub(crate) fn id_text(v: &RawValue) -> Option<String> {
     match kind(v) {
-        "string" => Some(string_text(v)),
+        "string" => string_text(v),
         "number" => {
             let s = v.get();
             let digits = s.strip_prefix('-').unwrap_or(s);
@@ -544,6 +546,17 @@ impl<'o, 'a> Fields<'o, 'a> {
         )
     }
 
+    fn undecodable(&self, key: &str) -> Rejection {
+        let path = self.path(key);
+        Rejection::new(
+            RejectCode::InvalidField,
+            Some(path.clone()),
+            format!(
+                "{path} holds an escaped half of a UTF-16 surrogate pair (\\ud800 to \\udfff) without the other half, so it is not text; send the character itself or both halves."
+            ),
+        )
+    }
+
     fn required_str(&self, key: &str, what: &str) -> Result<String, Rejection> {
         match self.optional_str(key)? {
             None => Err(self.missing(key, what)),
@@ -555,7 +568,10 @@ impl<'o, 'a> Fields<'o, 'a> {
     fn optional_str(&self, key: &str) -> Result<Option<String>, Rejection> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) if kind(v) == "string" => Ok(Some(string_text(v))),
+            Some(v) if kind(v) == "string" => match string_text(v) {
+                Some(text) => Ok(Some(text)),
+                None => Err(self.undecodable(key)),
+            },
             Some(other) => Err(self.wrong_type(key, "a string", other)),
         }
     }
@@ -571,9 +587,11 @@ impl<'o, 'a> Fields<'o, 'a> {
     fn optional_id(&self, key: &str) -> Result<Option<String>, Rejection> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => id_text(v)
-                .map(Some)
-                .ok_or_else(|| self.wrong_type(key, "a string or an integer", v)),
+            Some(v) => match id_text(v) {
+                Some(text) => Ok(Some(text)),
+                None if kind(v) == "string" => Err(self.undecodable(key)),
+                None => Err(self.wrong_type(key, "a string or an integer", v)),
+            },
         }
     }
 

@@ -28,6 +28,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
         ("not json", b"{\"id\": ".to_vec(), Reject(InvalidJson, None)),
         ("empty request", b"".to_vec(), Reject(InvalidJson, None)),
         ("invalid utf-8", b"{\"id\":\"\xff\xfe\"}".to_vec(), Reject(InvalidJson, None)),
+        ("invalid utf-8 in an array", b"[\"\xff\"]".to_vec(), Reject(InvalidJson, None)),
         ("trailing garbage", b"{} x".to_vec(), Reject(InvalidJson, None)),
         ("array", b"[1,2]".to_vec(), Reject(NotAnObject, None)),
         ("string", b"\"hello\"".to_vec(), Reject(NotAnObject, None)),
@@ -129,7 +130,39 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
             Reject(EmptyField, Some(path)),
         ));
     }
+    // An escaped lone surrogate is valid JSON text but no string: refused with a sentence,
+    // never a panic (serde_json reads it as raw JSON, then cannot decode it).
+    for (seed, path) in [
+        (r(), "id"),
+        (r(), "type"),
+        (r(), "eventTime"),
+        (r(), "body.id"),
+        (r(), "body.status"),
+        (r(), "body.wamid"),
+        (r(), "body.uid"),
+        (d(), "body.conversation.initiateType"),
+        (f(), "body.errorData.errorCode"),
+        (f(), "body.errorData.errorMessage"),
+    ] {
+        cases.push((
+            "lone surrogate escape",
+            with_raw_string(seed, path, r#""ab\ud800c""#),
+            Reject(InvalidField, Some(path)),
+        ));
+    }
+    cases.push((
+        "escapes are decoded",
+        with_raw_string(r(), "body.wamid", r#""a\"b\\c\ud83d\ude00\u00e9/""#),
+        Accept(|e| assert_eq!(e.message_status().unwrap().wamid(), "a\"b\\c\u{1F600}é/")),
+    ));
     cases
+}
+
+/// The seed with the value at `path` replaced by `raw`, a JSON string written by hand
+/// (serde_json cannot write a lone surrogate).
+fn with_raw_string(seed: Value, path: &str, raw: &str) -> Vec<u8> {
+    let text = serde_json::to_string(&set(seed, path, json!("RAW-STRING-HERE"))).unwrap();
+    text.replace(r#""RAW-STRING-HERE""#, raw).into_bytes()
 }
 
 #[test]

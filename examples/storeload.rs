@@ -1,6 +1,6 @@
 //! The store alone under load, without HTTP: how many status events a second the group
 //! commit takes, and the process's CPU microseconds per event. `bench/run.sh` measures
-//! the whole server; this isolates the store's share and repeats within a few percent.
+//! the whole server; this isolates the store's share (`bench/store.sh` runs it).
 //!
 //! Usage: `storeload DIR [EVENTS] [CONCURRENCY]` (defaults 200000 and 64). DIR must not
 //! hold a store yet; put it on /dev/shm to leave the disk out, or on disk to count fsync.
@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use innohook::event;
-use innohook::store::Store;
+use innohook::store::{Outcome, Store};
 
 /// The server's allocator, so the figures match it.
 #[global_allocator]
@@ -54,7 +54,13 @@ fn main() -> anyhow::Result<()> {
             .expect("usage: storeload DIR [EVENTS] [CONCURRENCY]"),
     );
     let events: usize = args.next().map_or(Ok(200_000), |a| a.parse())?;
-    let tasks: usize = args.next().map_or(Ok(64), |a| a.parse())?;
+    let tasks: usize = args.next().map_or(Ok(64), |a| a.parse())?.max(1);
+    // Every event must be new, or the figures would be those of duplicates.
+    anyhow::ensure!(
+        !dir.join(innohook::store::DB_FILE).exists(),
+        "{} already holds a store",
+        dir.display()
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -74,7 +80,11 @@ fn main() -> anyhow::Result<()> {
                 let (store, work) = (store.clone(), work.clone());
                 tokio::spawn(async move {
                     for (accepted, body) in work.iter().skip(t).step_by(tasks) {
-                        store.accept(accepted, body.clone()).await.expect("stored");
+                        let outcome = store.accept(accepted, body.clone()).await;
+                        assert!(
+                            matches!(outcome, Ok(Outcome::Accepted { .. })),
+                            "{outcome:?}"
+                        );
                     }
                 })
             })

@@ -519,42 +519,42 @@ impl<'o, 'a> Fields<'o, 'a> {
             .filter(|v| kind(v) != "null")
     }
 
-    fn missing(&self, key: &str, what: &str) -> Rejection {
+    /// A rejection of the field `key`, its sentence written around the field's path.
+    fn reject(
+        &self,
+        code: RejectCode,
+        key: &str,
+        sentence: impl FnOnce(&str) -> String,
+    ) -> Rejection {
         let path = self.path(key);
-        Rejection::new(
-            RejectCode::MissingField,
-            Some(path.clone()),
-            format!("{path} is missing: the event must carry {what}."),
-        )
+        let message = sentence(&path);
+        Rejection::new(code, Some(path), message)
+    }
+
+    fn missing(&self, key: &str, what: &str) -> Rejection {
+        self.reject(RejectCode::MissingField, key, |path| {
+            format!("{path} is missing: the event must carry {what}.")
+        })
     }
 
     fn empty(&self, key: &str, what: &str) -> Rejection {
-        let path = self.path(key);
-        Rejection::new(
-            RejectCode::EmptyField,
-            Some(path.clone()),
-            format!("{path} is empty: the event must carry {what}."),
-        )
+        self.reject(RejectCode::EmptyField, key, |path| {
+            format!("{path} is empty: the event must carry {what}.")
+        })
     }
 
     fn wrong_type(&self, key: &str, expected: &str, got: &RawValue) -> Rejection {
-        let path = self.path(key);
-        Rejection::new(
-            RejectCode::InvalidField,
-            Some(path.clone()),
-            format!("{path} must be {expected}, but it is a JSON {}.", kind(got)),
-        )
+        self.reject(RejectCode::InvalidField, key, |path| {
+            format!("{path} must be {expected}, but it is a JSON {}.", kind(got))
+        })
     }
 
     fn undecodable(&self, key: &str) -> Rejection {
-        let path = self.path(key);
-        Rejection::new(
-            RejectCode::InvalidField,
-            Some(path.clone()),
+        self.reject(RejectCode::InvalidField, key, |path| {
             format!(
                 "{path} holds an escaped half of a UTF-16 surrogate pair (\\ud800 to \\udfff) without the other half, so it is not text; send the character itself or both halves."
-            ),
-        )
+            )
+        })
     }
 
     fn required_str(&self, key: &str, what: &str) -> Result<String, Rejection> {
@@ -608,14 +608,11 @@ impl<'o, 'a> Fields<'o, 'a> {
             return Ok(None);
         };
         Timestamp::parse(&s).map(Some).ok_or_else(|| {
-            let path = self.path(key);
-            Rejection::new(
-                RejectCode::InvalidTimestamp,
-                Some(path.clone()),
+            self.reject(RejectCode::InvalidTimestamp, key, |path| {
                 format!(
                     "{path} is \"{s}\", which is not a time: use RFC 3339 (2023-02-22T12:00:00.000Z) or YYYY-MM-DD HH:MM:SS (UTC)."
-                ),
-            )
+                )
+            })
         })
     }
 

@@ -1,5 +1,6 @@
 //! Request handlers. The webhook answers 200 only after the event is committed.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
@@ -8,8 +9,6 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, header};
 use serde_json::{Value, json};
-
-use std::sync::Arc;
 
 use super::{ApiError, AppState};
 use crate::event;

@@ -373,24 +373,33 @@ mod tests {
     }
 
     fn message_event(message_id: &str, status: &str) -> Accepted {
-        let body = serde_json::json!({
+        event(message_id, status, None)
+    }
+
+    fn failure_event(message_id: &str, status: &str, code: &str) -> Accepted {
+        event(message_id, status, Some(code))
+    }
+
+    fn event(message_id: &str, status: &str, error_code: Option<&str>) -> Accepted {
+        let mut body = serde_json::json!({
             "id": "e1", "type": "whatsapp_message_status_updated",
             "eventTime": "2026-01-01T00:00:00.000Z",
             "body": {"id": message_id, "wamid": "w1", "status": status, "sendPhone": "1",
                      "wabaId": "2", "accountName": "3", "uid": "b1"}
         });
+        if let Some(code) = error_code {
+            body["body"]["errorData"] =
+                serde_json::json!({"errorCode": code, "errorMessage": "no"});
+        }
         crate::event::parse(body.to_string().as_bytes()).expect("a valid event")
     }
 
-    fn failure_event(message_id: &str, status: &str, code: &str) -> Accepted {
-        let body = serde_json::json!({
-            "id": "e1", "type": "whatsapp_message_status_updated",
-            "eventTime": "2026-01-01T00:00:00.000Z",
-            "body": {"id": message_id, "wamid": "w1", "status": status, "sendPhone": "1",
-                     "wabaId": "2", "accountName": "3", "uid": "b1",
-                     "errorData": {"errorCode": code, "errorMessage": "no"}}
-        });
-        crate::event::parse(body.to_string().as_bytes()).expect("a valid event")
+    /// Accepts `event` with a stand-in body.
+    async fn accept(store: &Store, event: &Accepted) -> Outcome {
+        store
+            .accept(event, Bytes::from_static(b"{}"))
+            .await
+            .expect("stored")
     }
 
     /// Batch counters are gathered per transaction and written at its end: many events
@@ -496,10 +505,7 @@ mod tests {
         let future = "2999-01-01T00:00:00.000Z";
         {
             let (store, writer) = Store::open(dir.path()).unwrap();
-            store
-                .accept(&message_event("m1", "delivered"), Bytes::from_static(b"{}"))
-                .await
-                .unwrap();
+            accept(&store, &message_event("m1", "delivered")).await;
             store
                 .write(move |c| c.execute("UPDATE events SET received_at = ?1", [future]))
                 .await
@@ -508,10 +514,7 @@ mod tests {
             writer.join();
         }
         let (store, writer) = Store::open(dir.path()).unwrap();
-        store
-            .accept(&message_event("m2", "delivered"), Bytes::from_static(b"{}"))
-            .await
-            .unwrap();
+        accept(&store, &message_event("m2", "delivered")).await;
         let events = store.reader().unwrap().events_after(0, 10).unwrap();
         assert_eq!(events.len(), 2);
         assert!(events[1].received_at.as_str() >= future, "{events:?}");
@@ -567,27 +570,12 @@ mod tests {
         let (store, writer) = Store::open(dir.path()).unwrap();
         let delivered = status_event("delivered");
         let read = status_event("read");
-        assert_eq!(
-            store
-                .accept(&delivered, Bytes::from_static(b"{}"))
-                .await
-                .unwrap(),
-            Outcome::Duplicate
-        );
+        assert_eq!(accept(&store, &delivered).await, Outcome::Duplicate);
         assert!(matches!(
-            store
-                .accept(&read, Bytes::from_static(b"{}"))
-                .await
-                .unwrap(),
+            accept(&store, &read).await,
             Outcome::Accepted { .. }
         ));
-        assert_eq!(
-            store
-                .accept(&read, Bytes::from_static(b"{}"))
-                .await
-                .unwrap(),
-            Outcome::Duplicate
-        );
+        assert_eq!(accept(&store, &read).await, Outcome::Duplicate);
         drop(store);
         writer.join();
     }

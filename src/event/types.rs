@@ -50,10 +50,6 @@ impl Envelope {
     pub fn raw(&self) -> &str {
         &self.raw
     }
-    /// The whole envelope as a JSON value (fields in order, numbers with every digit).
-    pub fn to_value(&self) -> Value {
-        serde_json::from_str(&self.raw).expect("raw is valid JSON")
-    }
 
     /// The key under which a redelivery of this event is recognised.
     ///

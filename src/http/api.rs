@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
@@ -208,7 +209,7 @@ async fn batch_csv(
 async fn events(
     State(s): State<ApiState>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let limit = match q.get("limit") {
         None => 100,
         Some(l) => l
@@ -247,19 +248,49 @@ async fn events(
     let next = (page.len() == limit)
         .then(|| page.last().map(|e| e.seq))
         .flatten();
-    let events: Vec<Value> = page.iter().map(event_json).collect();
-    Ok(Json(json!({"events": events, "nextCursor": next})))
+    let page = EventsPage {
+        events: page.iter().map(EventJson::from).collect(),
+        next_cursor: next,
+    };
+    Ok(Json(page).into_response())
 }
 
-fn event_json(e: &StoredEvent) -> Value {
-    json!({
-        "seq": e.seq,
-        "receivedAt": e.received_at,
-        "eventId": e.event_id,
-        "type": e.event_type,
-        "messageId": e.message_id,
-        "status": e.status,
-        "warnings": serde_json::from_str::<Value>(&e.warnings).unwrap_or(Value::Null),
-        "event": serde_json::from_slice::<Value>(&e.body).unwrap_or(Value::Null),
-    })
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventsPage<'a> {
+    events: Vec<EventJson<'a>>,
+    next_cursor: Option<i64>,
+}
+
+/// An event as `/api/events` shows it, the body as received (see
+/// [`StoredEvent::body_on_one_line`]): even one with an escape that a JSON value cannot
+/// hold (a lone surrogate in an undocumented field) is shown whole.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventJson<'a> {
+    seq: i64,
+    received_at: &'a str,
+    event_id: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    message_id: Option<&'a str>,
+    status: Option<&'a str>,
+    // Null only if the stored text were not JSON; what the store holds always is.
+    warnings: Option<&'a RawValue>,
+    event: Option<Box<RawValue>>,
+}
+
+impl<'a> From<&'a StoredEvent> for EventJson<'a> {
+    fn from(e: &'a StoredEvent) -> Self {
+        Self {
+            seq: e.seq,
+            received_at: &e.received_at,
+            event_id: &e.event_id,
+            event_type: &e.event_type,
+            message_id: e.message_id.as_deref(),
+            status: e.status.as_deref(),
+            warnings: serde_json::from_str(&e.warnings).ok(),
+            event: serde_json::from_slice(&e.body_on_one_line()).ok(),
+        }
+    }
 }

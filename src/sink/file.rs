@@ -129,35 +129,23 @@ impl FileSink {
 }
 
 /// One line of the file: `{"seq","receivedAt","event","warnings"}`, with the event as
-/// it was received, byte for byte, when it is already on one line (InnoPaaS sends it
-/// so), and re-serialised onto one line otherwise.
+/// it was received, byte for byte, but for any line breaks in it, which become spaces
+/// (see [`StoredEvent::body_on_one_line`]).
 fn line(e: &StoredEvent) -> Result<Vec<u8>, serde_json::Error> {
-    let warnings: &RawValue = serde_json::from_str(&e.warnings)?;
-    if e.body.contains(&b'\n') || e.body.contains(&b'\r') {
-        encode(e, serde_json::from_slice::<Value>(&e.body)?, warnings)
-    } else {
-        encode(e, serde_json::from_slice::<&RawValue>(&e.body)?, warnings)
-    }
-}
-
-fn encode(
-    e: &StoredEvent,
-    event: impl serde::Serialize,
-    warnings: &RawValue,
-) -> Result<Vec<u8>, serde_json::Error> {
     #[derive(serde::Serialize)]
     #[serde(rename_all = "camelCase")]
-    struct Line<'a, E> {
+    struct Line<'a> {
         seq: i64,
         received_at: &'a str,
-        event: E,
+        event: &'a RawValue,
         warnings: &'a RawValue,
     }
+    let body = e.body_on_one_line();
     let mut line = serde_json::to_vec(&Line {
         seq: e.seq,
         received_at: &e.received_at,
-        event,
-        warnings,
+        event: serde_json::from_slice(&body)?,
+        warnings: serde_json::from_str(&e.warnings)?,
     })?;
     line.push(b'\n');
     Ok(line)

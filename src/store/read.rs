@@ -1,5 +1,6 @@
 //! Read-only access to the store, on its own connection (WAL lets it run beside the writer).
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use std::path::PathBuf;
@@ -27,6 +28,23 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// The body on one line, as received otherwise. A JSON string cannot hold a raw line
+    /// break, so every one in a body lies between two tokens and becomes a space without
+    /// changing what the body says: key order, numbers and escapes stay exactly as they
+    /// came, including escapes a JSON value cannot hold (a lone surrogate such as
+    /// `"\ud800"` in an undocumented field is accepted and kept).
+    pub fn body_on_one_line(&self) -> Cow<'_, [u8]> {
+        if self.body.iter().any(|&b| b == b'\n' || b == b'\r') {
+            let spaced = self.body.iter().map(|&b| match b {
+                b'\n' | b'\r' => b' ',
+                b => b,
+            });
+            Cow::Owned(spaced.collect())
+        } else {
+            Cow::Borrowed(&self.body)
+        }
+    }
+
     const COLUMNS: &'static str =
         "seq, received_at, event_id, event_type, message_id, status, warnings, body";
 

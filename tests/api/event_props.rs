@@ -89,7 +89,6 @@ fn check_round_trip(input: &Value) -> Result<(), TestCaseError> {
         let env = &accepted.envelope;
         // Same fields, same order, same digits.
         prop_assert_eq!(env.raw(), text.as_str());
-        prop_assert_eq!(&env.to_value(), input);
         if let Event::MessageStatus(s) = env.event() {
             let body = &input["body"];
             let text_of = |v: &Value| match v {

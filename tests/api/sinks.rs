@@ -377,6 +377,52 @@ async fn the_file_sink_writes_each_event_once_as_received_and_honours_filters() 
     assert_eq!(file_lines(&failed)[0]["event"]["body"]["status"], "failed");
 }
 
+/// A body over several lines, with an escape a JSON value cannot hold in an undocumented
+/// field: the file sink and `/api/events` both show it as received, line breaks as spaces.
+#[tokio::test]
+async fn a_body_over_several_lines_is_written_and_shown_as_received() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    config.api.token = Some("t".into());
+    config.sinks = sinks(&format!(
+        "[[sinks]]\ntype = \"file\"\npath = \"{}\"\n",
+        dir.path().join("all.jsonl").display()
+    ));
+    let app = TestApp::spawn(config, dir).await;
+    let seed = String::from_utf8(seed_bytes("read")).unwrap();
+    assert!(seed.contains('\n'));
+    let body = seed.replacen(
+        "\"status\": \"read\",",
+        "\"status\": \"read\",\r\n  \"note\": \"\\ud800\", \"n\": 12345678901234567890123,",
+        1,
+    );
+    assert_ne!(body, seed);
+    let (status, answer) = answer(app.post(body.clone()).await).await;
+    assert_eq!(status, 200, "{answer}");
+    let one_line = body.replace(['\r', '\n'], " ");
+    let event = format!(r#""event":{}"#, one_line.trim());
+
+    let path = app.dir.path().join("all.jsonl");
+    wait_for("the line", 10, || {
+        std::fs::read_to_string(&path).is_ok_and(|t| t.ends_with('\n'))
+    })
+    .await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains(&format!("{event},")), "{text}");
+
+    let res = app
+        .client
+        .get(app.url("/api/events"))
+        .bearer_auth("t")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let shown = res.text().await.unwrap();
+    assert!(shown.contains(&format!("{event}}}")), "{shown}");
+}
+
 #[tokio::test]
 async fn the_file_sink_rotates_by_size_and_keeps_order() {
     let toml = "[[sinks]]\ntype = \"file\"\npath = \"$DIR/r.jsonl\"\nmax_bytes = 3000\nkeep = 50\nbatch_size = 1\n";

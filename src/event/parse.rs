@@ -150,7 +150,7 @@ fn parse_object(top: &RawObject<'_>, text: &str) -> Result<Accepted, Rejection> 
         Some(b) if kind(b) != "object" => return Err(root.wrong_type("body", "a JSON object", b)),
         Some(b) => b,
     };
-    let body_fields = RawObject::parse(body);
+    let body_fields = RawObject::parse(body, "body")?;
     if body_fields.0.is_empty() {
         return Err(root.empty("body", "the event body"));
     }
@@ -438,9 +438,19 @@ pub(crate) fn id_text(v: &RawValue) -> Option<String> {
 struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'a> RawObject<'a> {
-    /// `raw` must be a JSON object (see [`kind`]); its members were validated with it.
-    fn parse(raw: &'a RawValue) -> Self {
-        serde_json::from_str(raw.get()).expect("a raw JSON object parses as one")
+    /// The members of `raw`, a JSON object (see [`kind`]) found at `path`. It was read
+    /// with the object around it, which did not decode its names: one holding an escaped
+    /// half of a UTF-16 surrogate pair without the other half (`"\ud800"`) fails here.
+    fn parse(raw: &'a RawValue, path: &str) -> Result<Self, Rejection> {
+        serde_json::from_str(raw.get()).map_err(|_| {
+            Rejection::new(
+                RejectCode::InvalidField,
+                Some(path.to_owned()),
+                format!(
+                    "{path} has a field name holding an escaped half of a UTF-16 surrogate pair (\\ud800 to \\udfff) without the other half, so it is not text; send the character itself or both halves."
+                ),
+            )
+        })
     }
 }
 
@@ -598,7 +608,10 @@ impl<'o, 'a> Fields<'o, 'a> {
     fn optional_object(&self, key: &str) -> Result<Option<(RawObject<'a>, String)>, Rejection> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) if kind(v) == "object" => Ok(Some((RawObject::parse(v), self.path(key)))),
+            Some(v) if kind(v) == "object" => {
+                let path = self.path(key);
+                Ok(Some((RawObject::parse(v, &path)?, path)))
+            }
             Some(other) => Err(self.wrong_type(key, "a JSON object", other)),
         }
     }

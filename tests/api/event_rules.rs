@@ -150,6 +150,27 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
             Reject(InvalidField, Some(path)),
         ));
     }
+    // The same in a field name: refused, naming the object that holds it.
+    for (seed, path) in [
+        (r(), "body"),
+        (d(), "body.conversation"),
+        (f(), "body.errorData"),
+        (
+            set(r(), "type", json!("whatsapp_template_status_updated")),
+            "body",
+        ),
+    ] {
+        cases.push((
+            "lone surrogate escape in a field name",
+            with_raw_key(seed, path, r#""ab\udc00c""#),
+            Reject(InvalidField, Some(path)),
+        ));
+    }
+    cases.push((
+        "lone surrogate escape in a top-level field name",
+        with_raw_key(r(), "", r#""\ud800""#),
+        Reject(InvalidJson, None),
+    ));
     cases.push((
         "escapes are decoded",
         with_raw_string(r(), "body.wamid", r#""a\"b\\c\ud83d\ude00\u00e9/""#),
@@ -163,6 +184,32 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
 fn with_raw_string(seed: Value, path: &str, raw: &str) -> Vec<u8> {
     let text = serde_json::to_string(&set(seed, path, json!("RAW-STRING-HERE"))).unwrap();
     text.replace(r#""RAW-STRING-HERE""#, raw).into_bytes()
+}
+
+/// The seed with a member named `raw` (a JSON string written by hand) added first to the
+/// object at `path` ("" for the envelope itself).
+fn with_raw_key(seed: Value, path: &str, raw: &str) -> Vec<u8> {
+    let marker = json!({"RAW-KEY-HERE": 1});
+    let seed = if path.is_empty() {
+        let mut all = marker.clone();
+        all.as_object_mut()
+            .unwrap()
+            .extend(seed.as_object().unwrap().clone());
+        all
+    } else {
+        let mut object = marker.clone();
+        object.as_object_mut().unwrap().extend(
+            path.split('.')
+                .fold(&seed, |v, k| &v[k])
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        set(seed, path, object)
+    };
+    let text = serde_json::to_string(&seed).unwrap();
+    assert!(text.contains("\"RAW-KEY-HERE\":1"));
+    text.replace(r#""RAW-KEY-HERE""#, raw).into_bytes()
 }
 
 #[test]

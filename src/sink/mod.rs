@@ -79,8 +79,10 @@ pub struct SinkCommon {
     pub statuses: Vec<String>,
     /// Only events of these types; empty: all.
     pub types: Vec<String>,
-    /// Attempts before an event becomes a dead letter.
-    pub max_attempts: u32,
+    /// Attempts before an event becomes a dead letter; unset: no limit on attempts, and
+    /// `max_age_secs` alone decides (with the default backoff, ten attempts last only
+    /// about two minutes, shorter than a deploy of the receiving system may take).
+    pub max_attempts: Option<u32>,
     /// Seconds of retrying before an event becomes a dead letter.
     pub max_age_secs: u64,
     /// First retry delay in milliseconds; it doubles, with jitter, up to `backoff_max_ms`.
@@ -110,7 +112,7 @@ impl Default for SinkCommon {
             name: None,
             statuses: Vec::new(),
             types: Vec::new(),
-            max_attempts: 10,
+            max_attempts: None,
             max_age_secs: 3600,
             backoff_initial_ms: 500,
             backoff_max_ms: 60_000,
@@ -177,7 +179,7 @@ impl SinkConfig {
     pub fn retry_policy(&self) -> runner::RetryPolicy {
         let c = &self.common;
         runner::RetryPolicy {
-            max_attempts: c.max_attempts.max(1),
+            max_attempts: c.max_attempts.map_or(u32::MAX, |n| n.max(1)),
             max_age: Duration::from_secs(c.max_age_secs),
             initial: Duration::from_millis(c.backoff_initial_ms),
             max: Duration::from_millis(c.backoff_max_ms.max(c.backoff_initial_ms)),

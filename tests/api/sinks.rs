@@ -164,31 +164,7 @@ async fn a_target_that_goes_down_and_comes_back_gets_every_event() {
         sent.push(body);
     }
     // The target stays down while the sink retries, several times over.
-    let retried = r#"innohook_sink_retried_total{sink="crm-outage"}"#;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let count = text
-            .lines()
-            .find_map(|l| l.strip_prefix(retried))
-            .map_or(0.0, |v| v.trim().parse().unwrap());
-        if count >= 5.0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the sink did not retry"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_retries(&app, "crm-outage", 5).await;
     assert!(state.lock().unwrap().received.is_empty());
     let target = Target::start(addr, state).await;
     wait_for("all 20 events at the target", 30, || {
@@ -207,6 +183,57 @@ async fn a_target_that_goes_down_and_comes_back_gets_every_event() {
         assert_eq!(headers["x-api-key"], "k1");
         assert_eq!(headers["x-innohook-seq"], (i + 1).to_string().as_str());
     }
+    assert!(app.reader().dead_letters().unwrap().is_empty());
+}
+
+/// Waits until `sink` has retried `count` times (once per event per retry).
+async fn wait_for_retries(app: &TestApp, sink: &str, count: u32) {
+    let retried = format!("innohook_sink_retried_total{{sink=\"{sink}\"}}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let got = text
+            .lines()
+            .find_map(|l| l.strip_prefix(retried.as_str()))
+            .map_or(0.0, |v| v.trim().parse().unwrap());
+        if got >= f64::from(count) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{sink} retried {got} times, not {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// By default only `max_age_secs` (an hour) ends the retries: a target down for many
+/// more attempts than the ten an earlier default allowed still gets its event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_retries_go_on_until_max_age() {
+    let target = Target::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;
+    let toml = format!(
+        "[[sinks]]\ntype = \"forward\"\nname = \"patient\"\nurl = \"{}\"\nbackoff_initial_ms = 5\nbackoff_max_ms = 10\n",
+        target.url()
+    );
+    let app = app_with_sinks(&toml).await;
+    let (addr, state) = target.stop().await;
+    let body = status_event("env-p", "msg-p", "read").to_string();
+    assert_eq!(app.post(body).await.status(), 200);
+    wait_for_retries(&app, "patient", 40).await;
+    let target = Target::start(addr, state).await;
+    wait_for("the event at the target", 10, || {
+        target.received_keys().len() == 1
+    })
+    .await;
     assert!(app.reader().dead_letters().unwrap().is_empty());
 }
 

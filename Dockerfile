@@ -22,7 +22,8 @@ RUN useradd --system --uid 10001 --no-create-home --home-dir /data innohook \
 COPY --from=build /src/target/release/innohook /usr/local/bin/innohook
 # The built-in defaults are the image's: listen 0.0.0.0:8080, store ./data (= /data from
 # the working directory /), log sink on. Override any key with INNOHOOK_<SECTION>__<KEY>,
-# or mount a file and pass --config (no ENV here, so the file's values are not overridden).
+# or mount a file and set INNOHOOK_CONFIG to it (not --config, which the HEALTHCHECK would
+# not see; no ENV here, so the file's values are not overridden).
 WORKDIR /
 USER innohook
 VOLUME /data

@@ -183,17 +183,22 @@ async fn healthcheck_exits_0_while_serving_and_1_when_down() {
     );
     let path = write_config(dir.path(), &toml);
     let server = BinaryServer::start(&path);
-    let check = |addr: String| {
+    // The way the Docker image is told about a config file: INNOHOOK_CONFIG, which the
+    // HEALTHCHECK sees too. The file names the port the server got.
+    let probed = dir.path().join("healthcheck.toml");
+    std::fs::write(
+        &probed,
+        toml.replace("127.0.0.1:0", &server.addr.to_string()),
+    )
+    .unwrap();
+    let check = || {
         innohook()
             .arg("healthcheck")
-            .arg("--config")
-            .arg(&path)
-            .env("INNOHOOK_SERVER__LISTEN", addr)
+            .env("INNOHOOK_CONFIG", &probed)
             .output()
             .unwrap()
     };
-    let addr = server.addr.to_string();
-    let up = check(addr.clone());
+    let up = check();
     assert_eq!(
         up.status.code(),
         Some(0),
@@ -201,7 +206,7 @@ async fn healthcheck_exits_0_while_serving_and_1_when_down() {
         String::from_utf8_lossy(&up.stdout)
     );
     server.kill();
-    let down = check(addr);
+    let down = check();
     assert_eq!(down.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&down.stdout).starts_with("unhealthy"));
 }

@@ -210,6 +210,18 @@ fn check_config_catches_sink_problems_and_innohook_config_names_the_file() {
             "auth.authorization is set but empty",
         ),
         ("[log]\nlevel = \"loud=[\"\n", "log.level"),
+        (
+            "[server]\npath = \"/api/events\"\n",
+            "is under /api, innohook's query API",
+        ),
+        (
+            "[server]\nrequest_timeout_secs = 0\n",
+            "server.request_timeout_secs must be at least 1",
+        ),
+        (
+            "[auth]\nusername = \"acme\"\n",
+            "auth.username is set but auth.authorization is not",
+        ),
     ];
     for (toml, says) in cases {
         let path = write_config(dir.path(), toml);

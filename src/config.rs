@@ -181,21 +181,12 @@ impl Config {
             self.server.path
         );
         anyhow::ensure!(
-            self.server.path != "/api" && !self.server.path.starts_with("/api/"),
-            "server.path {:?} is under /api, innohook's query API; choose another (the default is /webhook)",
-            self.server.path
-        );
-        anyhow::ensure!(
             self.server.max_body_bytes > 0,
             "server.max_body_bytes must be > 0"
         );
         anyhow::ensure!(
             self.server.request_timeout_secs > 0,
             "server.request_timeout_secs must be at least 1: with 0 every push would time out"
-        );
-        anyhow::ensure!(
-            self.auth.username.is_none() || self.auth.authorization.is_some(),
-            "auth.username is set but auth.authorization is not, and UserName is no secret: anyone could post. Set INNOHOOK_AUTH__AUTHORIZATION to the Authorization header entered in the InnoPaaS console (or unset auth.username to run open)"
         );
         for (key, value) in [
             ("auth.username", &self.auth.username),
@@ -207,6 +198,10 @@ impl Config {
                 "{key} is set but empty; give it the value set in the InnoPaaS console, or unset it"
             );
         }
+        anyhow::ensure!(
+            self.auth.username.is_none() || self.auth.authorization.is_some(),
+            "auth.username is set but auth.authorization is not, and UserName is no secret: anyone could post. Set INNOHOOK_AUTH__AUTHORIZATION to the Authorization header entered in the InnoPaaS console (or unset auth.username to run open)"
+        );
         for (i, sink) in self.sinks.iter().enumerate() {
             let name = sink.name();
             anyhow::ensure!(!name.is_empty(), "sinks[{i}]: name must not be empty");

@@ -262,9 +262,9 @@ struct EventsPage<'a> {
     next_cursor: Option<i64>,
 }
 
-/// An event as `/api/events` shows it, the body as received (see
-/// [`StoredEvent::body_on_one_line`]): even one with an escape that a JSON value cannot
-/// hold (a lone surrogate in an undocumented field) is shown whole.
+/// An event as `/api/events` shows it. A body that a JSON value cannot hold (an escaped
+/// lone surrogate in an undocumented field) is shown as sent (see
+/// [`StoredEvent::body_on_one_line`]) rather than left out.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 struct EventJson<'a> {
@@ -277,7 +277,14 @@ struct EventJson<'a> {
     status: Option<&'a str>,
     // Null only if the stored text were not JSON; what the store holds always is.
     warnings: Option<&'a RawValue>,
-    event: Option<Box<RawValue>>,
+    event: Option<EventBody>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum EventBody {
+    Decoded(Value),
+    AsSent(Box<RawValue>),
 }
 
 impl<'a> From<&'a StoredEvent> for EventJson<'a> {
@@ -290,7 +297,12 @@ impl<'a> From<&'a StoredEvent> for EventJson<'a> {
             message_id: e.message_id.as_deref(),
             status: e.status.as_deref(),
             warnings: serde_json::from_str(&e.warnings).ok(),
-            event: serde_json::from_slice(&e.body_on_one_line()).ok(),
+            event: match serde_json::from_slice(&e.body) {
+                Ok(v) => Some(EventBody::Decoded(v)),
+                Err(_) => serde_json::from_slice(&e.body_on_one_line())
+                    .ok()
+                    .map(EventBody::AsSent),
+            },
         }
     }
 }

@@ -44,8 +44,15 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
 }
 
-/// Paths that belong to innohook itself and cannot be the webhook path.
-pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
+/// Paths that belong to innohook itself and cannot be the webhook path (the `/api` ones
+/// even without a token, so that setting one later cannot clash).
+pub const RESERVED_PATHS: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/api/messages",
+    "/api/events",
+];
 
 pub fn router(state: AppState, cfg: &ServerConfig, api_token: Option<&str>) -> Router {
     let api = match api_token {

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{BoxFuture, Sink, SinkError};
@@ -280,9 +279,15 @@ fn last_line_seq(file: &mut File) -> std::io::Result<(Option<i64>, u64)> {
                 continue;
             }
         };
-        let seq = serde_json::from_slice::<Value>(&tail[begin..end])
+        // Only `seq` is decoded: the event may hold an escape a JSON value cannot (a lone
+        // surrogate), which would hide the line's seq.
+        #[derive(Deserialize)]
+        struct Seq {
+            seq: i64,
+        }
+        let seq = serde_json::from_slice::<Seq>(&tail[begin..end])
             .ok()
-            .and_then(|v| v["seq"].as_i64());
+            .map(|l| l.seq);
         return Ok((seq, start + end as u64 + 1));
     }
 }

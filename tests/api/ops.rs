@@ -191,22 +191,30 @@ async fn healthcheck_exits_0_while_serving_and_1_when_down() {
         toml.replace("127.0.0.1:0", &server.addr.to_string()),
     )
     .unwrap();
-    let check = || {
+    let by_env = || {
         innohook()
             .arg("healthcheck")
             .env("INNOHOOK_CONFIG", &probed)
             .output()
             .unwrap()
     };
-    let up = check();
-    assert_eq!(
-        up.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&up.stdout)
-    );
+    let by_flag = || {
+        innohook()
+            .args(["healthcheck", "--config"])
+            .arg(&probed)
+            .output()
+            .unwrap()
+    };
+    for up in [by_env(), by_flag()] {
+        assert_eq!(
+            up.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&up.stdout)
+        );
+    }
     server.kill();
-    let down = check();
+    let down = by_env();
     assert_eq!(down.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&down.stdout).starts_with("unhealthy"));
 }

@@ -212,7 +212,7 @@ fn check_config_catches_sink_problems_and_innohook_config_names_the_file() {
         ("[log]\nlevel = \"loud=[\"\n", "log.level"),
         (
             "[server]\npath = \"/api/events\"\n",
-            "is under /api, innohook's query API",
+            "is taken by innohook itself",
         ),
         (
             "[server]\nrequest_timeout_secs = 0\n",

@@ -215,16 +215,19 @@ async fn wait_for_retries(app: &TestApp, sink: &str, count: u32) {
     }
 }
 
+/// A forward sink named `name` with quick retries and `extra` keys.
+fn quick_retry_toml(url: &str, name: &str, extra: &str) -> String {
+    format!(
+        "[[sinks]]\ntype = \"forward\"\nname = \"{name}\"\nurl = \"{url}\"\nbackoff_initial_ms = 5\nbackoff_max_ms = 10\n{extra}"
+    )
+}
+
 /// By default only `max_age_secs` (an hour) ends the retries: a target down for many
 /// more attempts than the ten an earlier default allowed still gets its event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn by_default_retries_go_on_until_max_age() {
     let target = Target::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;
-    let toml = format!(
-        "[[sinks]]\ntype = \"forward\"\nname = \"patient\"\nurl = \"{}\"\nbackoff_initial_ms = 5\nbackoff_max_ms = 10\n",
-        target.url()
-    );
-    let app = app_with_sinks(&toml).await;
+    let app = app_with_sinks(&quick_retry_toml(&target.url(), "patient", "")).await;
     let (addr, state) = target.stop().await;
     let body = status_event("env-p", "msg-p", "read").to_string();
     assert_eq!(app.post(body).await.status(), 200);
@@ -235,6 +238,43 @@ async fn by_default_retries_go_on_until_max_age() {
     })
     .await;
     assert!(app.reader().dead_letters().unwrap().is_empty());
+}
+
+/// With `max_attempts` set, the event becomes a dead letter after that many attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_attempts_when_set_ends_the_retries() {
+    let target = Target::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;
+    let toml = quick_retry_toml(&target.url(), "hasty", "max_attempts = 3\n");
+    let app = app_with_sinks(&toml).await;
+    target.stop().await;
+    let body = status_event("env-h", "msg-h", "read").to_string();
+    assert_eq!(app.post(body).await.status(), 200);
+    let reader = app.reader();
+    wait_for("a dead letter", 10, || {
+        !reader.dead_letters().unwrap().is_empty()
+    })
+    .await;
+    let dead = reader.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].sink.as_deref(), dead[0].code.as_str()),
+        (Some("hasty"), "retries_exhausted")
+    );
+    // Three attempts: the first and two retries.
+    wait_for_retries(&app, "hasty", 2).await;
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("innohook_sink_retried_total{sink=\"hasty\"} 2\n"),
+        "{metrics}"
+    );
 }
 
 /// Sinks take new events from the store's in-memory window of recent events, which keeps
@@ -448,6 +488,16 @@ async fn a_body_over_several_lines_is_written_and_shown_as_received() {
     assert_eq!(res.status(), 200);
     let shown = res.text().await.unwrap();
     assert!(shown.contains(&format!("{event}}}")), "{shown}");
+
+    // The file's last seq is read back despite the escape: started on another (empty)
+    // store, the sink sees a file ahead of it instead of appending seq 1 again.
+    let (mut config, dir) = app.stop().await;
+    config.store.dir = dir.path().join("another-store");
+    let refused = innohook::server::App::build(config).err().expect("refused");
+    assert!(
+        format!("{refused:#}").contains("was the store replaced?"),
+        "{refused:#}"
+    );
 }
 
 #[tokio::test]

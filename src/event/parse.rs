@@ -434,6 +434,9 @@ pub(crate) fn id_text(v: &RawValue) -> Option<String> {
     }
 }
 
+/// What a rejected string or field name holds, and what to send instead.
+const LONE_SURROGATE: &str = "an escaped half of a UTF-16 surrogate pair (\\ud800 to \\udfff) without the other half, so it is not text; send the character itself or both halves.";
+
 /// A JSON object as its members in order, each value still raw (borrowed, unparsed).
 struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
@@ -446,9 +449,7 @@ impl<'a> RawObject<'a> {
             Rejection::new(
                 RejectCode::InvalidField,
                 Some(path.to_owned()),
-                format!(
-                    "{path} has a field name holding an escaped half of a UTF-16 surrogate pair (\\ud800 to \\udfff) without the other half, so it is not text; send the character itself or both halves."
-                ),
+                format!("{path} has a field name holding {LONE_SURROGATE}"),
             )
         })
     }
@@ -561,9 +562,7 @@ impl<'o, 'a> Fields<'o, 'a> {
 
     fn undecodable(&self, key: &str) -> Rejection {
         self.reject(RejectCode::InvalidField, key, |path| {
-            format!(
-                "{path} holds an escaped half of a UTF-16 surrogate pair (\\ud800 to \\udfff) without the other half, so it is not text; send the character itself or both halves."
-            )
+            format!("{path} holds {LONE_SURROGATE}")
         })
     }
 

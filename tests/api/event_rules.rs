@@ -187,29 +187,17 @@ fn with_raw_string(seed: Value, path: &str, raw: &str) -> Vec<u8> {
 }
 
 /// The seed with a member named `raw` (a JSON string written by hand) added first to the
-/// object at `path` ("" for the envelope itself).
+/// object at `path` ("" for the envelope itself; no other object in the seeds has the
+/// same key as the one at `path`).
 fn with_raw_key(seed: Value, path: &str, raw: &str) -> Vec<u8> {
-    let marker = json!({"RAW-KEY-HERE": 1});
-    let seed = if path.is_empty() {
-        let mut all = marker.clone();
-        all.as_object_mut()
-            .unwrap()
-            .extend(seed.as_object().unwrap().clone());
-        all
-    } else {
-        let mut object = marker.clone();
-        object.as_object_mut().unwrap().extend(
-            path.split('.')
-                .fold(&seed, |v, k| &v[k])
-                .as_object()
-                .unwrap()
-                .clone(),
-        );
-        set(seed, path, object)
-    };
     let text = serde_json::to_string(&seed).unwrap();
-    assert!(text.contains("\"RAW-KEY-HERE\":1"));
-    text.replace(r#""RAW-KEY-HERE""#, raw).into_bytes()
+    let open = match path.rsplit('.').next().unwrap() {
+        "" => "{".to_owned(),
+        key => format!("\"{key}\":{{"),
+    };
+    assert!(text.contains(&open), "{open} in {text}");
+    text.replacen(&open, &format!("{open}{raw}:1,"), 1)
+        .into_bytes()
 }
 
 #[test]

@@ -112,6 +112,13 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn scrape(&self) -> String {
+        let res = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.text().await.unwrap()
+    }
+
     /// POSTs a body to the webhook path as `application/json`.
     pub async fn post(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
         self.post_to(&self.config.server.path, "application/json", body)
@@ -145,6 +152,17 @@ impl TestApp {
         self.task.await.unwrap().expect("clean shutdown");
         (self.config, self.dir)
     }
+}
+
+/// The value of one series in Prometheus text (0 when absent).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
 }
 
 /// A response's status and JSON body.

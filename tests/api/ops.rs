@@ -9,17 +9,6 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-/// The value of one series in Prometheus text (0 when absent).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn metrics_count_every_outcome() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
@@ -27,11 +16,6 @@ async fn metrics_count_every_outcome() {
     config.auth.username = Some("metrics-user".into());
     config.sinks[0].common.name = Some("metrics-log".into());
     let app = TestApp::spawn(config, dir).await;
-    let scrape = || async {
-        let res = app.client.get(app.url("/metrics")).send().await.unwrap();
-        assert_eq!(res.status(), 200);
-        res.text().await.unwrap()
-    };
     let post = |body: String| {
         app.client
             .post(app.url("/webhook"))
@@ -40,7 +24,7 @@ async fn metrics_count_every_outcome() {
             .body(body)
             .send()
     };
-    let before = scrape().await;
+    let before = app.scrape().await;
     let received =
         r#"innohook_events_received_total{type="whatsapp_message_status_updated",status="failed"}"#;
     let duplicate = r#"innohook_events_duplicate_total{type="whatsapp_message_status_updated"}"#;
@@ -65,7 +49,7 @@ async fn metrics_count_every_outcome() {
         .unwrap();
     assert_eq!(res.status(), 401);
 
-    let mut after = scrape().await;
+    let mut after = app.scrape().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while metric(&after, delivered) < 1.0 {
         assert!(
@@ -73,7 +57,7 @@ async fn metrics_count_every_outcome() {
             "the sink never reported a delivery"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        after = scrape().await;
+        after = app.scrape().await;
     }
     assert!(
         metric(&after, received) >= metric(&before, received) + 1.0,

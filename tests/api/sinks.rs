@@ -188,22 +188,9 @@ async fn a_target_that_goes_down_and_comes_back_gets_every_event() {
 
 /// Waits until `sink` has retried `count` times (once per event per retry).
 async fn wait_for_retries(app: &TestApp, sink: &str, count: u32) {
-    let retried = format!("innohook_sink_retried_total{{sink=\"{sink}\"}}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let got = text
-            .lines()
-            .find_map(|l| l.strip_prefix(retried.as_str()))
-            .map_or(0.0, |v| v.trim().parse().unwrap());
+        let got = metric(&app.scrape().await, &retried_series(sink));
         if got >= f64::from(count) {
             return;
         }
@@ -213,6 +200,10 @@ async fn wait_for_retries(app: &TestApp, sink: &str, count: u32) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+fn retried_series(sink: &str) -> String {
+    format!("innohook_sink_retried_total{{sink=\"{sink}\"}}")
 }
 
 /// A forward sink named `name` with quick retries and `extra` keys.
@@ -261,20 +252,8 @@ async fn max_attempts_when_set_ends_the_retries() {
         (Some("hasty"), "retries_exhausted")
     );
     // Three attempts: the first and two retries.
-    wait_for_retries(&app, "hasty", 2).await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("innohook_sink_retried_total{sink=\"hasty\"} 2\n"),
-        "{metrics}"
-    );
+    let retried = metric(&app.scrape().await, &retried_series("hasty"));
+    assert_eq!(retried, 2.0);
 }
 
 /// Sinks take new events from the store's in-memory window of recent events, which keeps

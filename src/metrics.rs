@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{describe_counter, describe_gauge, describe_histogram};
+use metrics::{Counter, Histogram, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const EVENTS_RECEIVED: &str = "innohook_events_received_total";
@@ -104,24 +104,66 @@ const KNOWN_TYPES: &[&str] = &[
     "whatsapp_mo_message_received",
     "whatsapp_template_status_updated",
 ];
+const TYPES: usize = KNOWN_TYPES.len() + 1;
 
-/// The `type` label: from a fixed list, so a sender cannot create new series.
-pub fn type_label(event_type: &str) -> &'static str {
+/// The `type` label's index: from a fixed list, so a sender cannot create new series.
+fn type_index(event_type: &str) -> usize {
     KNOWN_TYPES
         .iter()
-        .find(|t| **t == event_type)
-        .copied()
-        .unwrap_or("other")
+        .position(|t| *t == event_type)
+        .unwrap_or(KNOWN_TYPES.len())
 }
 
-/// The `status` label: a documented status, or `other`.
-pub fn status_label(status: &crate::event::Status) -> &'static str {
+fn type_label(index: usize) -> &'static str {
+    KNOWN_TYPES.get(index).copied().unwrap_or("other")
+}
+
+/// The `status` label: none (not a status event), a documented status, or `other`.
+const STATUS_LABELS: [&str; 6] = ["", "delivered", "read", "failed", "SMECL:FAILED", "other"];
+
+fn status_index(status: Option<&crate::event::Status>) -> usize {
     use crate::event::Status;
     match status {
-        Status::Delivered => "delivered",
-        Status::Read => "read",
-        Status::Failed => "failed",
-        Status::SmeclFailed => "SMECL:FAILED",
-        Status::Unknown(_) => "other",
+        None => 0,
+        Some(Status::Delivered) => 1,
+        Some(Status::Read) => 2,
+        Some(Status::Failed) => 3,
+        Some(Status::SmeclFailed) => 4,
+        Some(Status::Unknown(_)) => 5,
+    }
+}
+
+// Every request touches the series below. Each handle is looked up once, on first use
+// (after the recorder is installed: only requests use them): `counter!` and `histogram!`
+// hash the name and labels and search the registry on every call, about 1,000
+// instructions each.
+
+/// `innohook_events_received_total{type, status}`.
+pub fn event_received(event_type: &str, status: Option<&crate::event::Status>) -> &'static Counter {
+    static SLOTS: [[OnceLock<Counter>; STATUS_LABELS.len()]; TYPES] =
+        [const { [const { OnceLock::new() }; STATUS_LABELS.len()] }; TYPES];
+    let (t, s) = (type_index(event_type), status_index(status));
+    SLOTS[t][s].get_or_init(|| {
+        metrics::counter!(EVENTS_RECEIVED, "type" => type_label(t), "status" => STATUS_LABELS[s])
+    })
+}
+
+/// `innohook_events_duplicate_total{type}`.
+pub fn duplicate(event_type: &str) -> &'static Counter {
+    static SLOTS: [OnceLock<Counter>; TYPES] = [const { OnceLock::new() }; TYPES];
+    let t = type_index(event_type);
+    SLOTS[t].get_or_init(|| metrics::counter!(DUPLICATES, "type" => type_label(t)))
+}
+
+/// `innohook_request_duration_seconds{status}`.
+pub fn request_duration(status: u16) -> Histogram {
+    /// The common answers.
+    const HOT: [u16; 4] = [200, 400, 401, 503];
+    static SLOTS: [OnceLock<Histogram>; HOT.len()] = [const { OnceLock::new() }; HOT.len()];
+    let histogram =
+        |status: u16| metrics::histogram!(REQUEST_DURATION, "status" => status.to_string());
+    match HOT.iter().position(|s| *s == status) {
+        Some(i) => SLOTS[i].get_or_init(|| histogram(status)).clone(),
+        None => histogram(status),
     }
 }

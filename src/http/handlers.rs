@@ -48,8 +48,6 @@ pub async fn webhook(
         Ok(accepted) => {
             let env = &accepted.envelope;
             let event_id = env.id().to_owned();
-            let event_type = m::type_label(env.event_type());
-            let event_status = env.message_status().map(|s| m::status_label(s.status()));
             let outcome = state.store.accept(&accepted, body).await.map_err(|e| {
                 tracing::error!(error = %e, event_id, "Could not store an event; answering 503.");
                 metrics::counter!(m::STORE_UNAVAILABLE).increment(1);
@@ -57,15 +55,12 @@ pub async fn webhook(
             })?;
             let status = match outcome {
                 Outcome::Accepted { .. } => {
-                    let labels = [
-                        ("type", event_type),
-                        ("status", event_status.unwrap_or_default()),
-                    ];
-                    metrics::counter!(m::EVENTS_RECEIVED, &labels).increment(1);
+                    m::event_received(env.event_type(), env.message_status().map(|s| s.status()))
+                        .increment(1);
                     "accepted"
                 }
                 Outcome::Duplicate => {
-                    metrics::counter!(m::DUPLICATES, "type" => event_type).increment(1);
+                    m::duplicate(env.event_type()).increment(1);
                     "duplicate"
                 }
             };

@@ -112,6 +112,16 @@ async fn every_log_line_of_a_request_carries_its_id_and_never_the_authorization_
             .unwrap();
         ids.push(res.headers()["x-request-id"].to_str().unwrap().to_owned());
     }
+    // An id the client sent is kept, and sent back.
+    let res = client
+        .post(format!("http://{}/webhook", server.addr))
+        .header("content-type", "application/json")
+        .header("x-request-id", "client-chosen-42")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "client-chosen-42");
     let logs = server.log_lines.clone();
     wait_until(
         "the rejection's log line",

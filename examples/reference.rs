@@ -14,6 +14,7 @@
 //! fewer than 48 events waits that long once for more before committing (innohook waits
 //! 250 µs).
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::time::Duration;
 
@@ -32,17 +33,21 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Deserialize)]
 #[allow(dead_code)] // read to check the event, as a typed receiver would
 struct Envelope<'a> {
-    id: &'a str,
-    #[serde(rename = "type")]
-    event_type: &'a str,
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow, rename = "type")]
+    event_type: Cow<'a, str>,
+    #[serde(borrow)]
     body: Body<'a>,
 }
 
 #[derive(Deserialize)]
 #[allow(dead_code)]
 struct Body<'a> {
-    id: &'a str,
-    status: &'a str,
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    status: Cow<'a, str>,
 }
 
 /// One accepted event on its way to the writer, and where to say it was committed.
@@ -135,7 +140,7 @@ fn writer(mut commit: Commit, mut rx: mpsc::UnboundedReceiver<Job>, linger: Opti
 
 async fn webhook(State(tx): State<mpsc::UnboundedSender<Job>>, body: Bytes) -> Response {
     let id = match serde_json::from_slice::<Envelope<'_>>(&body) {
-        Ok(envelope) => envelope.id.to_owned(),
+        Ok(envelope) => envelope.id.into_owned(),
         Err(_) => return StatusCode::BAD_REQUEST.into_response(),
     };
     let (done, committed) = oneshot::channel();

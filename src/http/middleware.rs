@@ -2,9 +2,10 @@
 //! one, sent back on the answer), runs in a `request` span carrying that id, and its
 //! latency goes to `innohook_request_duration_seconds` by status.
 //!
-//! tower-http's request-id, propagate and trace layers did this together for about 4,500
+//! tower-http's request-id, propagate and trace layers did this together for about 2,200
 //! more instructions a request (three nested futures, a classified and wrapped response
-//! body, the id carried through the extensions). tower-http still marks the
+//! body, the id carried through the extensions). The log lines are theirs, under this
+//! module's target. tower-http still marks the
 //! `Authorization` header sensitive and times requests out (see [`super::router`]); those
 //! two cost next to nothing.
 
@@ -65,7 +66,7 @@ where
         };
         let span = tracing::info_span!(
             "request",
-            request_id = id.to_str().unwrap_or("-"),
+            request_id = %id.to_str().unwrap_or("-"),
             method = %req.method(),
             path = %req.uri().path(),
         );
@@ -87,16 +88,16 @@ where
 
 /// Logs the end of a request (as tower-http's trace layer did) and records its latency.
 fn finished(status: StatusCode, latency: Duration) {
-    let latency_ms = latency.as_secs_f64() * 1000.0;
+    let latency_ms = latency.as_millis();
     tracing::debug!(
-        latency = %format_args!("{latency_ms:.3} ms"),
+        latency = %format_args!("{latency_ms} ms"),
         status = status.as_u16(),
         "finished processing request"
     );
     if status.is_server_error() {
         tracing::error!(
             classification = %format_args!("Status code: {status}"),
-            latency = %format_args!("{latency_ms:.3} ms"),
+            latency = %format_args!("{latency_ms} ms"),
             "response failed"
         );
     }

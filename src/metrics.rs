@@ -156,15 +156,15 @@ pub fn duplicate(event_type: &str) -> &'static Counter {
     SLOTS[t].get_or_init(|| metrics::counter!(DUPLICATES, "type" => type_label(t)))
 }
 
-/// `innohook_request_duration_seconds{status}`.
-pub fn request_duration(status: u16) -> Histogram {
+/// Records one request's latency in `innohook_request_duration_seconds{status}`.
+pub fn record_request_duration(status: u16, seconds: f64) {
     /// The common answers.
     const HOT: [u16; 4] = [200, 400, 401, 503];
     static SLOTS: [OnceLock<Histogram>; HOT.len()] = [const { OnceLock::new() }; HOT.len()];
     let histogram =
         |status: u16| metrics::histogram!(REQUEST_DURATION, "status" => status.to_string());
     match HOT.iter().position(|s| *s == status) {
-        Some(i) => SLOTS[i].get_or_init(|| histogram(status)).clone(),
-        None => histogram(status),
+        Some(i) => SLOTS[i].get_or_init(|| histogram(status)).record(seconds),
+        None => histogram(status).record(seconds),
     }
 }

@@ -101,7 +101,7 @@ fn finished(status: StatusCode, latency: Duration) {
             "response failed"
         );
     }
-    crate::metrics::request_duration(status.as_u16()).record(latency.as_secs_f64());
+    crate::metrics::record_request_duration(status.as_u16(), latency.as_secs_f64());
 }
 
 /// A request id shaped like a UUID v4, from a fast non-cryptographic generator: an id

@@ -165,6 +165,16 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A config file's text for a server run as a process: any port on loopback, the store
+/// in `dir/store`, JSON logs. `[log]` comes last, so a caller may append its keys (and
+/// further tables).
+pub fn server_toml(dir: &Path) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = {:?}\n[log]\nformat = \"json\"\n",
+        dir.join("store")
+    )
+}
+
 /// A response's status and JSON body.
 pub async fn answer(res: reqwest::Response) -> (u16, serde_json::Value) {
     let status = res.status().as_u16();

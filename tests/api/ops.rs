@@ -86,10 +86,7 @@ async fn metrics_count_every_outcome() {
 #[tokio::test]
 async fn every_log_line_of_a_request_carries_its_id_and_never_the_authorization_value() {
     let dir = tempfile::tempdir().unwrap();
-    let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = {:?}\n[log]\nformat = \"json\"\nlevel = \"debug\"\n[auth]\nusername = \"acme\"\n",
-        dir.path().join("store")
-    );
+    let toml = server_toml(dir.path()) + "level = \"debug\"\n[auth]\nusername = \"acme\"\n";
     let path = write_config(dir.path(), &toml);
     let mut command = innohook();
     command
@@ -171,10 +168,7 @@ async fn every_log_line_of_a_request_carries_its_id_and_never_the_authorization_
 #[tokio::test]
 async fn healthcheck_exits_0_while_serving_and_1_when_down() {
     let dir = tempfile::tempdir().unwrap();
-    let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = {:?}\n[log]\nformat = \"json\"\n",
-        dir.path().join("store")
-    );
+    let toml = server_toml(dir.path());
     let path = write_config(dir.path(), &toml);
     let server = BinaryServer::start(&path);
     // The way the Docker image is told about a config file: INNOHOOK_CONFIG, which the

@@ -9,13 +9,6 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-fn server_toml(dir: &std::path::Path) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = {:?}\n[log]\nformat = \"json\"\n",
-        dir.join("store")
-    )
-}
-
 #[test]
 fn check_config_names_an_unknown_key() {
     let dir = tempfile::tempdir().unwrap();

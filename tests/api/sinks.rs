@@ -508,10 +508,8 @@ async fn the_file_sink_rotates_by_size_and_keeps_order() {
 async fn the_file_sink_has_no_missing_and_no_duplicate_line_after_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("out/events.jsonl");
-    let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = {:?}\n[log]\nformat = \"json\"\n[[sinks]]\ntype = \"file\"\npath = {file:?}\nbatch_size = 16\n",
-        dir.path().join("store")
-    );
+    let toml = server_toml(dir.path())
+        + &format!("[[sinks]]\ntype = \"file\"\npath = {file:?}\nbatch_size = 16\n");
     let config = write_config(dir.path(), &toml);
     let server = BinaryServer::start(&config);
     let url = format!("http://{}/webhook", server.addr);
@@ -574,10 +572,7 @@ async fn the_file_sink_has_no_missing_and_no_duplicate_line_after_sigkill() {
 #[tokio::test]
 async fn the_log_sink_writes_a_line_per_event_with_its_status_fields() {
     let dir = tempfile::tempdir().unwrap();
-    let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = {:?}\n[log]\nformat = \"json\"\n[[sinks]]\ntype = \"log\"\n",
-        dir.path().join("store")
-    );
+    let toml = server_toml(dir.path()) + "[[sinks]]\ntype = \"log\"\n";
     let server = BinaryServer::start(&write_config(dir.path(), &toml));
     // The seed as it is, and one whose uid and errorCode are JSON integers.
     let numeric = set(seed("failed"), "body.id", "m-2".into());

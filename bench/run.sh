@@ -14,6 +14,8 @@
 # per event (group commit, synchronous = FULL); rl = typed parse + bodies appended to a
 # file, one fdatasync per batch. Neither waits for fuller batches (innohook waits 250 µs
 # below 48 writes), so their batches are smaller. E.g. PROFILES="a rs rl" bench/run.sh
+# "CPU us/ev" is the server's CPU time per request (all threads, from /proc/PID/stat);
+# "kernel" is the part of it spent in the kernel (loopback TCP, writes, fsync).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -42,15 +44,17 @@ wait_port() { for _ in $(seq 1 200); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/
 # Latency from wrk ("850.00us", "1.23ms", "1.01s") in milliseconds.
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 
-# CPU time (user + system, all threads) of process $1 so far, in clock ticks.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# CPU time of process $1 so far (all threads), in clock ticks: user + system, or with
+# $2 = sys the system (kernel) part alone.
+cpu_ticks() { awk -v part="${2:-all}" '{ print (part == "sys" ? $15 : $14 + $15) }' "/proc/$1/stat"; }
 TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
 
 # The CPU microseconds process $1 spent per request since it had $2 ticks, over the $3
-# requests of the last drive: steadier than events/s on a noisy machine.
+# requests of the last drive (steadier than events/s on a noisy machine); $4 = sys counts
+# the kernel's part alone ($2 then from `cpu_ticks PID sys`).
 cpu_per_request() {
   [ -r "/proc/$1/stat" ] && [ "$3" -gt 0 ] || { echo "-"; return; }
-  awk -v t=$(( ($(cpu_ticks "$1") - $2) * TICK_US )) -v n="$3" 'BEGIN { printf "%.1f", t / n }'
+  awk -v t=$(( ($(cpu_ticks "$1" "${4:-all}") - $2) * TICK_US )) -v n="$3" 'BEGIN { printf "%.1f", t / n }'
 }
 
 # wrk against $1; sets RPS P50 P99 BAD, and N (requests made).
@@ -82,18 +86,18 @@ config() {  # profile store-dir port
   esac
 }
 
-printf '%-9s %-9s %10s %8s %8s %9s %10s %7s %s\n' profile server "events/s" "p50 ms" "p99 ms" "RSS MiB" "CPU us/ev" ratio "sinks drained"
+printf '%-9s %-9s %10s %8s %8s %9s %10s %7s %7s %s\n' profile server "events/s" "p50 ms" "p99 ms" "RSS MiB" "CPU us/ev" kernel ratio "sinks drained"
 declare -A SUM_RATIO SUM_P99R MAX_RSS DRAIN_OK SUM_CPUR
 for round in $(seq 1 "$ROUNDS"); do
   for profile in $PROFILES; do
     # A: baseline.
     taskset -c 0 "$BASE" 127.0.0.1:18081 & PIDS+=($!); bpid=$!
     wait_port 18081
-    c0=$(cpu_ticks $bpid)
+    c0=$(cpu_ticks $bpid); k0=$(cpu_ticks $bpid sys)
     drive http://127.0.0.1:18081/webhook
-    CPU=$(cpu_per_request $bpid "$c0" "$N")
+    CPU=$(cpu_per_request $bpid "$c0" "$N"); KERNEL=$(cpu_per_request $bpid "$k0" "$N" sys)
     base_rps=$RPS; base_p99=$P99; base_cpu=$CPU
-    printf '%-9s %-9s %10s %8s %8s %9s %10s %7s\n' "$profile" baseline "$RPS" "$P50" "$P99" "$(rss_mib $bpid)" "$CPU" 1.00
+    printf '%-9s %-9s %10s %8s %8s %9s %10s %7s %7s\n' "$profile" baseline "$RPS" "$P50" "$P99" "$(rss_mib $bpid)" "$CPU" "$KERNEL" 1.00
     kill $bpid; wait $bpid 2>/dev/null || true
 
     # B: innohook, or a reference receiver (fresh store each run).
@@ -109,7 +113,7 @@ for round in $(seq 1 "$ROUNDS"); do
     esac
     PIDS+=($!); ipid=$!
     wait_port 18080
-    c0=$(cpu_ticks $ipid)
+    c0=$(cpu_ticks $ipid); k0=$(cpu_ticks $ipid sys)
     drive http://127.0.0.1:18080/webhook
     [ "$BAD" = 0 ] || echo "    $server answered $BAD non-2xx" >&2
     start=$(date +%s%N); drained=no
@@ -119,11 +123,11 @@ for round in $(seq 1 "$ROUNDS"); do
       sleep 0.05
     done
     # The sinks' work after the load counts too.
-    CPU=$(cpu_per_request $ipid "$c0" "$N")
+    CPU=$(cpu_per_request $ipid "$c0" "$N"); KERNEL=$(cpu_per_request $ipid "$k0" "$N" sys)
     rss=$(rss_mib $ipid)
     ratio=$(awk -v a="$RPS" -v b="$base_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
     p99r=$(awk -v a="$P99" -v b="$base_p99" 'BEGIN { printf "%.1f", (b > 0 ? a / b : 0) }')
-    printf '%-9s %-9s %10s %8s %8s %9s %10s %7s %s\n' "$profile" "$server" "$RPS" "$P50" "$P99" "$rss" "$CPU" "$ratio" "$drained"
+    printf '%-9s %-9s %10s %8s %8s %9s %10s %7s %7s %s\n' "$profile" "$server" "$RPS" "$P50" "$P99" "$rss" "$CPU" "$KERNEL" "$ratio" "$drained"
     SUM_CPUR[$profile]=$(awk -v s="${SUM_CPUR[$profile]:-0}" -v a="$base_cpu" -v b="$CPU" 'BEGIN { print s + (a + 0 > 0 && b + 0 > 0 ? a / b : 0) }')
     SUM_RATIO[$profile]=$(awk -v s="${SUM_RATIO[$profile]:-0}" -v r="$ratio" 'BEGIN { print s + r }')
     SUM_P99R[$profile]=$(awk -v s="${SUM_P99R[$profile]:-0}" -v r="$p99r" 'BEGIN { print (r > s ? r : s) }')

@@ -5,9 +5,8 @@
 //! tower-http's request-id, propagate and trace layers did this together for about 2,200
 //! more instructions a request (three nested futures, a classified and wrapped response
 //! body, the id carried through the extensions). The log lines are theirs, under this
-//! module's target. tower-http still marks the
-//! `Authorization` header sensitive and times requests out (see [`super::router`]); those
-//! two cost next to nothing.
+//! module's target. tower-http still marks the `Authorization` header sensitive and times
+//! requests out (see [`super::router`]); those two cost next to nothing.
 
 use std::convert::Infallible;
 use std::future::Future;

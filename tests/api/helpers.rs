@@ -119,6 +119,24 @@ impl TestApp {
         res.text().await.unwrap()
     }
 
+    /// Scrapes `/metrics` until `series` reaches `at_least` (within 20 s) and returns that
+    /// scrape.
+    pub async fn scrape_until(&self, series: &str, at_least: f64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self.scrape().await;
+            let got = metric(&text, series);
+            if got >= at_least {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{series} is {got}, never {at_least}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// POSTs a body to the webhook path as `application/json`.
     pub async fn post(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
         self.post_to(&self.config.server.path, "application/json", body)

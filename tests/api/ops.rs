@@ -49,16 +49,8 @@ async fn metrics_count_every_outcome() {
         .unwrap();
     assert_eq!(res.status(), 401);
 
-    let mut after = app.scrape().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while metric(&after, delivered) < 1.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the sink never reported a delivery"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        after = app.scrape().await;
-    }
+    // The sink reports its delivery after the answer.
+    let after = app.scrape_until(delivered, 1.0).await;
     assert!(
         metric(&after, received) >= metric(&before, received) + 1.0,
         "{after}"

@@ -164,7 +164,7 @@ async fn a_target_that_goes_down_and_comes_back_gets_every_event() {
         sent.push(body);
     }
     // The target stays down while the sink retries, several times over.
-    wait_for_retries(&app, "crm-outage", 5).await;
+    app.scrape_until(&retried_series("crm-outage"), 5.0).await;
     assert!(state.lock().unwrap().received.is_empty());
     let target = Target::start(addr, state).await;
     wait_for("all 20 events at the target", 30, || {
@@ -186,22 +186,7 @@ async fn a_target_that_goes_down_and_comes_back_gets_every_event() {
     assert!(app.reader().dead_letters().unwrap().is_empty());
 }
 
-/// Waits until `sink` has retried `count` times (once per event per retry).
-async fn wait_for_retries(app: &TestApp, sink: &str, count: u32) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = metric(&app.scrape().await, &retried_series(sink));
-        if got >= f64::from(count) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{sink} retried {got} times, not {count}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
+/// The series counting `sink`'s retries (once per event per retry).
 fn retried_series(sink: &str) -> String {
     format!("innohook_sink_retried_total{{sink=\"{sink}\"}}")
 }
@@ -222,7 +207,7 @@ async fn by_default_retries_go_on_until_max_age() {
     let (addr, state) = target.stop().await;
     let body = status_event("env-p", "msg-p", "read").to_string();
     assert_eq!(app.post(body).await.status(), 200);
-    wait_for_retries(&app, "patient", 40).await;
+    app.scrape_until(&retried_series("patient"), 40.0).await;
     let target = Target::start(addr, state).await;
     wait_for("the event at the target", 10, || {
         target.received_keys().len() == 1

@@ -32,8 +32,15 @@ impl App {
         let mut sinks = Vec::new();
         for sink in &config.sinks {
             let head = *store.last_seq().borrow();
-            let (built, cursor) = sink.build(reader.cursor(sink.name())?, head)?;
-            sinks.push(Runner::new(built, sink.clone(), store.clone(), cursor));
+            let recorded = reader.cursor(sink.name())?;
+            let (built, cursor) = sink.build(recorded, head)?;
+            sinks.push(Runner::new(
+                built,
+                sink.clone(),
+                store.clone(),
+                cursor,
+                recorded,
+            ));
         }
         Ok(Self {
             config,

@@ -48,19 +48,30 @@ pub struct Runner {
     config: SinkConfig,
     store: Store,
     cursor: i64,
+    /// The cursor the store holds for this sink.
+    recorded: i64,
 }
 
 /// Returned when the runner was asked to stop in the middle of something.
 struct Stopped;
 
 impl Runner {
-    pub fn new(sink: Box<dyn Sink>, config: SinkConfig, store: Store, cursor: i64) -> Self {
+    /// `cursor` is where the sink resumes; `recorded` the cursor the store holds for it
+    /// (lower when the sink knows better, as the file sink does after a crash).
+    pub fn new(
+        sink: Box<dyn Sink>,
+        config: SinkConfig,
+        store: Store,
+        cursor: i64,
+        recorded: i64,
+    ) -> Self {
         store.recent().keep_events();
         Self {
             sink,
             config,
             store,
             cursor,
+            recorded,
         }
     }
 
@@ -79,6 +90,17 @@ impl Runner {
         let pending = metrics::gauge!(m::SINK_PENDING, "sink" => name.clone());
         let delivered = metrics::counter!(m::SINK_DELIVERED, "sink" => name.clone());
         let dead_lettered = metrics::counter!(m::SINK_DEAD, "sink" => name.clone());
+        // A sink resuming ahead of the store's cursor (a file that got further than the
+        // store heard, before a crash) has that recorded first: a replayed event appended
+        // next becomes the file's last line and would hide how far the file got.
+        if self.cursor > self.recorded
+            && self
+                .record(&name, Some(self.cursor), Vec::new(), Vec::new(), &mut stop)
+                .await
+                .is_err()
+        {
+            return;
+        }
         // When the store is next read for replays (now: the first round reads it).
         let mut replay_check = Instant::now();
         while !*stop.borrow() {
@@ -145,25 +167,17 @@ impl Runner {
             };
             let cursor = (!replaying).then_some(last);
             // The cursor moves only once the store has recorded the outcome.
-            loop {
-                match self
-                    .store
-                    .sink_progress(&name, cursor, dead.clone(), replayed.clone())
-                    .await
-                {
-                    Ok(()) => break,
-                    Err(e) => {
-                        tracing::error!(sink = name, error = %e, "Cannot record sink progress; retrying.");
-                        if pause(IDLE_POLL, &mut stop).await.is_err() {
-                            return;
-                        }
-                    }
-                }
+            let undelivered = dead.len();
+            if self
+                .record(&name, cursor, dead, replayed, &mut stop)
+                .await
+                .is_err()
+            {
+                return;
             }
-            delivered.increment((wanted.len() - dead.len()) as u64);
-            dead_lettered.increment(dead.len() as u64);
-            if let Some(c) = cursor {
-                self.cursor = c;
+            delivered.increment((wanted.len() - undelivered) as u64);
+            dead_lettered.increment(undelivered as u64);
+            if cursor.is_some() {
                 pending.set((*committed.borrow() - self.cursor).max(0) as f64);
             }
             // Let the next batch fill up a little: each delivery has a fixed cost (an
@@ -177,6 +191,36 @@ impl Runner {
             }
         }
         tracing::info!(sink = name, cursor = self.cursor, "Sink stopped.");
+    }
+
+    /// Records progress in the store (see [`Store::sink_progress`]), retrying until it is
+    /// recorded; then the cursor is `cursor`, when given.
+    async fn record(
+        &mut self,
+        name: &str,
+        cursor: Option<i64>,
+        dead: Vec<UndeliveredEvent>,
+        replayed: Vec<i64>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stopped> {
+        loop {
+            match self
+                .store
+                .sink_progress(name, cursor, dead.clone(), replayed.clone())
+                .await
+            {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(sink = name, error = %e, "Cannot record sink progress; retrying.");
+                    pause(IDLE_POLL, stop).await?;
+                }
+            }
+        }
+        if let Some(c) = cursor {
+            self.cursor = c;
+            self.recorded = c;
+        }
+        Ok(())
     }
 
     /// Waits until `batch` events are waiting or [`BATCH_WINDOW`] has passed.

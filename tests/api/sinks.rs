@@ -554,6 +554,54 @@ async fn the_file_sink_has_no_missing_and_no_duplicate_line_after_sigkill() {
     server.kill();
 }
 
+/// A file that got further than the store heard (the server died between an append and
+/// recording it) keeps its place after a replayed line is appended and the server
+/// restarts: the start records how far the file got before anything is appended.
+#[tokio::test]
+async fn a_file_ahead_of_its_cursor_is_not_written_again_after_a_replay() {
+    let app =
+        app_with_sinks("[[sinks]]\ntype = \"file\"\nname = \"f\"\npath = \"$DIR/f.jsonl\"\n").await;
+    for (i, status) in ["delivered", "read", "failed"].into_iter().enumerate() {
+        let event = status_event(&format!("e{i}"), &format!("m{i}"), status);
+        assert_eq!(app.post(event.to_string()).await.status(), 200);
+    }
+    let path = app.dir.path().join("f.jsonl");
+    wait_for("3 lines", 10, || file_lines(&path).len() == 3).await;
+    let (config, dir) = app.stop().await;
+
+    // As the crash leaves it: the store's cursor behind the file. And event 1, a dead
+    // letter of the sink, is queued for replay.
+    let store = &config.store.dir;
+    rusqlite::Connection::open(store.join(innohook::store::DB_FILE))
+        .unwrap()
+        .execute_batch(
+            "UPDATE sink_cursors SET seq = 0 WHERE sink = 'f';
+             INSERT INTO dead_letters (created_at, source, sink, event_seq, code, reason)
+             VALUES ('2026-01-01T00:00:00.000Z', 'sink', 'f', 1, 'rejected_by_sink', 'test');",
+        )
+        .unwrap();
+    assert_eq!(
+        innohook::store::replay_dead_letters(store, Some("f")).unwrap(),
+        1
+    );
+    let app = TestApp::spawn(config, dir).await;
+    wait_for("the replayed line", 10, || file_lines(&path).len() == 4).await;
+    let (config, dir) = app.stop().await;
+
+    let app = TestApp::spawn(config, dir).await;
+    let event = status_event("e3", "m3", "read");
+    assert_eq!(app.post(event.to_string()).await.status(), 200);
+    wait_for("the new event's line", 10, || {
+        file_lines(&path).last().is_some_and(|l| l["seq"] == 4)
+    })
+    .await;
+    let seqs: Vec<i64> = file_lines(&path)
+        .iter()
+        .map(|l| l["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 1, 4], "events 2 and 3 once each");
+}
+
 #[tokio::test]
 async fn the_log_sink_writes_a_line_per_event_with_its_status_fields() {
     let dir = tempfile::tempdir().unwrap();

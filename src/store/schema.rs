@@ -145,6 +145,12 @@ ALTER TABLE messages_v4 RENAME TO messages;
 CREATE INDEX messages_wamid ON messages (wamid);
 CREATE INDEX messages_uid ON messages (uid, message_id);
 "#,
+    // v5: which status's event a message's identity fields (wamid, uid, ...) came from,
+    // so that they do not depend on which event arrived first (see tracking). Left NULL
+    // for messages stored before; their current status stands in.
+    r#"
+ALTER TABLE messages ADD COLUMN identity_status TEXT;
+"#,
 ];
 
 /// Brings a database up to the newest schema.
@@ -210,6 +216,11 @@ mod tests {
             .unwrap();
         assert_eq!(message, ("w".into(), "read".into(), "b".into(), "l".into()));
         assert!(!sql_of(&conn, "messages").unwrap().contains("WITHOUT ROWID"));
+        assert!(
+            sql_of(&conn, "messages")
+                .unwrap()
+                .contains("identity_status")
+        );
         assert!(sql_of(&conn, "messages_wamid").is_some());
         assert!(sql_of(&conn, "messages_uid").is_some());
         let version: i64 = conn

@@ -4,8 +4,10 @@
 //! set, and everything here is a function of that set, whatever order the events came
 //! in: the current status is the highest in [`rank`] order (a late `delivered` never
 //! undoes a `read`; a failure is kept), the error comes from the highest failure, the
-//! conversation from the highest status that carried one. A failure together with
-//! delivered or read cannot happen; it is kept and flagged as a conflict.
+//! conversation from the highest status that carried one, and the message's identity
+//! (wamid, uid, sendPhone, wabaId, accountName) from one event: the highest status among
+//! those that carried a uid, or among all if none did. A failure together with delivered
+//! or read cannot happen; it is kept and flagged as a conflict.
 //!
 //! Batches (`uid`) are counters kept in step with their messages, so a summary reads a
 //! handful of rows however large the batch is. Each event's move between counters is
@@ -31,6 +33,11 @@ pub fn rank(status: &str) -> u8 {
 
 fn higher(a: &str, b: &str) -> bool {
     (rank(a), a) > (rank(b), b)
+}
+
+/// Which event a message's identity fields come from: the greatest of these.
+fn identity_rank(has_uid: bool, status: &str) -> (bool, u8, &str) {
+    (has_uid, rank(status), status)
 }
 
 fn is_failure(status: &str) -> bool {
@@ -118,6 +125,10 @@ pub struct Message {
     /// The status whose event carried `conversation`.
     #[serde(skip)]
     conversation_status: Option<String>,
+    /// The status whose event the identity fields came from (`None`: the message was
+    /// stored before schema v5, and its current status stands in).
+    #[serde(skip)]
+    identity_status: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -127,6 +138,19 @@ pub struct MessageError {
     pub message: Option<String>,
     /// The failure status it came with.
     pub status: String,
+}
+
+impl Message {
+    /// The fields that say which message this is and whose (see [`identity_rank`]).
+    fn identity(&self) -> (&str, Option<&str>, &str, &str, &str) {
+        (
+            &self.wamid,
+            self.uid.as_deref(),
+            &self.send_phone,
+            &self.waba_id,
+            &self.account_name,
+        )
+    }
 }
 
 impl StatusUpdate {
@@ -167,7 +191,23 @@ pub(super) fn apply(
         first_event_at: at.to_owned(),
         last_event_at: at.to_owned(),
         conversation_status: None,
+        identity_status: Some(u.status.clone()),
     });
+    let identity_changed = old.as_ref().is_some_and(|o| {
+        identity_rank(u.uid.is_some(), &u.status)
+            > identity_rank(
+                o.uid.is_some(),
+                o.identity_status.as_deref().unwrap_or(&o.status),
+            )
+    });
+    if identity_changed {
+        m.wamid.clone_from(&u.wamid);
+        m.uid.clone_from(&u.uid);
+        m.send_phone.clone_from(&u.send_phone);
+        m.waba_id.clone_from(&u.waba_id);
+        m.account_name.clone_from(&u.account_name);
+        m.identity_status = Some(u.status.clone());
+    }
     m.statuses.insert(u.status.clone(), at.to_owned());
     if higher(&u.status, &m.status) {
         m.status = u.status.clone();
@@ -203,8 +243,23 @@ pub(super) fn apply(
         m.last_event_at = at.to_owned();
     }
     save(conn, &m)?;
-    if let Some(uid) = &m.uid {
-        update_batch(uid, old.as_ref(), &m);
+    if old.as_ref().is_some_and(|o| o.identity() != m.identity()) {
+        save_identity(conn, &m)?;
+    }
+    // A message counts in the batch of its uid; another event's identity can move it.
+    match (
+        old.as_ref().and_then(|o| o.uid.as_deref()),
+        m.uid.as_deref(),
+    ) {
+        (Some(before), Some(now)) if before == now => update_batch(now, old.as_ref(), Some(&m)),
+        (before, now) => {
+            if let Some(before) = before {
+                update_batch(before, old.as_ref(), None);
+            }
+            if let Some(now) = now {
+                update_batch(now, None, Some(&m));
+            }
+        }
     }
     Ok(())
 }
@@ -215,7 +270,7 @@ macro_rules! message_columns {
     () => {
         "message_id, wamid, status, statuses, error_code, error_message, error_status, \
          conversation, conversation_status, conflict, uid, send_phone, waba_id, account_name, \
-         first_event_at, last_event_at"
+         first_event_at, last_event_at, identity_status"
     };
 }
 
@@ -249,6 +304,7 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         account_name: r.get(13)?,
         first_event_at: r.get(14)?,
         last_event_at: r.get(15)?,
+        identity_status: r.get(16)?,
     })
 }
 
@@ -292,21 +348,23 @@ pub fn batch_messages(
     Ok(())
 }
 
-/// Writes a message. An existing one is updated in the columns an event can change, none
-/// of them indexed, so its wamid and uid index entries are left alone.
+/// Writes a message. An existing one is updated in the columns most events change, none
+/// of them indexed, so its wamid and uid index entries are left alone; see
+/// [`save_identity`] for the rest.
 fn save(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
     let error = m.error.as_ref();
     conn.prepare_cached(concat!(
         "INSERT INTO messages (",
         message_columns!(),
         ")
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
          ON CONFLICT (message_id) DO UPDATE SET
              status = excluded.status, statuses = excluded.statuses,
              error_code = excluded.error_code, error_message = excluded.error_message,
              error_status = excluded.error_status, conversation = excluded.conversation,
              conversation_status = excluded.conversation_status, conflict = excluded.conflict,
-             first_event_at = excluded.first_event_at, last_event_at = excluded.last_event_at"
+             first_event_at = excluded.first_event_at, last_event_at = excluded.last_event_at,
+             identity_status = excluded.identity_status"
     ))?
     .execute(params![
         m.id,
@@ -325,6 +383,26 @@ fn save(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
         m.account_name,
         m.first_event_at,
         m.last_event_at,
+        m.identity_status,
+    ])?;
+    Ok(())
+}
+
+/// Writes the identity fields of an existing message, when an event with a higher claim
+/// to them came (rare: a message's events normally agree on them).
+fn save_identity(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE messages SET wamid = ?2, uid = ?3, send_phone = ?4, waba_id = ?5,
+             account_name = ?6
+         WHERE message_id = ?1",
+    )?
+    .execute(params![
+        m.id,
+        m.wamid,
+        m.uid,
+        m.send_phone,
+        m.waba_id,
+        m.account_name
     ])?;
     Ok(())
 }
@@ -348,38 +426,47 @@ thread_local! {
         const { std::cell::RefCell::new(BTreeMap::new()) };
 }
 
-/// Moves the message's contribution to its batch from `old` to `new` (in memory, until
-/// [`write_batch_deltas`]). Call it last in a write, when nothing can fail any more.
-fn update_batch(uid: &str, old: Option<&Message>, new: &Message) {
+/// Moves the message's contribution to batch `uid` from `old` to `new` (in memory, until
+/// [`write_batch_deltas`]); `None` on one side: the message joins or leaves the batch.
+/// Call it last in a write, when nothing can fail any more.
+fn update_batch(uid: &str, old: Option<&Message>, new: Option<&Message>) {
     let bucket = |status: &str| match category(status) {
         "delivered" => 1,
         "read" => 2,
         "failed" => 3,
         _ => 4,
     };
+    let Some(times) = new.or(old) else { return };
     BATCH_DELTAS.with(|deltas| {
         let mut deltas = deltas.borrow_mut();
         let d = match deltas.get_mut(uid) {
             Some(d) => d,
             None => deltas.entry(uid.to_owned()).or_insert_with(|| BatchDelta {
-                first_event_at: new.first_event_at.clone(),
-                last_event_at: new.last_event_at.clone(),
+                first_event_at: times.first_event_at.clone(),
+                last_event_at: times.last_event_at.clone(),
                 ..BatchDelta::default()
             }),
         };
-        match old {
-            None => d.counts[0] += 1,
-            Some(old) => d.counts[bucket(&old.status)] -= 1,
+        if let Some(old) = old {
+            d.counts[bucket(&old.status)] -= 1;
         }
-        d.counts[bucket(&new.status)] += 1;
-        if new.first_event_at < d.first_event_at {
-            d.first_event_at.clone_from(&new.first_event_at);
+        match new {
+            Some(new) => {
+                d.counts[bucket(&new.status)] += 1;
+                if new.first_event_at < d.first_event_at {
+                    d.first_event_at.clone_from(&new.first_event_at);
+                }
+                if new.last_event_at > d.last_event_at {
+                    d.last_event_at.clone_from(&new.last_event_at);
+                }
+            }
+            None => d.counts[0] -= 1,
         }
-        if new.last_event_at > d.last_event_at {
-            d.last_event_at.clone_from(&new.last_event_at);
+        if old.is_none() {
+            d.counts[0] += 1;
         }
         let old_error = old.and_then(|o| o.error.as_ref());
-        let new_error = new.error.as_ref();
+        let new_error = new.and_then(|n| n.error.as_ref());
         if old_error.map(|e| &e.code) != new_error.map(|e| &e.code) {
             if let Some(e) = old_error {
                 d.errors.entry(e.code.clone()).or_default().0 -= 1;

@@ -245,6 +245,89 @@ async fn shuffled_duplicated_statuses_end_as_an_independent_computation_says() {
     assert_eq!(cli, get(&app, "/api/messages/m000").await.1);
 }
 
+/// When a message's events disagree on its identity (InnoPaaS's own delivered and read
+/// examples carry different wamids), the fields come from one event whatever the order:
+/// the highest status among those with a uid. Every order of three events ends the same,
+/// in the message, in the wamid lookup and in the batch counts.
+#[tokio::test]
+async fn a_message_whose_events_disagree_gets_the_same_identity_in_any_order() {
+    let app = api_app().await;
+    // (status, uid): read carries no uid; sent ranks lowest. delivered is the one.
+    let events = [
+        ("sent", Some("b-left")),
+        ("delivered", Some("b-kept")),
+        ("read", None),
+    ];
+    let orders = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    for (n, order) in orders.iter().enumerate() {
+        let msg = format!("p{n}");
+        for (minute, &i) in order.iter().enumerate() {
+            let (status, uid) = events[i];
+            let mut e = event(
+                &format!("e-{msg}-{status}"),
+                &msg,
+                "",
+                status,
+                minute as u32,
+                None,
+            );
+            e["body"]["wamid"] = format!("w-{status}-{msg}").into();
+            e["body"]["accountName"] = format!("acct-{status}").into();
+            match uid {
+                Some(uid) => e["body"]["uid"] = uid.into(),
+                None => drop(e["body"].as_object_mut().unwrap().remove("uid")),
+            }
+            assert_eq!(app.post(e.to_string()).await.status(), 200);
+        }
+    }
+    for (n, order) in orders.iter().enumerate() {
+        let msg = format!("p{n}");
+        let (status, got) = get(&app, &format!("/api/messages/{msg}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            (
+                got["status"].as_str(),
+                got["wamid"].as_str(),
+                got["uid"].as_str(),
+                got["accountName"].as_str()
+            ),
+            (
+                Some("read"),
+                Some(format!("w-delivered-{msg}").as_str()),
+                Some("b-kept"),
+                Some("acct-delivered")
+            ),
+            "order {order:?}"
+        );
+        let (status, found) = get(&app, &format!("/api/messages?wamid=w-delivered-{msg}")).await;
+        assert_eq!(
+            (status, found["messages"][0]["id"].as_str()),
+            (200, Some(msg.as_str()))
+        );
+        for other in ["sent", "read"] {
+            let path = format!("/api/messages?wamid=w-{other}-{msg}");
+            assert_eq!(get(&app, &path).await.0, 404, "{path}");
+        }
+    }
+    let (_, kept) = get(&app, "/api/batches/b-kept").await;
+    assert_eq!(
+        (kept["messages"].as_u64(), kept["read"].as_u64()),
+        (Some(6), Some(6)),
+        "{kept}"
+    );
+    let (_, left) = get(&app, "/api/batches/b-left").await;
+    for counter in ["messages", "delivered", "read", "failed", "other"] {
+        assert_eq!(left[counter], 0, "{left}");
+    }
+}
+
 #[tokio::test]
 async fn the_api_needs_its_token_and_says_404_for_what_it_has_not_seen() {
     let app = api_app().await;

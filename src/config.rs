@@ -176,8 +176,14 @@ impl Config {
             self.server.path
         );
         anyhow::ensure!(
-            !crate::http::RESERVED_PATHS.contains(&self.server.path.as_str()),
+            !crate::http::RESERVED_PATHS.contains(&self.server.path.as_str())
+                && !self.server.path.starts_with("/api/"),
             "server.path {:?} is taken by innohook itself; choose another (the default is /webhook)",
+            self.server.path
+        );
+        anyhow::ensure!(
+            !self.server.path.contains(['{', '}']),
+            "server.path {:?} must not contain '{{' or '}}' (they would make it a route pattern)",
             self.server.path
         );
         anyhow::ensure!(

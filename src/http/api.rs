@@ -52,10 +52,15 @@ async fn require_token(State(state): State<ApiState>, req: Request, next: Next) 
     }
 }
 
+/// `Authorization: Bearer <token>`, the scheme in any case (RFC 9110 section 11.1).
 fn bearer_matches(headers: &HeaderMap, token: &[u8]) -> bool {
     let given = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .map(|v| v.as_bytes())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_at_checked(7)?;
+            scheme.eq_ignore_ascii_case(b"Bearer ").then_some(rest)
+        })
         .unwrap_or_default();
     bool::from(given.ct_eq(token))
 }

@@ -145,8 +145,10 @@ impl Runner {
                 }
             };
             let Some(last) = events.last().map(|e| e.seq) else {
+                // (Once the store is gone, `changed` fails at once: then the branch is
+                // off and the runner waits for its next poll or the stop.)
                 tokio::select! {
-                    _ = committed.changed() => {}
+                    Ok(()) = committed.changed() => {}
                     _ = tokio::time::sleep_until(replay_check.into()) => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }

@@ -343,6 +343,20 @@ async fn the_api_needs_its_token_and_says_404_for_what_it_has_not_seen() {
         assert_eq!(answer(res).await.0, 401, "{token:?}");
     }
     assert_eq!(get(&app, "/api/messages/m1").await.0, 200);
+    // The scheme is case-insensitive; another scheme is not a bearer token.
+    for (header, expected) in [
+        (format!("bearer {TOKEN}"), 200),
+        (format!("Basic {TOKEN}"), 401),
+    ] {
+        let res = app
+            .client
+            .get(app.url("/api/messages/m1"))
+            .header("authorization", &header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), expected, "{header}");
+    }
     let (status, body) = get(&app, "/api/messages/nope").await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
     assert_eq!(get(&app, "/api/batches/nope").await.0, 404);

@@ -182,8 +182,13 @@ impl Config {
             self.server.path
         );
         anyhow::ensure!(
-            !self.server.path.contains(['{', '}']),
-            "server.path {:?} must not contain '{{' or '}}' (they would make it a route pattern)",
+            !self.server.path.contains(['{', '}'])
+                && !self
+                    .server
+                    .path
+                    .split('/')
+                    .any(|s| s.starts_with([':', '*'])),
+            "server.path {:?} must not contain '{{' or '}}', nor a segment starting with ':' or '*' (they would make it a route pattern)",
             self.server.path
         );
         anyhow::ensure!(

@@ -537,6 +537,11 @@ pub(super) fn write_batch_deltas(conn: &Connection) -> rusqlite::Result<()> {
             conn.prepare_cached("DELETE FROM batch_errors WHERE uid = ?1 AND messages <= 0")?
                 .execute([uid])?;
         }
+        // A batch all of whose messages moved to another uid is gone, as if never seen.
+        if d.counts[0] < 0 {
+            conn.prepare_cached("DELETE FROM batches WHERE uid = ?1 AND messages <= 0")?
+                .execute([uid])?;
+        }
     }
     Ok(())
 }

@@ -212,6 +212,7 @@ fn check_config_catches_sink_problems_and_innohook_config_names_the_file() {
             "is taken by innohook itself",
         ),
         ("[server]\npath = \"/hook/{id}\"\n", "must not contain"),
+        ("[server]\npath = \"/hooks/:id\"\n", "must not contain"),
         (
             "[server]\nrequest_timeout_secs = 0\n",
             "server.request_timeout_secs must be at least 1",

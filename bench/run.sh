@@ -86,7 +86,9 @@ config() {  # profile store-dir port
   esac
 }
 
-printf '%-9s %-10s %10s %8s %8s %9s %10s %7s %7s %s\n' profile server "events/s" "p50 ms" "p99 ms" "RSS MiB" "CPU us/ev" kernel ratio "sinks drained"
+# One row of the table: every column but the last (sinks drained) has a fixed width.
+ROW='%-9s %-10s %10s %8s %8s %9s %10s %7s %7s %s\n'
+printf "$ROW" profile server "events/s" "p50 ms" "p99 ms" "RSS MiB" "CPU us/ev" kernel ratio "sinks drained"
 declare -A SUM_RATIO SUM_P99R MAX_RSS DRAIN_OK SUM_CPUR
 for round in $(seq 1 "$ROUNDS"); do
   for profile in $PROFILES; do
@@ -97,7 +99,7 @@ for round in $(seq 1 "$ROUNDS"); do
     drive http://127.0.0.1:18081/webhook
     CPU=$(cpu_per_request $bpid "$c0" "$N"); KERNEL=$(cpu_per_request $bpid "$k0" "$N" sys)
     base_rps=$RPS; base_p99=$P99; base_cpu=$CPU
-    printf '%-9s %-10s %10s %8s %8s %9s %10s %7s %7s\n' "$profile" baseline "$RPS" "$P50" "$P99" "$(rss_mib $bpid)" "$CPU" "$KERNEL" 1.00
+    printf "$ROW" "$profile" baseline "$RPS" "$P50" "$P99" "$(rss_mib $bpid)" "$CPU" "$KERNEL" 1.00 ""
     kill $bpid; wait $bpid 2>/dev/null || true
 
     # B: innohook, or a reference receiver (fresh store each run).
@@ -127,7 +129,7 @@ for round in $(seq 1 "$ROUNDS"); do
     rss=$(rss_mib $ipid)
     ratio=$(awk -v a="$RPS" -v b="$base_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
     p99r=$(awk -v a="$P99" -v b="$base_p99" 'BEGIN { printf "%.1f", (b > 0 ? a / b : 0) }')
-    printf '%-9s %-10s %10s %8s %8s %9s %10s %7s %7s %s\n' "$profile" "$server" "$RPS" "$P50" "$P99" "$rss" "$CPU" "$KERNEL" "$ratio" "$drained"
+    printf "$ROW" "$profile" "$server" "$RPS" "$P50" "$P99" "$rss" "$CPU" "$KERNEL" "$ratio" "$drained"
     SUM_CPUR[$profile]=$(awk -v s="${SUM_CPUR[$profile]:-0}" -v a="$base_cpu" -v b="$CPU" 'BEGIN { print s + (a + 0 > 0 && b + 0 > 0 ? a / b : 0) }')
     SUM_RATIO[$profile]=$(awk -v s="${SUM_RATIO[$profile]:-0}" -v r="$ratio" 'BEGIN { print s + r }')
     SUM_P99R[$profile]=$(awk -v s="${SUM_P99R[$profile]:-0}" -v r="$p99r" 'BEGIN { print (r > s ? r : s) }')

@@ -170,26 +170,18 @@ impl Config {
 
     /// Rules that serde cannot express.
     fn check(&self) -> anyhow::Result<()> {
+        let path = self.server.path.as_str();
         anyhow::ensure!(
-            self.server.path.starts_with('/'),
-            "server.path must start with '/', got {:?}",
-            self.server.path
+            path.starts_with('/'),
+            "server.path must start with '/', got {path:?}"
         );
         anyhow::ensure!(
-            !crate::http::RESERVED_PATHS.contains(&self.server.path.as_str())
-                && !self.server.path.starts_with("/api/"),
-            "server.path {:?} is taken by innohook itself; choose another (the default is /webhook)",
-            self.server.path
+            !crate::http::is_reserved_path(path),
+            "server.path {path:?} is taken by innohook itself; choose another (the default is /webhook)"
         );
         anyhow::ensure!(
-            !self.server.path.contains(['{', '}'])
-                && !self
-                    .server
-                    .path
-                    .split('/')
-                    .any(|s| s.starts_with([':', '*'])),
-            "server.path {:?} must not contain '{{' or '}}', nor a segment starting with ':' or '*' (they would make it a route pattern)",
-            self.server.path
+            !path.contains(['{', '}']) && !path.split('/').any(|s| s.starts_with([':', '*'])),
+            "server.path {path:?} must not contain '{{' or '}}', nor a segment starting with ':' or '*' (they would make it a route pattern)"
         );
         anyhow::ensure!(
             self.server.max_body_bytes > 0,

@@ -40,15 +40,12 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
 }
 
-/// Paths that belong to innohook itself and cannot be the webhook path (the `/api` ones
-/// even without a token, so that setting one later cannot clash).
-pub const RESERVED_PATHS: &[&str] = &[
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/api/messages",
-    "/api/events",
-];
+/// Whether `path` belongs to innohook itself and cannot be the webhook path: the probes,
+/// the metrics, and everything under `/api/` (even without a token, so that setting one
+/// later cannot clash).
+pub fn is_reserved_path(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics") || path.starts_with("/api/")
+}
 
 pub fn router(state: AppState, cfg: &ServerConfig, api_token: Option<&str>) -> Router {
     let api = match api_token {

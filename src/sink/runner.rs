@@ -48,7 +48,7 @@ pub struct Runner {
     config: SinkConfig,
     store: Store,
     cursor: i64,
-    /// The cursor the store holds for this sink.
+    /// The cursor the store held for this sink at startup.
     recorded: i64,
 }
 
@@ -220,7 +220,6 @@ impl Runner {
         }
         if let Some(c) = cursor {
             self.cursor = c;
-            self.recorded = c;
         }
         Ok(())
     }

@@ -208,7 +208,7 @@ fn check_config_catches_sink_problems_and_innohook_config_names_the_file() {
             "is taken by innohook itself",
         ),
         (
-            "[server]\npath = \"/api/batches/b1\"\n",
+            "[server]\npath = \"/metrics\"\n",
             "is taken by innohook itself",
         ),
         ("[server]\npath = \"/hook/{id}\"\n", "must not contain"),

@@ -2,7 +2,7 @@
 # Fault check under load that `cargo test` cannot run everywhere: the disk fills up.
 # The store sits on a small tmpfs (mounting one needs root); 32 connections post unique
 # events; a filler file then takes every free byte, and is removed a few seconds later.
-# examples/faultload.rs checks that answers turn to 503 while the disk is full, come
+# bench/programs/faultload.rs checks that answers turn to 503 while the disk is full, come
 # back to 200 by themselves afterwards, and that every event answered 200 is in the store.
 #
 #   sudo bench/faults.sh

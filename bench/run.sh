@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load benchmark: innohook against a bare axum server (examples/baseline.rs, the ceiling
+# Load benchmark: innohook against a bare axum server (bench/programs/baseline.rs, the ceiling
 # of the HTTP stack here), driven by the same wrk script (bench/load.lua): 64 keep-alive
 # connections, every request a unique status event. The server is pinned to core 0 and
 # wrk to core 1; baseline and innohook runs alternate so drift cancels out.
@@ -9,8 +9,8 @@
 #
 # Profiles: a = store only; b = store + file sink (fsync) + log sink at warn;
 #           c = store + forward sink to a local axum target.
-# References (not innohook; examples/reference.rs, the straightforward receiver issue 6
-# quotes), to show what the store alone costs here: rs = typed parse + one SQLite row
+# References (not innohook; bench/programs/reference.rs, a straightforward receiver),
+# to show what the store alone costs here: rs = typed parse + one SQLite row
 # per event (group commit, synchronous = FULL); rl = typed parse + bodies appended to a
 # file, one fdatasync per batch. Neither waits for fuller batches (innohook waits 250 µs
 # below 48 writes), so their batches are smaller. E.g. PROFILES="a rs rl" bench/run.sh

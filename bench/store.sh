@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The store alone: examples/storeload.rs feeds parsed status events (shaped like
+# The store alone: bench/programs/storeload.rs feeds parsed status events (shaped like
 # bench/load.lua's) to the group commit from 64 tasks, without HTTP, pinned to core 0.
 # Prints events/s and CPU microseconds per event for a few runs, then, if valgrind is
 # installed, the instructions per event of each thread under callgrind. Time varies by

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use innohook::config::StoreConfig;
 use innohook::event;
-use innohook::store::{Reader, Store};
+use innohook::store::{Role, Store};
 
 const MESSAGES: usize = 500_000;
 const BIG_BATCH: usize = 100_000;
@@ -41,9 +42,10 @@ fn build(dir: &Path) {
         dir.display()
     );
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (store, writer) = Store::open(dir).unwrap();
     runtime.block_on(async {
-        let store = Arc::new(store);
+        let store = innohook::store::open(&config(dir), Role::Server)
+            .await
+            .unwrap();
         let mut tasks = Vec::new();
         for t in 0..256 {
             let store = store.clone();
@@ -64,42 +66,59 @@ fn build(dir: &Path) {
         for t in tasks {
             t.await.unwrap();
         }
+        store.close().await;
     });
-    writer.join();
 }
 
-fn store() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-store-1m");
-    let complete =
-        Reader::open(&dir).and_then(|r| Ok(r.count_events()?)).ok() == Some((MESSAGES * 2) as i64);
+fn config(dir: &Path) -> StoreConfig {
+    StoreConfig {
+        dir: dir.to_owned(),
+        ..StoreConfig::default()
+    }
+}
+
+/// The store of a million events, built once.
+fn store(runtime: &tokio::runtime::Runtime) -> Arc<dyn Store> {
+    let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-store-1m");
+    let open = || runtime.block_on(innohook::store::open(&config(&dir), Role::Client));
+    let complete = open()
+        .ok()
+        .and_then(|s| runtime.block_on(s.count_events()).ok())
+        == Some((MESSAGES * 2) as i64);
     if !complete {
         let _ = std::fs::remove_dir_all(&dir);
         build(&dir);
     }
-    dir
+    open().unwrap()
 }
 
+/// Each query as the API makes it: through the store contract, on the blocking pool.
 fn queries(c: &mut Criterion) {
-    let dir = store();
-    let reader = Reader::open(&dir).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = store(&runtime);
     let mut rng = fastrand::Rng::with_seed(1);
     c.bench_function("message_lookup_1m_events", |b| {
-        b.iter(|| {
+        b.to_async(&runtime).iter(|| {
             let id = rng.usize(..MESSAGES).to_string();
-            black_box(reader.message(&id).unwrap().unwrap())
+            let store = store.clone();
+            async move { black_box(store.message(&id).await.unwrap().unwrap()) }
         })
     });
     c.bench_function("wamid_lookup_1m_events", |b| {
-        b.iter(|| {
+        b.to_async(&runtime).iter(|| {
             let wamid = format!("wamid.{}", rng.usize(..MESSAGES));
-            black_box(reader.messages_by_wamid(&wamid).unwrap())
+            let store = store.clone();
+            async move { black_box(store.messages_by_wamid(&wamid).await.unwrap()) }
         })
     });
     c.bench_function("batch_summary_100k_messages", |b| {
-        b.iter(|| {
-            let batch = reader.batch("big").unwrap().unwrap();
-            assert_eq!(batch.messages, BIG_BATCH as i64);
-            black_box(batch)
+        b.to_async(&runtime).iter(|| {
+            let store = store.clone();
+            async move {
+                let batch = store.batch("big").await.unwrap().unwrap();
+                assert_eq!(batch.messages, BIG_BATCH as i64);
+                black_box(batch)
+            }
         })
     });
 }

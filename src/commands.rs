@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::event::{self, Accepted, Event};
+use crate::store::{Role, Store};
 
 /// `innohook validate FILE|-`: checks one payload offline.
 /// Exit code 0 when it would be accepted, 1 when rejected, 2 when it cannot be read.
@@ -82,7 +83,7 @@ pub fn serve(config_path: Option<&Path>) -> anyhow::Result<i32> {
         .build()?;
     runtime.block_on(async {
         let listen = config.server.listen;
-        let app = crate::server::App::build(config)?;
+        let app = crate::server::App::build(config).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -113,7 +114,9 @@ pub fn check_config(config_path: Option<&Path>, out: &mut impl Write) -> anyhow:
 
 /// `innohook dead-letters --config PATH`: one JSON object a line, oldest first.
 pub fn dead_letters(config_path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<i32> {
-    for dl in open_store(config_path)?.dead_letters()? {
+    let config = crate::config::Config::load(config_path)?;
+    let dead = with_store(&config, |store| async move { store.dead_letters().await })?;
+    for dl in dead {
         writeln!(out, "{}", serde_json::to_string(&dl)?)?;
     }
     Ok(0)
@@ -132,7 +135,10 @@ pub fn replay(
             "no sink named {name:?} in the configuration"
         );
     }
-    let n = crate::store::replay_dead_letters(&config.store.dir, sink)?;
+    let sink = sink.map(str::to_owned);
+    let n = with_store(&config, |store| async move {
+        store.replay(sink.as_deref()).await
+    })?;
     writeln!(
         out,
         "{n} dead letter(s) queued for redelivery; a running server delivers them within seconds."
@@ -190,7 +196,9 @@ pub fn status(
     message_id: &str,
     out: &mut impl Write,
 ) -> anyhow::Result<i32> {
-    let found = open_store(config_path)?.message(message_id)?;
+    let config = crate::config::Config::load(config_path)?;
+    let id = message_id.to_owned();
+    let found = with_store(&config, |store| async move { store.message(&id).await })?;
     print_found(
         found,
         format!("no status has been received for message {message_id}"),
@@ -200,7 +208,9 @@ pub fn status(
 
 /// `innohook batch --config PATH UID`: a batch summary, as JSON.
 pub fn batch(config_path: Option<&Path>, uid: &str, out: &mut impl Write) -> anyhow::Result<i32> {
-    let found = open_store(config_path)?.batch(uid)?;
+    let config = crate::config::Config::load(config_path)?;
+    let key = uid.to_owned();
+    let found = with_store(&config, |store| async move { store.batch(&key).await })?;
     print_found(
         found,
         format!("no message of batch {uid} has been received"),
@@ -208,9 +218,22 @@ pub fn batch(config_path: Option<&Path>, uid: &str, out: &mut impl Write) -> any
     )
 }
 
-fn open_store(config_path: Option<&Path>) -> anyhow::Result<crate::store::Reader> {
-    let config = crate::config::Config::load(config_path)?;
-    crate::store::Reader::open(&config.store.dir)
+/// Opens the configured store beside a server that may be running, runs `f` on it, and
+/// closes it.
+fn with_store<T, F, Fut>(config: &crate::config::Config, f: F) -> anyhow::Result<T>
+where
+    F: FnOnce(std::sync::Arc<dyn Store>) -> Fut,
+    Fut: std::future::Future<Output = crate::store::StoreResult<T>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = crate::store::open(&config.store, Role::Client).await?;
+        let result = f(store.clone()).await;
+        store.close().await;
+        Ok(result?)
+    })
 }
 
 /// Prints what was found as pretty JSON (exit 0), or says what is missing (exit 1).

@@ -3,8 +3,8 @@
 //! Module map, in the order a push travels:
 //! - [`config`]: the TOML file and `INNOHOOK_*` environment, as plain data.
 //! - [`http`]: router, authentication, handlers, the one error type.
-//! - [`event`]: wire JSON → typed, validated events (no I/O).
-//! - [`store`]: SQLite with group commit, dedup and dead letters.
+//! - [`event`]: wire JSON → typed, validated events, and the tracking rules (no I/O).
+//! - [`store`]: the store contract, and its backends (SQLite: group commit, dedup, dead letters).
 //! - [`sink`]: the `Sink` trait, one file per sink, and the runner that feeds each one.
 //! - [`server`]: builds all of the above from a config and runs it; [`shutdown`] stops it.
 //! - [`commands`]: the subcommands, so `main.rs` only parses arguments.

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::http::{self, AppState, Auth};
 use crate::sink::runner::Runner;
-use crate::store::{Store, StoreWriter};
+use crate::store::{self, Role, Store};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const GRACE: Duration = Duration::from_secs(6);
@@ -19,20 +19,23 @@ pub const GRACE: Duration = Duration::from_secs(6);
 /// Everything the service needs, opened and checked.
 pub struct App {
     config: Config,
-    store: Store,
-    writer: StoreWriter,
+    store: Arc<dyn Store>,
     sinks: Vec<Runner>,
 }
 
 impl App {
     /// Opens the store and builds every sink; any problem is an error here.
-    pub fn build(config: Config) -> anyhow::Result<Self> {
-        let (store, writer) = Store::open(&config.store.dir)?;
-        let reader = store.reader()?;
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = store::open(&config.store, Role::Server).await?;
+        Self::build_with_store(config, store).await
+    }
+
+    /// Like [`App::build`], on a store opened already.
+    pub async fn build_with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
         let mut sinks = Vec::new();
         for sink in &config.sinks {
-            let head = *store.last_seq().borrow();
-            let recorded = reader.cursor(sink.name())?;
+            let head = *store.head().borrow();
+            let recorded = store.sink_cursor(sink.name()).await?.unwrap_or(0);
             let (built, cursor) = sink.build(recorded, head)?;
             sinks.push(Runner::new(
                 built,
@@ -45,13 +48,12 @@ impl App {
         Ok(Self {
             config,
             store,
-            writer,
             sinks,
         })
     }
 
-    /// A handle to the store, for callers that want to read it.
-    pub fn store(&self) -> &Store {
+    /// The store, for callers that want to read it.
+    pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
@@ -65,7 +67,6 @@ impl App {
         let App {
             config,
             store,
-            writer,
             sinks,
         } = self;
         let (stop_sinks, sinks_stop) = tokio::sync::watch::channel(false);
@@ -121,22 +122,20 @@ impl App {
         {
             tracing::warn!("A sink did not stop in time; it resumes from its cursor next start.");
         }
-        drop(store);
-        // Connections cut off after the grace period may still hold store handles; their
-        // callers got no answer, so nothing promised is lost by not waiting for them.
-        let join = tokio::task::spawn_blocking(move || writer.join());
-        match tokio::time::timeout(Duration::from_secs(1), join).await {
-            Ok(joined) => joined?,
-            Err(_) => {
-                tracing::warn!("Unanswered requests remain; exiting without waiting for them.")
-            }
+        // Every write queued so far is answered; connections cut off after the grace
+        // period get an error (their callers got no answer, so nothing promised is lost).
+        if tokio::time::timeout(Duration::from_secs(2), store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("The store did not close in time; exiting without waiting for it.");
         }
         tracing::info!("Stopped; every event answered 200 is committed.");
         Ok(())
     }
 }
 
-async fn prune_dedup_keys(store: Store, days: u32) {
+async fn prune_dedup_keys(store: Arc<dyn Store>, days: u32) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
         every.tick().await;

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
+use innohook::config::StoreConfig;
 use innohook::event;
-use innohook::store::{Outcome, Store};
+use innohook::store::{Outcome, Role};
 
 /// The server's allocator, so the figures match it.
 #[global_allocator]
@@ -57,16 +58,19 @@ fn main() -> anyhow::Result<()> {
     let tasks: usize = args.next().map_or(Ok(64), |a| a.parse())?.max(1);
     // Every event must be new, or the figures would be those of duplicates.
     anyhow::ensure!(
-        !dir.join(innohook::store::DB_FILE).exists(),
-        "{} already holds a store",
+        !dir.exists(),
+        "{} already exists; give a new directory",
         dir.display()
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let (store, writer) = Store::open(&dir)?;
-        let store = Arc::new(store);
+        let config = StoreConfig {
+            dir,
+            ..StoreConfig::default()
+        };
+        let store = innohook::store::open(&config, Role::Server).await?;
         let work: Vec<_> = (0..events)
             .map(|n| {
                 let body = body(n);
@@ -99,8 +103,7 @@ fn main() -> anyhow::Result<()> {
             events as f64 / wall.as_secs_f64(),
             cpu as f64 / events as f64
         );
-        drop(store);
-        writer.join();
+        store.close().await;
         anyhow::Ok(())
     })
 }

@@ -56,19 +56,34 @@ impl Envelope {
     /// A status event is identified by (message id, status): a message is
     /// delivered once and read once, whatever envelope id a redelivery carries.
     /// Any other event by its envelope id together with a digest of its body.
-    pub fn dedup_key(&self) -> String {
+    pub fn dedup_key(&self) -> DedupKey {
         match &self.event {
-            Event::MessageStatus(s) => {
-                format!("status\u{1f}{}\u{1f}{}", s.message_id, s.status.as_str())
-            }
+            Event::MessageStatus(s) => DedupKey::Status {
+                message_id: s.message_id.clone(),
+                status: s.status.clone(),
+            },
             Event::Other { body, .. } => {
                 use sha2::{Digest, Sha256};
-                let digest = Sha256::digest(body.to_string().as_bytes());
-                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-                format!("other\u{1f}{}\u{1f}{}", self.id, hex)
+                DedupKey::Other {
+                    envelope_id: self.id.clone(),
+                    body_sha256: Sha256::digest(body.to_string().as_bytes()).into(),
+                }
             }
         }
     }
+}
+
+/// What makes two pushes the same event (see [`Envelope::dedup_key`]). Each store
+/// encodes it as it likes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DedupKey {
+    /// A message status: (body.id, body.status).
+    Status { message_id: String, status: Status },
+    /// Any other event: its envelope id and the SHA-256 of its body.
+    Other {
+        envelope_id: String,
+        body_sha256: [u8; 32],
+    },
 }
 
 /// What the envelope carries.
@@ -138,6 +153,10 @@ impl StatusEvent {
 }
 
 /// `body.status`. Unknown values are kept, not refused.
+///
+/// The statuses are ordered by precedence ([`Status::outranks`]): a message's current
+/// status is the highest it has reached, so a late `delivered` never undoes a `read`
+/// and a failure is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Status {
     Delivered,
@@ -147,6 +166,17 @@ pub enum Status {
     SmeclFailed,
     /// A value the documentation does not list, kept as sent.
     Unknown(String),
+}
+
+/// The summary bucket a message's current status counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Bucket {
+    Delivered,
+    Read,
+    /// `failed` or `SMECL:FAILED`.
+    Failed,
+    /// A status the documentation does not list.
+    Other,
 }
 
 impl Status {
@@ -168,6 +198,51 @@ impl Status {
             Self::SmeclFailed => "SMECL:FAILED",
             Self::Unknown(s) => s,
         }
+    }
+    /// Precedence: unknown < delivered < read < SMECL:FAILED < failed.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Self::Unknown(_) => 0,
+            Self::Delivered => 1,
+            Self::Read => 2,
+            Self::SmeclFailed => 3,
+            Self::Failed => 4,
+        }
+    }
+    /// Whether `self` takes precedence over `other`: a higher [`rank`](Self::rank), or,
+    /// between two unknown statuses, the greater spelling (so that the outcome never
+    /// depends on arrival order).
+    pub fn outranks(&self, other: &Status) -> bool {
+        (self.rank(), self.as_str()) > (other.rank(), other.as_str())
+    }
+    /// `failed` or `SMECL:FAILED`.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Self::Failed | Self::SmeclFailed)
+    }
+    /// `delivered` or `read`: the message reached the phone.
+    pub fn is_success(&self) -> bool {
+        matches!(self, Self::Delivered | Self::Read)
+    }
+    pub fn bucket(&self) -> Bucket {
+        match self {
+            Self::Delivered => Bucket::Delivered,
+            Self::Read => Bucket::Read,
+            Self::Failed | Self::SmeclFailed => Bucket::Failed,
+            Self::Unknown(_) => Bucket::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// As its wire spelling.
+impl Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -232,6 +307,37 @@ impl ErrorData {
     }
     pub fn message(&self) -> Option<&str> {
         self.message.as_deref()
+    }
+}
+
+/// A time as innohook writes it everywhere (answers, files, the store): RFC 3339, UTC,
+/// milliseconds, e.g. `2023-02-23T12:00:00.000Z`.
+pub fn format_time(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// serde helpers that write times as [`format_time`] does.
+pub mod time_format {
+    use std::collections::BTreeMap;
+
+    use chrono::{DateTime, Utc};
+    use serde::Serializer;
+    use serde::ser::SerializeMap;
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_time(at))
+    }
+
+    /// A map of times, such as a message's statuses.
+    pub fn map<S: Serializer>(
+        map: &BTreeMap<String, DateTime<Utc>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(map.len()))?;
+        for (k, v) in map {
+            m.serialize_entry(k, &super::format_time(v))?;
+        }
+        m.end()
     }
 }
 

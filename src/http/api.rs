@@ -17,22 +17,27 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::ApiError;
-use crate::store::{ReaderPool, StoredEvent};
+use crate::event::format_time;
+use crate::event::tracking::Message;
+use crate::store::{EventQuery, Store, StoreError, StoredEvent};
 
 /// Most events in one page of `/api/events`.
 pub const MAX_PAGE: usize = 1000;
 
+/// Messages per page while the CSV of a batch is written.
+const CSV_PAGE: usize = 1000;
+
 #[derive(Clone)]
 struct ApiState {
     token: Arc<[u8]>,
-    readers: ReaderPool,
+    store: Arc<dyn Store>,
 }
 
 /// The `/api` routes, guarded by the bearer token.
-pub fn router<S: Clone + Send + Sync + 'static>(token: &str, readers: ReaderPool) -> Router<S> {
+pub fn router<S: Clone + Send + Sync + 'static>(token: &str, store: Arc<dyn Store>) -> Router<S> {
     let state = ApiState {
         token: token.as_bytes().into(),
-        readers,
+        store,
     };
     Router::new()
         .route("/api/messages", get(messages_by_wamid))
@@ -65,7 +70,7 @@ fn bearer_matches(headers: &HeaderMap, token: &[u8]) -> bool {
     bool::from(given.ct_eq(token))
 }
 
-fn read_failed(e: anyhow::Error) -> ApiError {
+fn read_failed(e: StoreError) -> ApiError {
     tracing::error!(error = %e, "Query failed.");
     ApiError::Internal
 }
@@ -74,13 +79,7 @@ async fn message(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = id.clone();
-    match s
-        .readers
-        .read(move |r| r.message(&key))
-        .await
-        .map_err(read_failed)?
-    {
+    match s.store.message(&id).await.map_err(read_failed)? {
         Some(m) => Ok(Json(json!(m))),
         None => Err(ApiError::Missing(format!(
             "No status has been received for message {id}."
@@ -92,15 +91,14 @@ async fn messages_by_wamid(
     State(s): State<ApiState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(wamid) = q.get("wamid").cloned() else {
+    let Some(wamid) = q.get("wamid") else {
         return Err(ApiError::BadQuery(
             "Give ?wamid=..., or ask for /api/messages/{id}.".into(),
         ));
     };
-    let key = wamid.clone();
     let found = s
-        .readers
-        .read(move |r| r.messages_by_wamid(&key))
+        .store
+        .messages_by_wamid(wamid)
         .await
         .map_err(read_failed)?;
     if found.is_empty() {
@@ -115,13 +113,7 @@ async fn batch(
     State(s): State<ApiState>,
     Path(uid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = uid.clone();
-    match s
-        .readers
-        .read(move |r| r.batch(&key))
-        .await
-        .map_err(read_failed)?
-    {
+    match s.store.batch(&uid).await.map_err(read_failed)? {
         Some(b) => Ok(Json(json!(b))),
         None => Err(ApiError::Missing(format!(
             "No message of batch {uid} has been received."
@@ -129,72 +121,83 @@ async fn batch(
     }
 }
 
+/// The columns of `messages.csv`.
+const CSV_HEADER: [&str; 12] = [
+    "messageId",
+    "wamid",
+    "sendPhone",
+    "status",
+    "deliveredAt",
+    "readAt",
+    "failedAt",
+    "errorCode",
+    "errorMessage",
+    "conflict",
+    "firstEventAt",
+    "lastEventAt",
+];
+
+/// One message as a row of `messages.csv`.
+fn csv_row(m: &Message) -> [String; 12] {
+    let at =
+        |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| format_time(&t)).unwrap_or_default();
+    let (code, text) = m
+        .error
+        .as_ref()
+        .map(|e| (e.code.clone(), e.message.clone().unwrap_or_default()))
+        .unwrap_or_default();
+    [
+        m.id.clone(),
+        m.wamid.clone(),
+        m.send_phone.clone(),
+        m.status.as_str().to_owned(),
+        at(m.reached(&crate::event::Status::Delivered)),
+        at(m.reached(&crate::event::Status::Read)),
+        at(m.failed_at()),
+        code,
+        text,
+        m.conflict.to_string(),
+        format_time(&m.first_event_at),
+        format_time(&m.last_event_at),
+    ]
+}
+
 async fn batch_csv(
     State(s): State<ApiState>,
     Path(uid): Path<String>,
 ) -> Result<Response, ApiError> {
-    let key = uid.clone();
-    let csv = s
-        .readers
-        .read(move |r| {
-            if r.batch(&key)?.is_none() {
-                return Ok(None);
-            }
-            let mut out = csv::Writer::from_writer(Vec::new());
-            let header = [
-                "messageId",
-                "wamid",
-                "sendPhone",
-                "status",
-                "deliveredAt",
-                "readAt",
-                "failedAt",
-                "errorCode",
-                "errorMessage",
-                "conflict",
-                "firstEventAt",
-                "lastEventAt",
-            ];
-            let mut result = out.write_record(header);
-            r.batch_messages(&key, |m| {
-                if result.is_err() {
-                    return;
-                }
-                let at = |s: &str| m.statuses.get(s).cloned().unwrap_or_default();
-                let failed_at = m
-                    .statuses
-                    .get("failed")
-                    .or(m.statuses.get("SMECL:FAILED"))
-                    .cloned();
-                let (code, text) = m
-                    .error
-                    .as_ref()
-                    .map(|e| (e.code.clone(), e.message.clone().unwrap_or_default()))
-                    .unwrap_or_default();
-                result = out.write_record([
-                    m.id.as_str(),
-                    &m.wamid,
-                    &m.send_phone,
-                    &m.status,
-                    &at("delivered"),
-                    &at("read"),
-                    &failed_at.unwrap_or_default(),
-                    &code,
-                    &text,
-                    if m.conflict { "true" } else { "false" },
-                    &m.first_event_at,
-                    &m.last_event_at,
-                ]);
-            })?;
-            Ok(result.ok().and_then(|()| out.into_inner().ok()))
-        })
-        .await
-        .map_err(read_failed)?;
-    let Some(csv) = csv else {
+    if s.store.batch(&uid).await.map_err(read_failed)?.is_none() {
         return Err(ApiError::Missing(format!(
             "No message of batch {uid} has been received."
         )));
+    }
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let written = |r: csv::Result<()>| {
+        r.map_err(|e| {
+            tracing::error!(error = %e, "Could not write the CSV.");
+            ApiError::Internal
+        })
     };
+    written(out.write_record(CSV_HEADER))?;
+    let mut after: Option<String> = None;
+    loop {
+        let page = s
+            .store
+            .batch_messages(&uid, after.as_deref(), CSV_PAGE)
+            .await
+            .map_err(read_failed)?;
+        for m in &page {
+            written(out.write_record(csv_row(m)))?;
+        }
+        match page.last() {
+            Some(last) if page.len() == CSV_PAGE => after = Some(last.id.clone()),
+            _ => break,
+        }
+    }
+    let csv = out.into_inner().map_err(|e| {
+        tracing::error!(error = %e, "Could not write the CSV.");
+        ApiError::Internal
+    })?;
     let disposition = format!(
         "attachment; filename=\"batch-{}.csv\"",
         uid.replace(['"', '\\', '\r', '\n'], "_")
@@ -240,16 +243,16 @@ async fn events(
                         "since must be an RFC 3339 time, such as 2023-05-25T10:31:08Z; got {t:?}."
                     ))
                 })?
-                .with_timezone(&chrono::Utc)
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                .with_timezone(&chrono::Utc),
         ),
     };
-    let status = q.get("status").cloned();
-    let page = s
-        .readers
-        .read(move |r| r.events_page(status.as_deref(), since.as_deref(), after, limit))
-        .await
-        .map_err(read_failed)?;
+    let query = EventQuery {
+        status: q.get("status").cloned(),
+        since,
+        after,
+        limit,
+    };
+    let page = s.store.events(&query).await.map_err(read_failed)?;
     let next = (page.len() == limit)
         .then(|| page.last().map(|e| e.seq))
         .flatten();
@@ -274,7 +277,7 @@ struct EventsPage<'a> {
 #[serde(rename_all = "camelCase")]
 struct EventJson<'a> {
     seq: i64,
-    received_at: &'a str,
+    received_at: String,
     event_id: &'a str,
     #[serde(rename = "type")]
     event_type: &'a str,
@@ -296,11 +299,11 @@ impl<'a> From<&'a StoredEvent> for EventJson<'a> {
     fn from(e: &'a StoredEvent) -> Self {
         Self {
             seq: e.seq,
-            received_at: &e.received_at,
+            received_at: format_time(&e.received_at),
             event_id: &e.event_id,
             event_type: &e.event_type,
             message_id: e.message_id.as_deref(),
-            status: e.status.as_deref(),
+            status: e.status.as_ref().map(|s| s.as_str()),
             warnings: serde_json::from_str(&e.warnings).ok(),
             event: match serde_json::from_slice(&e.body) {
                 Ok(v) => Some(EventBody::Decoded(v)),

@@ -69,7 +69,7 @@ pub async fn webhook(
         Err(rejection) => {
             state
                 .store
-                .dead_letter_rejected(&rejection, body.to_vec())
+                .dead_letter_rejected(&rejection, body)
                 .await
                 .map_err(|e| {
                     tracing::error!(error = %e, "Could not keep a rejected payload; answering 503.");

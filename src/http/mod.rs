@@ -31,7 +31,7 @@ use crate::store::Store;
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     pub auth: Auth,
     /// Set when shutdown begins: new pushes get 503 so the sender retries elsewhere/later.
     pub shutting_down: Arc<AtomicBool>,
@@ -49,7 +49,7 @@ pub fn is_reserved_path(path: &str) -> bool {
 
 pub fn router(state: AppState, cfg: &ServerConfig, api_token: Option<&str>) -> Router {
     let api = match api_token {
-        Some(token) => api::router(token, crate::store::ReaderPool::new(state.store.dir())),
+        Some(token) => api::router(token, state.store.clone()),
         None => Router::new(),
     };
     Router::new()

@@ -135,14 +135,14 @@ fn line(e: &StoredEvent) -> Result<Vec<u8>, serde_json::Error> {
     #[serde(rename_all = "camelCase")]
     struct Line<'a> {
         seq: i64,
-        received_at: &'a str,
+        received_at: String,
         event: &'a RawValue,
         warnings: &'a RawValue,
     }
     let body = e.body_on_one_line();
     let mut line = serde_json::to_vec(&Line {
         seq: e.seq,
-        received_at: &e.received_at,
+        received_at: crate::event::format_time(&e.received_at),
         event: serde_json::from_slice(&body)?,
         warnings: serde_json::from_str(&e.warnings)?,
     })?;

@@ -61,7 +61,11 @@ impl Sink for LogSink {
             for e in events {
                 let warnings = (e.warnings != "[]").then_some(e.warnings.as_str());
                 let status_of_message = (e.event_type == MESSAGE_STATUS_TYPE)
-                    .then(|| e.message_id.as_deref().zip(e.status.as_deref()))
+                    .then(|| {
+                        e.message_id
+                            .as_deref()
+                            .zip(e.status.as_ref().map(|s| s.as_str()))
+                    })
                     .flatten();
                 match status_of_message {
                     Some((message_id, status)) => {

@@ -173,7 +173,7 @@ impl SinkConfig {
                 || event
                     .status
                     .as_ref()
-                    .is_some_and(|s| c.statuses.contains(s)))
+                    .is_some_and(|s| c.statuses.iter().any(|w| w == s.as_str())))
     }
 
     pub fn retry_policy(&self) -> runner::RetryPolicy {

@@ -6,19 +6,20 @@
 //! Every sink has its own runner task, so a slow or broken sink never holds up another,
 //! and the HTTP answer never waits for any of them.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use super::{Sink, SinkConfig};
 use crate::metrics as m;
-use crate::store::{Reader, Store, StoredEvent, UndeliveredEvent};
+use crate::store::{Progress, SinkLease, Store, StoreError, StoredEvent, UndeliveredEvent};
 
 /// How long a runner lets a small batch fill up before delivering it.
 const BATCH_WINDOW: Duration = Duration::from_millis(25);
 
-/// How often a runner reads the store for replayed dead letters (new events come from
-/// memory), and how long it waits for news when idle.
+/// How often a runner reads the store for replayed dead letters, how long it waits for
+/// news when idle, and how often it asks again for a sink another process runs.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// When to give up on an event.
@@ -46,7 +47,7 @@ impl RetryPolicy {
 pub struct Runner {
     sink: Box<dyn Sink>,
     config: SinkConfig,
-    store: Store,
+    store: Arc<dyn Store>,
     cursor: i64,
     /// The cursor the store held for this sink at startup.
     recorded: i64,
@@ -55,17 +56,29 @@ pub struct Runner {
 /// Returned when the runner was asked to stop in the middle of something.
 struct Stopped;
 
+/// Why a runner stopped delivering for now.
+enum Halt {
+    Stopped,
+    /// Another process took the sink over.
+    LeaseLost,
+}
+
+impl From<Stopped> for Halt {
+    fn from(_: Stopped) -> Self {
+        Halt::Stopped
+    }
+}
+
 impl Runner {
     /// `cursor` is where the sink resumes; `recorded` the cursor the store holds for it
     /// (lower when the sink knows better, as the file sink does after a crash).
     pub fn new(
         sink: Box<dyn Sink>,
         config: SinkConfig,
-        store: Store,
+        store: Arc<dyn Store>,
         cursor: i64,
         recorded: i64,
     ) -> Self {
-        store.recent().keep_events();
         Self {
             sink,
             config,
@@ -75,73 +88,139 @@ impl Runner {
         }
     }
 
-    /// Delivers until `stop` turns true.
+    /// Delivers until `stop` turns true, whenever this process holds the sink's lease.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let name = self.sink.name().to_owned();
-        let mut reader = match self.store.reader() {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(sink = name, error = %e, "Sink cannot read the store; it stops.");
-                return;
+        let mut first = true;
+        loop {
+            let Ok(lease) = self.claim(&name, &mut stop).await else {
+                break;
+            };
+            if !first {
+                // Another process may have moved the cursor while it held the sink.
+                match self.store.sink_cursor(&name).await {
+                    Ok(c) => {
+                        self.recorded = c.unwrap_or(0);
+                        self.cursor = self.cursor.max(self.recorded);
+                    }
+                    Err(e) => {
+                        tracing::error!(sink = name, error = %e, "Sink cannot read its cursor; retrying in a second.");
+                        if pause(IDLE_POLL, &mut stop).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                }
             }
-        };
-        let mut committed = self.store.last_seq();
-        tracing::info!(sink = name, cursor = self.cursor, "Sink started.");
-        let pending = metrics::gauge!(m::SINK_PENDING, "sink" => name.clone());
-        let delivered = metrics::counter!(m::SINK_DELIVERED, "sink" => name.clone());
-        let dead_lettered = metrics::counter!(m::SINK_DEAD, "sink" => name.clone());
+            first = false;
+            tracing::info!(sink = name, cursor = self.cursor, "Sink started.");
+            match self.deliver_while_held(&name, lease, &mut stop).await {
+                Halt::Stopped => break,
+                Halt::LeaseLost => {
+                    tracing::warn!(
+                        sink = name,
+                        "Another replica took this sink over; standing by."
+                    );
+                }
+            }
+        }
+        tracing::info!(sink = name, cursor = self.cursor, "Sink stopped.");
+    }
+
+    /// Waits until this process holds the sink's lease.
+    async fn claim(
+        &self,
+        name: &str,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<SinkLease, Stopped> {
+        let mut waiting = false;
+        loop {
+            match self.store.claim_sink(name).await {
+                Ok(Some(lease)) => return Ok(lease),
+                Ok(None) if !waiting => {
+                    waiting = true;
+                    tracing::info!(sink = name, "Another replica runs this sink; standing by.");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(sink = name, error = %e, "Cannot claim the sink; retrying.")
+                }
+            }
+            pause(IDLE_POLL, stop).await?;
+        }
+    }
+
+    async fn deliver_while_held(
+        &mut self,
+        name: &str,
+        mut lease: SinkLease,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Halt {
+        let mut committed = self.store.head();
+        let pending = metrics::gauge!(m::SINK_PENDING, "sink" => name.to_owned());
+        let delivered = metrics::counter!(m::SINK_DELIVERED, "sink" => name.to_owned());
+        let dead_lettered = metrics::counter!(m::SINK_DEAD, "sink" => name.to_owned());
         // A sink resuming ahead of the store's cursor (a file that got further than the
         // store heard, before a crash) has that recorded first: a replayed event appended
         // next becomes the file's last line and would hide how far the file got.
-        if self.cursor > self.recorded
-            && self
-                .record(&name, Some(self.cursor), Vec::new(), Vec::new(), &mut stop)
-                .await
-                .is_err()
-        {
-            return;
+        if self.cursor > self.recorded {
+            let progress = Progress {
+                cursor: Some(self.cursor),
+                ..Progress::default()
+            };
+            if let Err(halt) = self.record(name, &lease, progress, stop).await {
+                return halt;
+            }
+            self.recorded = self.cursor;
         }
-        // When the store is next read for replays (now: the first round reads it).
+        // When the store is next read for replayed dead letters (now: the first round).
         let mut replay_check = Instant::now();
         while !*stop.borrow() {
+            if Instant::now() >= lease.renew_by {
+                match self.store.claim_sink(name).await {
+                    Ok(Some(renewed)) => lease = renewed,
+                    Ok(None) => return Halt::LeaseLost,
+                    Err(e) => {
+                        tracing::error!(sink = name, error = %e, "Cannot renew the sink's lease; retrying.");
+                        if pause(IDLE_POLL, stop).await.is_err() {
+                            return Halt::Stopped;
+                        }
+                        continue;
+                    }
+                }
+            }
             let head = *committed.borrow_and_update();
             pending.set((head - self.cursor).max(0) as f64);
             let batch = self.config.common.batch_size.max(1);
-            // New events come from memory while the sink keeps up; the store is read to
-            // catch up, and at least every IDLE_POLL for replayed dead letters.
-            let from_memory = (Instant::now() < replay_check)
-                .then(|| self.store.recent().after(self.cursor, batch))
-                .flatten();
-            let (events, replaying) = match from_memory {
-                Some(events) => (events, false),
-                None => {
-                    replay_check = Instant::now() + IDLE_POLL;
-                    let (name2, cursor) = (name.clone(), self.cursor);
-                    let read = blocking(reader, move |r| {
-                        let replays = r.replay_queue(&name2, batch)?;
-                        if !replays.is_empty() {
-                            return Ok((replays, true));
-                        }
-                        Ok((r.events_after(cursor, batch)?, false))
-                    })
-                    .await;
-                    reader = read.0;
-                    match read.1 {
-                        Ok(found) => {
-                            if found.1 {
-                                // More replays may be queued: read the store again next.
-                                replay_check = Instant::now();
-                            }
-                            found
-                        }
-                        Err(e) => {
-                            tracing::error!(sink = name, error = %e, "Sink cannot read the store; retrying in a second.");
-                            if pause(IDLE_POLL, &mut stop).await.is_err() {
-                                break;
-                            }
-                            continue;
-                        }
+            let replaying = Instant::now() >= replay_check;
+            let read = if replaying {
+                replay_check = Instant::now() + IDLE_POLL;
+                self.store.replay_queue(name, batch).await
+            } else {
+                Ok(Vec::new())
+            };
+            // Replays first; new events when none are queued.
+            let read = match read {
+                Ok(replays) if !replays.is_empty() => {
+                    // More replays may be queued: read the queue again next.
+                    replay_check = Instant::now();
+                    Ok((replays, true))
+                }
+                Ok(_) => self
+                    .store
+                    .events_after(self.cursor, batch)
+                    .await
+                    .map(|events| (events, false)),
+                Err(e) => Err(e),
+            };
+            let (events, replaying) = match read {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::error!(sink = name, error = %e, "Sink cannot read the store; retrying in a second.");
+                    if pause(IDLE_POLL, stop).await.is_err() {
+                        return Halt::Stopped;
                     }
+                    continue;
                 }
             };
             let Some(last) = events.last().map(|e| e.seq) else {
@@ -150,7 +229,7 @@ impl Runner {
                 tokio::select! {
                     Ok(()) = committed.changed() => {}
                     _ = tokio::time::sleep_until(replay_check.into()) => {}
-                    _ = stop.wait_for(|s| *s) => break,
+                    _ = stop.wait_for(|s| *s) => return Halt::Stopped,
                 }
                 continue;
             };
@@ -164,18 +243,19 @@ impl Runner {
                 .into_iter()
                 .filter(|e| self.config.wants(e))
                 .collect();
-            let Ok(dead) = self.deliver(&wanted, &mut stop).await else {
-                break;
+            let Ok(dead) = self.deliver(&wanted, stop).await else {
+                return Halt::Stopped;
             };
             let cursor = (!replaying).then_some(last);
             // The cursor moves only once the store has recorded the outcome.
             let undelivered = dead.len();
-            if self
-                .record(&name, cursor, dead, replayed, &mut stop)
-                .await
-                .is_err()
-            {
-                return;
+            let progress = Progress {
+                cursor,
+                dead,
+                replayed,
+            };
+            if let Err(halt) = self.record(name, &lease, progress, stop).await {
+                return halt;
             }
             delivered.increment((wanted.len() - undelivered) as u64);
             dead_lettered.increment(undelivered as u64);
@@ -187,31 +267,28 @@ impl Runner {
             // load a sink that chases every commit spends the core on that.
             if !replaying
                 && (head - self.cursor) < batch as i64
-                && self.gather(batch, &mut committed, &mut stop).await.is_err()
+                && self.gather(batch, &mut committed, stop).await.is_err()
             {
-                break;
+                return Halt::Stopped;
             }
         }
-        tracing::info!(sink = name, cursor = self.cursor, "Sink stopped.");
+        Halt::Stopped
     }
 
     /// Records progress in the store (see [`Store::sink_progress`]), retrying until it is
-    /// recorded; then the cursor is `cursor`, when given.
+    /// recorded; then the cursor is `progress.cursor`, when given.
     async fn record(
         &mut self,
         name: &str,
-        cursor: Option<i64>,
-        dead: Vec<UndeliveredEvent>,
-        replayed: Vec<i64>,
+        lease: &SinkLease,
+        progress: Progress,
         stop: &mut watch::Receiver<bool>,
-    ) -> Result<(), Stopped> {
+    ) -> Result<(), Halt> {
+        let cursor = progress.cursor;
         loop {
-            match self
-                .store
-                .sink_progress(name, cursor, dead.clone(), replayed.clone())
-                .await
-            {
+            match self.store.sink_progress(lease, progress.clone()).await {
                 Ok(()) => break,
+                Err(StoreError::LeaseLost(_)) => return Err(Halt::LeaseLost),
                 Err(e) => {
                     tracing::error!(sink = name, error = %e, "Cannot record sink progress; retrying.");
                     pause(IDLE_POLL, stop).await?;
@@ -334,17 +411,4 @@ async fn pause(wait: Duration, stop: &mut watch::Receiver<bool>) -> Result<(), S
         _ = tokio::time::sleep(wait) => Ok(()),
         _ = stop.wait_for(|s| *s) => Err(Stopped),
     }
-}
-
-/// Runs a store read on the blocking pool, handing the connection there and back.
-async fn blocking<T: Send + 'static>(
-    reader: Reader,
-    f: impl FnOnce(&Reader) -> rusqlite::Result<T> + Send + 'static,
-) -> (Reader, rusqlite::Result<T>) {
-    tokio::task::spawn_blocking(move || {
-        let result = f(&reader);
-        (reader, result)
-    })
-    .await
-    .expect("store read panicked")
 }

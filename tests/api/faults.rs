@@ -144,7 +144,7 @@ async fn ten_thousand_hostile_payloads_get_no_5xx_and_every_400_a_code() {
         "the mutations should give both: {bad} rejected, {ok} accepted"
     );
     // Nothing sent to us is lost: every rejection is a dead letter.
-    assert_eq!(app.reader().dead_letters().unwrap().len(), bad);
+    assert_eq!(app.store.dead_letters().await.unwrap().len(), bad);
 }
 
 #[tokio::test]
@@ -188,5 +188,5 @@ async fn a_client_trickling_its_body_is_cut_off_and_does_not_hold_the_server() {
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     assert!(took < Duration::from_secs(4), "cut off after {took:?}");
-    assert_eq!(app.reader().count_events().unwrap(), 20);
+    assert_eq!(app.stored().await, 20);
 }

@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 
 use innohook::config::Config;
 use innohook::server::App;
-use innohook::store::{Reader, Store};
+use innohook::store::{Role, Store};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
@@ -69,7 +69,7 @@ pub struct TestApp {
     pub dir: Arc<TempDir>,
     pub config: Config,
     pub client: reqwest::Client,
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -89,7 +89,23 @@ pub async fn spawn_app() -> TestApp {
 
 impl TestApp {
     pub async fn spawn(config: Config, dir: Arc<TempDir>) -> TestApp {
-        let app = App::build(config.clone()).expect("app builds");
+        let app = App::build(config.clone()).await.expect("app builds");
+        Self::serve(app, config, dir).await
+    }
+
+    /// Like [`TestApp::spawn`], on a store the test opened itself.
+    pub async fn spawn_with_store(
+        config: Config,
+        dir: Arc<TempDir>,
+        store: Arc<dyn Store>,
+    ) -> TestApp {
+        let app = App::build_with_store(config.clone(), store)
+            .await
+            .expect("app builds");
+        Self::serve(app, config, dir).await
+    }
+
+    async fn serve(app: App, config: Config, dir: Arc<TempDir>) -> TestApp {
         let store = app.store().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -159,8 +175,9 @@ impl TestApp {
             .expect("request sent")
     }
 
-    pub fn reader(&self) -> Reader {
-        Reader::open(&self.config.store.dir).unwrap()
+    /// How many events the store holds.
+    pub async fn stored(&self) -> i64 {
+        self.store.count_events().await.unwrap()
     }
 
     /// Shuts down gracefully and waits; returns the directory for a restart.
@@ -170,6 +187,15 @@ impl TestApp {
         self.task.await.unwrap().expect("clean shutdown");
         (self.config, self.dir)
     }
+}
+
+/// Opens the store in `dir` as a command does, beside a server that may be running.
+pub async fn open_store(dir: &Path) -> Arc<dyn Store> {
+    let mut config = Config::default();
+    config.store.dir = dir.to_owned();
+    innohook::store::open(&config.store, Role::Client)
+        .await
+        .unwrap()
 }
 
 /// The value of one series in Prometheus text (0 when absent).
@@ -207,6 +233,18 @@ pub fn status_event(envelope_id: &str, message_id: &str, status: &str) -> Value 
     v["body"]["id"] = message_id.into();
     v["body"]["status"] = status.into();
     v
+}
+
+/// Polls `check` (which may await) until it gives a value, for at most `secs` seconds.
+pub async fn poll_until<T>(what: &str, secs: u64, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Polls `check` until it is true or the deadline passes.

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use innohook::store::Role;
+use innohook::store::sqlite::SqliteStore;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -17,10 +19,10 @@ async fn seed_payloads_are_accepted_and_stored_byte_for_byte() {
             json!({"status": "accepted", "eventId": seed(name)["id"]})
         );
     }
-    let events = app.reader().events_after(0, 10).unwrap();
+    let events = app.store.events_after(0, 10).await.unwrap();
     assert_eq!(events.len(), 3);
     assert_eq!(events[0].body, seed_bytes("delivered"));
-    assert_eq!(events[2].status.as_deref(), Some("failed"));
+    assert_eq!(events[2].status, Some(innohook::event::Status::Failed));
     assert_eq!(events[0].message_id.as_deref(), Some("356139161272397824"));
     assert!(events[0].warnings.contains("body.currency"));
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
@@ -50,7 +52,7 @@ async fn a_redelivered_status_is_a_duplicate_whatever_its_envelope_id() {
         answer(app.post(failed.to_string()).await).await.1["status"],
         "accepted"
     );
-    assert_eq!(app.reader().count_events().unwrap(), 2);
+    assert_eq!(app.stored().await, 2);
 }
 
 #[tokio::test]
@@ -64,7 +66,7 @@ async fn other_event_types_are_stored_raw_and_deduplicated_by_id_and_content() {
         answer(app.post(changed).await).await.1["status"],
         "accepted"
     );
-    let events = app.reader().events_after(0, 10).unwrap();
+    let events = app.store.events_after(0, 10).await.unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].body, mo.as_bytes());
     assert_eq!(events[0].event_type, "whatsapp_mo_message_received");
@@ -86,8 +88,8 @@ async fn a_rejected_payload_gets_400_and_is_kept_as_a_dead_letter() {
         (400, Some("invalid_json"))
     );
 
-    assert_eq!(app.reader().count_events().unwrap(), 0);
-    let dead = app.reader().dead_letters().unwrap();
+    assert_eq!(app.stored().await, 0);
+    let dead = app.store.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 2);
     assert_eq!(dead[0].source, "http");
     assert_eq!(dead[0].code, "missing_error_data");
@@ -155,7 +157,7 @@ async fn auth_headers_must_both_match_and_nothing_is_stored_otherwise() {
         );
     }
     // Nothing stored: no event, no dead letter, not even for a bad payload.
-    assert_eq!(app.reader().count_events().unwrap(), 0);
+    assert_eq!(app.stored().await, 0);
     let res = app
         .client
         .post(&url)
@@ -165,7 +167,7 @@ async fn auth_headers_must_both_match_and_nothing_is_stored_otherwise() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
-    assert!(app.reader().dead_letters().unwrap().is_empty());
+    assert!(app.store.dead_letters().await.unwrap().is_empty());
 
     let res = send(&[("UserName", "acme"), ("Authorization", "Bearer s3cret")])
         .await
@@ -230,7 +232,7 @@ async fn size_type_method_and_path_errors_are_json() {
     let (status, body) = answer(res).await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
     assert!(body["message"].as_str().unwrap().contains("POST /webhook"));
-    assert_eq!(app.reader().count_events().unwrap(), 1);
+    assert_eq!(app.stored().await, 1);
 }
 
 #[tokio::test]
@@ -242,22 +244,16 @@ async fn health_and_readiness() {
     assert_eq!(res.status(), 200);
 }
 
-/// Caps the database at its current size (SQLite then answers SQLITE_FULL, as on a full
-/// disk), or lifts the cap again.
-async fn set_full(app: &TestApp, full: bool) {
-    let pages: i64 = if full { 1 } else { 1_073_741_823 };
-    app.store
-        .write(move |c| {
-            c.pragma_update_and_check(None, "max_page_count", pages, |r| r.get::<_, i64>(0))
-        })
-        .await
-        .unwrap();
-}
-
+/// A full store (SQLite's page cap standing in for a full disk): 503, never 200 for an
+/// event not committed, and 200 again by itself once there is room.
 #[tokio::test]
 async fn a_full_store_answers_503_and_recovers_by_itself() {
-    let app = spawn_app().await;
-    set_full(&app, true).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = test_config(dir.path());
+    let sqlite = Arc::new(SqliteStore::open(&config.store.dir, Role::Server).unwrap());
+    let app = TestApp::spawn_with_store(config, dir, sqlite.clone()).await;
+    // Capped at its current size: SQLite then answers SQLITE_FULL, as on a full disk.
+    sqlite.cap_pages(Some(1)).await.unwrap();
     // Free pages left inside the file may take a few events; then it is full.
     let mut answered = Vec::new();
     for i in 0..200 {
@@ -300,9 +296,9 @@ async fn a_full_store_answers_503_and_recovers_by_itself() {
         200
     );
     // Every 200 is in the store; nothing answered 503 is.
-    assert_eq!(app.reader().count_events().unwrap(), answered.len() as i64);
+    assert_eq!(app.stored().await, answered.len() as i64);
 
-    set_full(&app, false).await;
+    sqlite.cap_pages(None).await.unwrap();
     assert_eq!(
         app.client
             .get(app.url("/readyz"))
@@ -314,10 +310,7 @@ async fn a_full_store_answers_503_and_recovers_by_itself() {
     );
     let (status, body) = answer(app.post(seed_bytes("read")).await).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("accepted")));
-    assert_eq!(
-        app.reader().count_events().unwrap(),
-        answered.len() as i64 + 1
-    );
+    assert_eq!(app.stored().await, answered.len() as i64 + 1);
 }
 
 #[tokio::test]
@@ -337,7 +330,7 @@ async fn after_a_restart_a_duplicate_is_still_a_duplicate() {
         answer(app.post(seed_bytes("read")).await).await.1["status"],
         "accepted"
     );
-    assert_eq!(app.reader().count_events().unwrap(), 2);
+    assert_eq!(app.stored().await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,5 +356,5 @@ async fn a_thousand_events_from_64_concurrent_senders_are_all_stored() {
         total += s.await.unwrap();
     }
     assert_eq!(total, 1000);
-    assert_eq!(app.reader().count_events().unwrap(), 1000);
+    assert_eq!(app.stored().await, 1000);
 }

@@ -10,5 +10,6 @@ mod http_receiver;
 mod ops;
 mod process;
 mod sinks;
+mod store_contract;
 mod tracking;
 mod validate_cli;

@@ -4,7 +4,6 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use innohook::store::Reader;
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -107,9 +106,10 @@ async fn sigterm_finishes_and_exits_0_within_10_seconds() {
     };
     assert_eq!(status.code(), Some(0));
     assert_eq!(
-        Reader::open(&dir.path().join("store"))
-            .unwrap()
+        open_store(&dir.path().join("store"))
+            .await
             .count_events()
+            .await
             .unwrap(),
         1
     );
@@ -158,9 +158,10 @@ async fn every_event_answered_200_survives_sigkill() {
     let acked = acked.lock().unwrap().clone();
 
     let server = BinaryServer::start(&path);
-    let stored: HashSet<String> = Reader::open(&dir.path().join("store"))
-        .unwrap()
+    let stored: HashSet<String> = open_store(&dir.path().join("store"))
+        .await
         .events_after(0, 1_000_000)
+        .await
         .unwrap()
         .into_iter()
         .filter_map(|e| e.message_id)

@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use innohook::sink::SinkConfig;
+use innohook::store::{Progress, UndeliveredEvent};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -172,7 +173,7 @@ async fn a_target_that_goes_down_and_comes_back_gets_every_event() {
     })
     .await;
 
-    let received = &target.state.lock().unwrap().received;
+    let received = target.state.lock().unwrap().received.clone();
     for (i, body) in sent.iter().enumerate() {
         let (headers, got) = received
             .iter()
@@ -183,7 +184,7 @@ async fn a_target_that_goes_down_and_comes_back_gets_every_event() {
         assert_eq!(headers["x-api-key"], "k1");
         assert_eq!(headers["x-innohook-seq"], (i + 1).to_string().as_str());
     }
-    assert!(app.reader().dead_letters().unwrap().is_empty());
+    assert!(app.store.dead_letters().await.unwrap().is_empty());
 }
 
 /// The series counting `sink`'s retries (once per event per retry).
@@ -213,7 +214,7 @@ async fn by_default_retries_go_on_until_max_age() {
         target.received_keys().len() == 1
     })
     .await;
-    assert!(app.reader().dead_letters().unwrap().is_empty());
+    assert!(app.store.dead_letters().await.unwrap().is_empty());
 }
 
 /// With `max_attempts` set, the event becomes a dead letter after that many attempts.
@@ -225,12 +226,11 @@ async fn max_attempts_when_set_ends_the_retries() {
     target.stop().await;
     let body = status_event("env-h", "msg-h", "read").to_string();
     assert_eq!(app.post(body).await.status(), 200);
-    let reader = app.reader();
-    wait_for("a dead letter", 10, || {
-        !reader.dead_letters().unwrap().is_empty()
+    let dead = poll_until("a dead letter", 10, async || {
+        let dead = app.store.dead_letters().await.unwrap();
+        (!dead.is_empty()).then_some(dead)
     })
     .await;
-    let dead = reader.dead_letters().unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
         (dead[0].sink.as_deref(), dead[0].code.as_str()),
@@ -275,14 +275,14 @@ async fn a_sink_left_behind_the_in_memory_window_catches_up_from_the_store() {
     })
     .await;
 
-    let received = &target.state.lock().unwrap().received;
+    let received = std::mem::take(&mut target.state.lock().unwrap().received);
     let mut seqs: Vec<usize> = received
         .iter()
         .map(|(h, _)| h["x-innohook-seq"].to_str().unwrap().parse().unwrap())
         .collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=EVENTS).collect::<Vec<_>>(), "each event once");
-    for (headers, body) in received {
+    for (headers, body) in &received {
         let sent: Value = serde_json::from_slice(body).unwrap();
         assert_eq!(sent["id"], headers["idempotency-key"].to_str().unwrap());
         assert_eq!(
@@ -290,7 +290,7 @@ async fn a_sink_left_behind_the_in_memory_window_catches_up_from_the_store() {
             Some(1_000_000)
         );
     }
-    assert!(app.reader().dead_letters().unwrap().is_empty());
+    assert!(app.store.dead_letters().await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,11 +307,11 @@ async fn a_refused_event_is_a_dead_letter_until_replayed() {
         target.received_keys().contains("e-good")
     })
     .await;
-    wait_for("a dead letter", 10, || {
-        !app.reader().dead_letters().unwrap().is_empty()
+    let dead = poll_until("a dead letter", 10, async || {
+        let dead = app.store.dead_letters().await.unwrap();
+        (!dead.is_empty()).then_some(dead)
     })
     .await;
-    let dead = app.reader().dead_letters().unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
         (dead[0].source.as_str(), dead[0].sink.as_deref()),
@@ -343,7 +343,7 @@ async fn a_refused_event_is_a_dead_letter_until_replayed() {
     })
     .await;
     assert!(
-        app.reader().dead_letters().unwrap()[0]
+        app.store.dead_letters().await.unwrap()[0]
             .replayed_at
             .is_some()
     );
@@ -457,7 +457,10 @@ async fn a_body_over_several_lines_is_written_and_shown_as_received() {
     // store, the sink sees a file ahead of it instead of appending seq 1 again.
     let (mut config, dir) = app.stop().await;
     config.store.dir = dir.path().join("another-store");
-    let refused = innohook::server::App::build(config).err().expect("refused");
+    let refused = innohook::server::App::build(config)
+        .await
+        .err()
+        .expect("refused");
     assert!(
         format!("{refused:#}").contains("was the store replaced?"),
         "{refused:#}"
@@ -533,9 +536,10 @@ async fn the_file_sink_has_no_missing_and_no_duplicate_line_after_sigkill() {
         let event = status_event(&format!("after-{i}"), &format!("after-{i}"), "read");
         assert_eq!(server.post(event.to_string()).await.status(), 200);
     }
-    let stored = innohook::store::Reader::open(&dir.path().join("store"))
-        .unwrap()
+    let stored = open_store(&dir.path().join("store"))
+        .await
         .count_events()
+        .await
         .unwrap();
     assert!(stored >= 305);
     wait_for("the file to catch up", 30, || {
@@ -571,19 +575,20 @@ async fn a_file_ahead_of_its_cursor_is_not_written_again_after_a_replay() {
 
     // As the crash leaves it: the store's cursor behind the file. And event 1, a dead
     // letter of the sink, is queued for replay.
-    let store = &config.store.dir;
-    rusqlite::Connection::open(store.join(innohook::store::DB_FILE))
-        .unwrap()
-        .execute_batch(
-            "UPDATE sink_cursors SET seq = 0 WHERE sink = 'f';
-             INSERT INTO dead_letters (created_at, source, sink, event_seq, code, reason)
-             VALUES ('2026-01-01T00:00:00.000Z', 'sink', 'f', 1, 'rejected_by_sink', 'test');",
-        )
-        .unwrap();
-    assert_eq!(
-        innohook::store::replay_dead_letters(store, Some("f")).unwrap(),
-        1
-    );
+    let store = open_store(&config.store.dir).await;
+    let lease = store.claim_sink("f").await.unwrap().unwrap();
+    let progress = Progress {
+        cursor: Some(0),
+        dead: vec![UndeliveredEvent {
+            seq: 1,
+            code: "rejected_by_sink",
+            reason: "test".into(),
+        }],
+        replayed: Vec::new(),
+    };
+    store.sink_progress(&lease, progress).await.unwrap();
+    assert_eq!(store.replay(Some("f")).await.unwrap(), 1);
+    store.close().await;
     let app = TestApp::spawn(config, dir).await;
     wait_for("the replayed line", 10, || file_lines(&path).len() == 4).await;
     let (config, dir) = app.stop().await;

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::StoredEvent;
+use crate::store::StoredEvent;
 
 /// Most events the window holds.
 pub(super) const CAPACITY: usize = 4096;
@@ -88,7 +88,7 @@ mod tests {
     fn event(seq: i64, size: usize) -> StoredEvent {
         StoredEvent {
             seq,
-            received_at: String::new(),
+            received_at: chrono::DateTime::UNIX_EPOCH,
             event_id: format!("e{seq}"),
             event_type: "t".into(),
             message_id: None,

@@ -1,109 +1,123 @@
 //! Group commit: one thread owns the write connection, takes every queued write,
 //! runs them in one transaction, commits with one fsync, and only then answers each
 //! caller. If a write fails, the transaction is redone with a savepoint around each write.
+//!
+//! What the writes of a transaction leave for after its commit (the events for the
+//! window of recent commits, the batch counters to write at its end) travels in an
+//! explicit [`Tx`] handed to each write.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{StoreError, StoredEvent, recent::Recent};
+use super::recent::Recent;
+use crate::event::tracking::BatchDeltas;
+use crate::store::{StoreError, StoredEvent};
+
+/// What one write sees of the transaction it runs in.
+pub(super) struct Tx<'a> {
+    pub(super) conn: &'a Connection,
+    /// The time stamped on what this transaction stores: one per transaction, and never
+    /// earlier than the previous one's, so `received_at` rises with `seq`.
+    pub(super) at: &'a CommitTime,
+    pending: &'a mut Pending,
+}
+
+impl Tx<'_> {
+    /// Records that the write stored an event; `event` builds it for the window of recent
+    /// commits if the window keeps events. It counts only if the transaction commits.
+    pub(super) fn stored(&mut self, seq: i64, event: impl FnOnce() -> StoredEvent) {
+        self.pending.last_seq = Some(seq);
+        if self.pending.keep_recent {
+            self.pending.events.push(event());
+        }
+    }
+
+    /// The batch counters this transaction moves, written at its end.
+    pub(super) fn batch_deltas(&mut self) -> &mut BatchDeltas {
+        &mut self.pending.deltas
+    }
+}
+
+/// The commit clock: the time of the transaction being applied, and its text as stored.
+#[derive(Default)]
+pub(super) struct CommitTime {
+    pub(super) at: DateTime<Utc>,
+    pub(super) text: String,
+}
+
+impl CommitTime {
+    /// Starts the clock at the latest received_at in the store, so that it never goes
+    /// back across a restart either (say the system clock was stepped back meanwhile).
+    fn seeded(conn: &Connection) -> Self {
+        let latest: rusqlite::Result<Option<String>> =
+            conn.query_row("SELECT MAX(received_at) FROM events", [], |r| r.get(0));
+        let mut clock = Self::default();
+        match latest {
+            Ok(Some(text)) => match super::parse_time(&text) {
+                Some(at) => clock = Self { at, text },
+                None => tracing::warn!(at = text, "Unreadable latest received_at."),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "Could not read the latest received_at."),
+        }
+        clock
+    }
+
+    /// Moves the clock to now, unless now is behind it.
+    fn stamp(&mut self) {
+        let now = Utc::now();
+        if now.timestamp_millis() > self.at.timestamp_millis() {
+            self.at = DateTime::from_timestamp_millis(now.timestamp_millis()).expect("in range");
+            self.text = crate::event::format_time(&self.at);
+        }
+    }
+}
 
 /// What the writes of the transaction being applied leave for after its commit.
 #[derive(Default)]
 struct Pending {
+    /// Whether the events are kept for [`Recent`]; decided once per transaction.
+    keep_recent: bool,
     /// The highest event seq stored.
     last_seq: Option<i64>,
     /// The events stored, for [`Recent`] (when it keeps events at all).
     events: Vec<StoredEvent>,
+    deltas: BatchDeltas,
 }
 
-thread_local! {
-    static PENDING: std::cell::RefCell<Pending> = std::cell::RefCell::new(Pending::default());
-    /// Whether this batch's events are kept for [`Recent`]; decided once per batch.
-    static KEEP_RECENT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// The time stamped on what the current batch stores (see [`commit_time`]).
-    static COMMIT_TIME: std::cell::RefCell<(i64, String)> =
-        const { std::cell::RefCell::new((i64::MIN, String::new())) };
-}
+impl Pending {
+    /// Forgets what the writes applied so far left: the transaction is started again, or
+    /// was not committed.
+    fn forget(&mut self) {
+        self.last_seq = None;
+        self.events.clear();
+        self.deltas.clear();
+    }
 
-/// The time of the batch being applied, RFC 3339 UTC (milliseconds): one per batch, and
-/// never earlier than the previous batch's, so `received_at` rises with `seq`.
-pub(super) fn commit_time() -> String {
-    COMMIT_TIME.with(|t| t.borrow().1.clone())
-}
+    /// Where things stood before one write, to go back to if its savepoint is rolled
+    /// back (only taken when a transaction is redone write by write, so the copy is rare).
+    fn mark(&self) -> Mark {
+        Mark {
+            last_seq: self.last_seq,
+            events: self.events.len(),
+            deltas: self.deltas.clone(),
+        }
+    }
 
-/// Starts the commit clock at the latest received_at in the store, so that it never
-/// goes back across a restart either (say the system clock was stepped back meanwhile).
-fn seed_commit_time(conn: &Connection) {
-    let latest: rusqlite::Result<Option<String>> =
-        conn.query_row("SELECT MAX(received_at) FROM events", [], |r| r.get(0));
-    match latest {
-        Ok(Some(at)) => match chrono::DateTime::parse_from_rfc3339(&at) {
-            Ok(t) => COMMIT_TIME.with(|c| *c.borrow_mut() = (t.timestamp_millis(), at)),
-            Err(e) => tracing::warn!(error = %e, at, "Unreadable latest received_at."),
-        },
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "Could not read the latest received_at."),
+    fn back_to(&mut self, mark: Mark) {
+        self.last_seq = mark.last_seq;
+        self.events.truncate(mark.events);
+        self.deltas = mark.deltas;
     }
 }
 
-/// Records that the write being applied stored an event; `event` builds it for
-/// [`Recent`] if the window keeps events. It counts only if the batch commits.
-pub(super) fn stored(seq: i64, event: impl FnOnce() -> StoredEvent) {
-    PENDING.with(|p| {
-        let mut p = p.borrow_mut();
-        p.last_seq = Some(seq);
-        if KEEP_RECENT.get() {
-            p.events.push(event());
-        }
-    });
-}
-
-/// Forgets what the writes applied so far left for after them: the transaction is
-/// started again, or was not committed.
-fn forget_pending() {
-    PENDING.with(|p| *p.borrow_mut() = Pending::default());
-    super::tracking::forget_batch_deltas();
-}
-
-/// Where the pending state stood before one write, to go back to if its savepoint is
-/// rolled back.
 struct Mark {
     last_seq: Option<i64>,
     events: usize,
-    deltas: super::tracking::DeltasMark,
-}
-
-fn mark() -> Mark {
-    PENDING.with(|p| {
-        let p = p.borrow();
-        Mark {
-            last_seq: p.last_seq,
-            events: p.events.len(),
-            deltas: super::tracking::mark_batch_deltas(),
-        }
-    })
-}
-
-fn back_to(mark: Mark) {
-    PENDING.with(|p| {
-        let mut p = p.borrow_mut();
-        p.last_seq = mark.last_seq;
-        p.events.truncate(mark.events);
-    });
-    super::tracking::back_to_batch_deltas(mark.deltas);
-}
-
-fn stamp_commit_time() {
-    let now = chrono::Utc::now().timestamp_millis();
-    COMMIT_TIME.with(|t| {
-        let mut t = t.borrow_mut();
-        if now > t.0 {
-            let at = chrono::DateTime::from_timestamp_millis(now).expect("now is in range");
-            *t = (now, at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-        }
-    });
+    deltas: BatchDeltas,
 }
 
 /// Most writes in one transaction.
@@ -112,19 +126,10 @@ const MAX_BATCH: usize = 1024;
 const LINGER_BELOW: usize = 48;
 const LINGER: std::time::Duration = std::time::Duration::from_micros(250);
 
-fn drain(rx: &mut mpsc::Receiver<Box<dyn Op>>, batch: &mut Vec<Box<dyn Op>>) {
-    while batch.len() < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(op) => batch.push(op),
-            Err(_) => break,
-        }
-    }
-}
-
 /// One queued write: applied inside the batch, then told whether the batch committed.
 pub(super) trait Op: Send {
     /// Runs the write (again, if a batch is redone); `false` means it failed.
-    fn apply(&mut self, conn: &Connection) -> bool;
+    fn apply(&mut self, tx: &mut Tx<'_>) -> bool;
     /// Answers the caller once the batch's fate is known.
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
 }
@@ -148,10 +153,10 @@ impl<T, F> FnOp<T, F> {
 impl<T, F> Op for FnOp<T, F>
 where
     T: Send,
-    F: FnMut(&Connection) -> rusqlite::Result<T> + Send,
+    F: FnMut(&mut Tx<'_>) -> rusqlite::Result<T> + Send,
 {
-    fn apply(&mut self, conn: &Connection) -> bool {
-        let result = (self.op)(conn);
+    fn apply(&mut self, tx: &mut Tx<'_>) -> bool {
+        let result = (self.op)(tx);
         let ok = result.is_ok();
         self.result = Some(result);
         ok
@@ -161,36 +166,51 @@ where
         let answer = match (commit, self.result) {
             (Err(e), _) => Err(e),
             (Ok(()), Some(r)) => r.map_err(StoreError::from),
-            (Ok(()), None) => Err(StoreError::Sqlite("write was not applied".into())),
+            (Ok(()), None) => Err(StoreError::Backend("write was not applied".into())),
         };
         let _ = self.reply.send(answer);
     }
 }
 
+/// A message to the writer thread.
+pub(super) enum Queued {
+    Write(Box<dyn Op>),
+    /// Answer every write queued before this, then stop.
+    Stop(oneshot::Sender<()>),
+}
+
 pub(super) fn run(
     mut conn: Connection,
-    mut rx: mpsc::Receiver<Box<dyn Op>>,
+    mut rx: mpsc::Receiver<Queued>,
     last_seq: watch::Sender<i64>,
     recent: &Recent,
     wal: &WalState,
 ) {
-    seed_commit_time(&conn);
+    let mut clock = CommitTime::seeded(&conn);
+    let mut pending = Pending::default();
     let mut batch: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_BATCH);
-    while let Some(op) = rx.blocking_recv() {
-        batch.push(op);
-        drain(&mut rx, &mut batch);
-        if batch.len() < LINGER_BELOW {
+    let mut stopped = None;
+    while stopped.is_none() {
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        take(first, &mut batch, &mut stopped);
+        drain(&mut rx, &mut batch, &mut stopped);
+        if batch.len() < LINGER_BELOW && stopped.is_none() {
             // Let the request side queue a few more writes (it shares the core with us
             // under load): each commit has a fixed cost (the last page of every b-tree
             // is written to the WAL again), so fuller batches are much cheaper per event.
             std::thread::sleep(LINGER);
-            drain(&mut rx, &mut batch);
+            drain(&mut rx, &mut batch, &mut stopped);
+        }
+        if batch.is_empty() {
+            continue;
         }
         let size = batch.len();
         let started = std::time::Instant::now();
-        stamp_commit_time();
-        KEEP_RECENT.set(recent.keeps_events());
-        let commit = commit_batch(&mut conn, &mut batch);
+        clock.stamp();
+        pending.keep_recent = recent.keeps_events();
+        let commit = commit_batch(&mut conn, &mut batch, &clock, &mut pending);
         metrics::histogram!(crate::metrics::COMMIT_DURATION)
             .record(started.elapsed().as_secs_f64());
         metrics::histogram!(crate::metrics::COMMIT_BATCH).record(size as f64);
@@ -206,61 +226,110 @@ pub(super) fn run(
             op.finish(commit.clone());
         }
         if commit.is_ok() {
-            let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
-            if let Some(seq) = pending.last_seq {
+            if let Some(seq) = pending.last_seq.take() {
                 // The window first, so a sink woken by the new seq finds the events there.
-                recent.extend(pending.events, seq);
+                recent.extend(std::mem::take(&mut pending.events), seq);
                 last_seq.send_replace(seq);
             }
             if wal.restart_wanted.swap(false, Ordering::Relaxed) {
                 finish_checkpoint(&conn, wal);
             }
-        } else {
-            forget_pending();
+        }
+        pending.forget();
+    }
+    // Writes queued after the stop are answered: the store is closed.
+    rx.close();
+    while let Ok(m) = rx.try_recv() {
+        match m {
+            Queued::Write(op) => op.finish(Err(StoreError::Closed)),
+            Queued::Stop(done) => {
+                let _ = done.send(());
+            }
         }
     }
     tracing::debug!("Store writer stopped: every queued write was committed or answered.");
+    if let Some(done) = stopped {
+        let _ = done.send(());
+    }
+}
+
+fn take(m: Queued, batch: &mut Vec<Box<dyn Op>>, stopped: &mut Option<oneshot::Sender<()>>) {
+    match m {
+        Queued::Write(op) => batch.push(op),
+        Queued::Stop(done) => *stopped = Some(done),
+    }
+}
+
+/// Takes what else is queued, up to [`MAX_BATCH`] writes, or up to a stop.
+fn drain(
+    rx: &mut mpsc::Receiver<Queued>,
+    batch: &mut Vec<Box<dyn Op>>,
+    stopped: &mut Option<oneshot::Sender<()>>,
+) {
+    while batch.len() < MAX_BATCH && stopped.is_none() {
+        match rx.try_recv() {
+            Ok(m) => take(m, batch, stopped),
+            Err(_) => break,
+        }
+    }
 }
 
 /// Commits the batch in one transaction. First optimistically, every write straight in;
 /// if one fails, the transaction is rolled back and redone with a savepoint around each
 /// write, so the failed one is undone alone and the others still commit.
-fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn Op>]) -> Result<(), StoreError> {
-    forget_pending();
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &mut [Box<dyn Op>],
+    at: &CommitTime,
+    pending: &mut Pending,
+) -> Result<(), StoreError> {
+    pending.forget();
     {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut t = Tx {
+            conn: &tx,
+            at,
+            pending,
+        };
         // Stop at the first failure: after some errors (a full disk, I/O) SQLite has
         // already rolled the transaction back, and later writes must not run outside it.
-        if batch.iter_mut().all(|op| op.apply(&tx)) && write_deferred(&tx) {
+        if batch.iter_mut().all(|op| op.apply(&mut t)) && write_deferred(&tx, &t.pending.deltas) {
             tx.commit()?;
             return Ok(());
         }
     } // dropping the transaction rolls it back
-    forget_pending();
+    pending.forget();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for op in batch.iter_mut() {
         tx.prepare_cached("SAVEPOINT op")?.execute([])?;
-        let before = mark();
-        if op.apply(&tx) {
+        let before = pending.mark();
+        let applied = op.apply(&mut Tx {
+            conn: &tx,
+            at,
+            pending,
+        });
+        if applied {
             tx.prepare_cached("RELEASE op")?.execute([])?;
         } else if tx.is_autocommit() {
             // SQLite rolled the whole transaction back itself: nothing of the batch stands.
-            return Err(StoreError::Sqlite("the transaction was rolled back".into()));
+            return Err(StoreError::Backend(
+                "the transaction was rolled back".into(),
+            ));
         } else {
             tx.prepare_cached("ROLLBACK TO op")?.execute([])?;
-            back_to(before);
+            pending.back_to(before);
             tx.prepare_cached("RELEASE op")?.execute([])?;
         }
     }
     // Only I/O errors (a full disk) can fail these upserts, and those fail the commit too.
-    super::tracking::write_batch_deltas(&tx)?;
+    super::tracking::write_batch_deltas(&tx, &pending.deltas)?;
     tx.commit()?;
     Ok(())
 }
 
 /// Writes what the batch's writes deferred to the end of the transaction.
-fn write_deferred(conn: &Connection) -> bool {
-    match super::tracking::write_batch_deltas(conn) {
+fn write_deferred(conn: &Connection, deltas: &BatchDeltas) -> bool {
+    match super::tracking::write_batch_deltas(conn, deltas) {
         Ok(()) => true,
         Err(e) => {
             tracing::debug!(error = %e, "Batch counters could not be written; the batch is redone write by write.");

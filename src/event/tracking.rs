@@ -1,0 +1,634 @@
+//! Message tracking: what a message's state is after its status events, and how its
+//! batch's counters move. Pure functions over typed values; every store calls them in the
+//! transaction that accepts the event, and keeps only the results.
+//!
+//! Dedup keeps at most one event per (message, status), so a message's statuses form a
+//! set, and [`track`] makes everything a function of that set, whatever order the events
+//! came in: the current status is the one that [outranks](Status::outranks) the others
+//! (a late `delivered` never undoes a `read`; a failure is kept), the error comes from
+//! the highest failure, the conversation from the highest status that carried one, and
+//! the message's identity (wamid, uid, sendPhone, wabaId, accountName) from one event:
+//! the highest status among those that carried a uid, or among all if none did. A
+//! failure together with delivered or read cannot happen; it is kept and flagged as a
+//! conflict.
+//!
+//! A batch (`uid`) is a set of counters kept in step with its messages ([`BatchDeltas`]),
+//! so a summary reads a handful of values however large the batch is.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::types::{Bucket, Envelope, Status, time_format};
+
+/// What one status event says about its message.
+#[derive(Debug, Clone)]
+pub struct StatusUpdate {
+    message_id: String,
+    wamid: String,
+    uid: Option<String>,
+    send_phone: String,
+    waba_id: String,
+    account_name: String,
+    status: Status,
+    /// eventTime (to the millisecond, as stored); without one, the time the event is stored.
+    at: Option<DateTime<Utc>>,
+    error: Option<(String, Option<String>)>,
+    conversation: Option<Value>,
+}
+
+impl StatusUpdate {
+    /// The update a status event brings; `None` for other event types.
+    pub fn from_envelope(env: &Envelope) -> Option<Self> {
+        let s = env.message_status()?;
+        let conversation = s.conversation().map(|c| {
+            serde_json::json!({
+                "id": c.id(),
+                "initiateType": c.initiate_type().map(|t| t.as_str()),
+                "expireAt": c.expire_at().map(|t| super::format_time(&t.at())),
+            })
+        });
+        Some(Self {
+            message_id: s.message_id().to_owned(),
+            wamid: s.wamid().to_owned(),
+            uid: s.uid().map(str::to_owned),
+            send_phone: s.send_phone().to_owned(),
+            waba_id: s.waba_id().to_owned(),
+            account_name: s.account_name().to_owned(),
+            status: s.status().clone(),
+            at: env.event_time().map(|t| t.at().trunc_subsecs(3)),
+            error: s
+                .error()
+                .map(|e| (e.code().to_owned(), e.message().map(str::to_owned))),
+            conversation,
+        })
+    }
+
+    pub fn message_id(&self) -> &str {
+        &self.message_id
+    }
+
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// Whether `message` (its stored state) already has this update's status: then the
+    /// event is a duplicate. This is the dedup of status events, key (body.id, status).
+    pub fn is_known_to(&self, message: Option<&Message>) -> bool {
+        message.is_some_and(|m| m.statuses.contains_key(self.status.as_str()))
+    }
+}
+
+/// A message's tracked state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub id: String,
+    pub wamid: String,
+    /// The current status: the one that outranks every other it has had.
+    pub status: Status,
+    /// Each status reached (wire spelling), with its eventTime.
+    #[serde(serialize_with = "time_format::map")]
+    pub statuses: BTreeMap<String, DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<MessageError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<Value>,
+    /// A failure and delivered/read both reported: should not happen; kept and flagged.
+    pub conflict: bool,
+    pub uid: Option<String>,
+    pub send_phone: String,
+    pub waba_id: String,
+    pub account_name: String,
+    #[serde(with = "time_format")]
+    pub first_event_at: DateTime<Utc>,
+    #[serde(with = "time_format")]
+    pub last_event_at: DateTime<Utc>,
+    /// The status whose event carried `conversation`.
+    #[serde(skip)]
+    pub conversation_status: Option<Status>,
+    /// The status whose event the identity fields came from (`None`: a message stored
+    /// before a store kept it; its current status stands in).
+    #[serde(skip)]
+    pub identity_status: Option<Status>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageError {
+    pub code: String,
+    pub message: Option<String>,
+    /// The failure status it came with.
+    pub status: Status,
+}
+
+impl Message {
+    /// The fields that say which message this is and whose.
+    fn identity(&self) -> (&str, Option<&str>, &str, &str, &str) {
+        (
+            &self.wamid,
+            self.uid.as_deref(),
+            &self.send_phone,
+            &self.waba_id,
+            &self.account_name,
+        )
+    }
+
+    /// Whether `other` names another wamid, uid, sendPhone, wabaId or accountName.
+    pub fn identity_differs(&self, other: &Message) -> bool {
+        self.identity() != other.identity()
+    }
+
+    /// When it reached `status`, if it did.
+    pub fn reached(&self, status: &Status) -> Option<DateTime<Utc>> {
+        self.statuses.get(status.as_str()).copied()
+    }
+
+    /// When it failed (`failed`, else `SMECL:FAILED`), if it did.
+    pub fn failed_at(&self) -> Option<DateTime<Utc>> {
+        self.reached(&Status::Failed)
+            .or_else(|| self.reached(&Status::SmeclFailed))
+    }
+}
+
+/// The claim an event has to give a message its identity fields: the greatest wins.
+fn identity_claim(has_uid: bool, status: &Status) -> (bool, u8, &str) {
+    (has_uid, status.rank(), status.as_str())
+}
+
+/// What one event does to its message.
+// Returned once per event and taken apart at once: boxing the message would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tracked {
+    /// The message already has this status: the event is a duplicate and changes nothing.
+    Duplicate,
+    /// The message as it is now (new, or `old` with this event applied).
+    Changed(Message),
+}
+
+/// Decides a message's state after one more of its status events: `old` is its stored
+/// state before (none for a message not seen yet), `received_at` stands in for a missing
+/// eventTime. The one place where the rules above are applied.
+pub fn track(old: Option<&Message>, u: &StatusUpdate, received_at: DateTime<Utc>) -> Tracked {
+    if u.is_known_to(old) {
+        return Tracked::Duplicate;
+    }
+    let at = u.at.unwrap_or_else(|| received_at.trunc_subsecs(3));
+    let mut m = match old {
+        Some(o) => o.clone(),
+        None => Message {
+            id: u.message_id.clone(),
+            wamid: u.wamid.clone(),
+            status: u.status.clone(),
+            statuses: BTreeMap::new(),
+            error: None,
+            conversation: None,
+            conflict: false,
+            uid: u.uid.clone(),
+            send_phone: u.send_phone.clone(),
+            waba_id: u.waba_id.clone(),
+            account_name: u.account_name.clone(),
+            first_event_at: at,
+            last_event_at: at,
+            conversation_status: None,
+            identity_status: Some(u.status.clone()),
+        },
+    };
+    let identity_changed = old.is_some_and(|o| {
+        identity_claim(u.uid.is_some(), &u.status)
+            > identity_claim(
+                o.uid.is_some(),
+                o.identity_status.as_ref().unwrap_or(&o.status),
+            )
+    });
+    if identity_changed {
+        m.wamid.clone_from(&u.wamid);
+        m.uid.clone_from(&u.uid);
+        m.send_phone.clone_from(&u.send_phone);
+        m.waba_id.clone_from(&u.waba_id);
+        m.account_name.clone_from(&u.account_name);
+        m.identity_status = Some(u.status.clone());
+    }
+    m.statuses.insert(u.status.as_str().to_owned(), at);
+    if u.status.outranks(&m.status) {
+        m.status = u.status.clone();
+    }
+    if let Some((code, message)) = &u.error
+        && u.status.is_failure()
+        && m.error
+            .as_ref()
+            .is_none_or(|e| u.status.outranks(&e.status))
+    {
+        m.error = Some(MessageError {
+            code: code.clone(),
+            message: message.clone(),
+            status: u.status.clone(),
+        });
+    }
+    if let Some(c) = &u.conversation
+        && m.conversation_status
+            .as_ref()
+            .is_none_or(|s| u.status.outranks(s))
+    {
+        m.conversation = Some(c.clone());
+        m.conversation_status = Some(u.status.clone());
+    }
+    let reached = |f: fn(&Status) -> bool| m.statuses.keys().any(|s| f(&Status::parse(s)));
+    m.conflict = reached(Status::is_failure) && reached(Status::is_success);
+    m.first_event_at = m.first_event_at.min(at);
+    m.last_event_at = m.last_event_at.max(at);
+    Tracked::Changed(m)
+}
+
+/// A batch (uid) at a glance: its messages by current status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Batch {
+    pub uid: String,
+    /// Messages of this batch received so far (each counted once, in its current status).
+    pub messages: i64,
+    pub delivered: i64,
+    pub read: i64,
+    pub failed: i64,
+    pub other: i64,
+    /// read / messages.
+    pub read_rate: f64,
+    /// Failed messages grouped by error code, most frequent first.
+    pub failures: Vec<FailureGroup>,
+    #[serde(with = "time_format")]
+    pub first_event_at: DateTime<Utc>,
+    #[serde(with = "time_format")]
+    pub last_event_at: DateTime<Utc>,
+}
+
+impl Batch {
+    /// A summary from its counters (`counts` in [`BatchDelta::counts`] order).
+    pub fn new(
+        uid: String,
+        counts: [i64; 5],
+        failures: Vec<FailureGroup>,
+        first_event_at: DateTime<Utc>,
+        last_event_at: DateTime<Utc>,
+    ) -> Self {
+        let [messages, delivered, read, failed, other] = counts;
+        Self {
+            uid,
+            messages,
+            delivered,
+            read,
+            failed,
+            other,
+            read_rate: if messages > 0 {
+                read as f64 / messages as f64
+            } else {
+                0.0
+            },
+            failures,
+            first_event_at,
+            last_event_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureGroup {
+    pub error_code: String,
+    pub error_message: Option<String>,
+    pub messages: i64,
+}
+
+/// How one batch's counters move: added to what is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchDelta {
+    /// messages, delivered, read, failed, other.
+    pub counts: [i64; 5],
+    /// The earliest and latest event time of the messages that moved (to be merged with
+    /// the stored ones by min / max).
+    pub first_event_at: DateTime<Utc>,
+    pub last_event_at: DateTime<Utc>,
+    /// Messages per error code, with the code's message (the first one seen).
+    pub errors: BTreeMap<String, (i64, Option<String>)>,
+}
+
+impl BatchDelta {
+    /// Whether a message left the batch (then it may be left with none).
+    pub fn lost_messages(&self) -> bool {
+        self.counts[0] < 0
+    }
+
+    /// Whether an error code lost messages (then it may be left with none).
+    pub fn lost_errors(&self) -> bool {
+        self.errors.values().any(|(n, _)| *n < 0)
+    }
+}
+
+fn slot(bucket: Bucket) -> usize {
+    match bucket {
+        Bucket::Delivered => 1,
+        Bucket::Read => 2,
+        Bucket::Failed => 3,
+        Bucket::Other => 4,
+    }
+}
+
+/// The batch counters moved by the events of one transaction, per uid: gathered in
+/// memory and written once per batch (a campaign's events mostly share one uid).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct BatchDeltas(BTreeMap<String, BatchDelta>);
+
+impl BatchDeltas {
+    /// Records how a message's change moves its batch's counters: `old` is the message
+    /// before (none if new), `new` after. A message counts in the batch of its uid;
+    /// another event's identity can move it to another.
+    pub fn record(&mut self, old: Option<&Message>, new: &Message) {
+        match (old.and_then(|o| o.uid.as_deref()), new.uid.as_deref()) {
+            (Some(before), Some(now)) if before == now => self.moved(now, old, Some(new)),
+            (before, now) => {
+                if let Some(before) = before {
+                    self.moved(before, old, None);
+                }
+                if let Some(now) = now {
+                    self.moved(now, None, Some(new));
+                }
+            }
+        }
+    }
+
+    /// Moves the message's contribution to batch `uid` from `old` to `new`; `None` on
+    /// one side: the message joins or leaves the batch.
+    fn moved(&mut self, uid: &str, old: Option<&Message>, new: Option<&Message>) {
+        let Some(times) = new.or(old) else { return };
+        let d = match self.0.get_mut(uid) {
+            Some(d) => d,
+            None => self.0.entry(uid.to_owned()).or_insert_with(|| BatchDelta {
+                counts: [0; 5],
+                first_event_at: times.first_event_at,
+                last_event_at: times.last_event_at,
+                errors: BTreeMap::new(),
+            }),
+        };
+        if let Some(old) = old {
+            d.counts[slot(old.status.bucket())] -= 1;
+        }
+        match new {
+            Some(new) => {
+                d.counts[slot(new.status.bucket())] += 1;
+                d.first_event_at = d.first_event_at.min(new.first_event_at);
+                d.last_event_at = d.last_event_at.max(new.last_event_at);
+            }
+            None => d.counts[0] -= 1,
+        }
+        if old.is_none() {
+            d.counts[0] += 1;
+        }
+        let old_error = old.and_then(|o| o.error.as_ref());
+        let new_error = new.and_then(|n| n.error.as_ref());
+        if old_error.map(|e| &e.code) != new_error.map(|e| &e.code) {
+            if let Some(e) = old_error {
+                d.errors.entry(e.code.clone()).or_default().0 -= 1;
+            }
+            if let Some(e) = new_error {
+                let entry = d.errors.entry(e.code.clone()).or_default();
+                entry.0 += 1;
+                if entry.1.is_none() {
+                    entry.1.clone_from(&e.message);
+                }
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Each batch's move, by uid.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &BatchDelta)> {
+        self.0.iter().map(|(uid, d)| (uid.as_str(), d))
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUSES: [&str; 5] = ["delivered", "read", "failed", "SMECL:FAILED", "sent"];
+
+    /// A status event of message m1, at minute `minute`; failures carry an error code
+    /// named after their status, and the uid is `b-{status}` unless `uid` says otherwise.
+    fn update(status: &str, minute: u32, uid: Option<&str>) -> StatusUpdate {
+        let mut body = serde_json::json!({
+            "id": "e1", "type": "whatsapp_message_status_updated",
+            "eventTime": format!("2026-01-01T00:{minute:02}:00.000Z"),
+            "body": {"id": "m1", "wamid": format!("w-{status}"), "status": status,
+                     "sendPhone": "1", "wabaId": "2", "accountName": "3"}
+        });
+        if let Some(uid) = uid {
+            body["body"]["uid"] = uid.into();
+        }
+        if status.to_lowercase().contains("failed") {
+            body["body"]["errorData"] = serde_json::json!({"errorCode": format!("code-{status}")});
+        }
+        if status == "delivered" {
+            body["body"]["conversation"] = serde_json::json!({"id": "c1"});
+        }
+        let accepted = crate::event::parse(body.to_string().as_bytes()).expect("valid");
+        StatusUpdate::from_envelope(&accepted.envelope).expect("a status event")
+    }
+
+    fn replay(events: &[&StatusUpdate]) -> Option<Message> {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut message: Option<Message> = None;
+        for u in events {
+            if let Tracked::Changed(m) = track(message.as_ref(), u, now) {
+                message = Some(m);
+            }
+        }
+        message
+    }
+
+    /// Every permutation of `items`.
+    fn orders<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+        if items.len() <= 1 {
+            return vec![items.to_vec()];
+        }
+        let mut all = Vec::new();
+        for i in 0..items.len() {
+            let mut rest = items.to_vec();
+            let first = rest.remove(i);
+            for mut tail in orders(&rest) {
+                tail.insert(0, first.clone());
+                all.push(tail);
+            }
+        }
+        all
+    }
+
+    /// The current status, worked out by hand rather than with `outranks`.
+    fn expected_current(statuses: &[&str]) -> &'static str {
+        for s in ["failed", "SMECL:FAILED", "read", "delivered", "sent"] {
+            if statuses.contains(&s) {
+                return s;
+            }
+        }
+        unreachable!("at least one status")
+    }
+
+    /// Every non-empty subset of the four documented statuses and an unknown one, in
+    /// every arrival order, with every event also arriving twice: the message ends the
+    /// same whatever the order, and as the rules say.
+    #[test]
+    fn every_arrival_order_of_every_set_of_statuses_ends_the_same() {
+        let updates: Vec<StatusUpdate> = STATUSES
+            .iter()
+            .enumerate()
+            .map(|(i, s)| update(s, i as u32 * 7 % 5, Some("b1")))
+            .collect();
+        for mask in 1u32..(1 << STATUSES.len()) {
+            let chosen: Vec<usize> = (0..STATUSES.len())
+                .filter(|i| mask & (1 << i) != 0)
+                .collect();
+            let names: Vec<&str> = chosen.iter().map(|&i| STATUSES[i]).collect();
+            let mut results = Vec::new();
+            for order in orders(&chosen) {
+                let mut events: Vec<&StatusUpdate> = order.iter().map(|&i| &updates[i]).collect();
+                // A duplicate of the first arrives last.
+                events.push(events[0]);
+                results.push(replay(&events).expect("tracked"));
+            }
+            let m = &results[0];
+            assert!(
+                results.iter().all(|r| r == m),
+                "{names:?}: depends on order"
+            );
+            assert_eq!(m.status.as_str(), expected_current(&names), "{names:?}");
+            let mut reached: Vec<&str> = m.statuses.keys().map(String::as_str).collect();
+            reached.sort();
+            let mut want = names.clone();
+            want.sort();
+            assert_eq!(reached, want);
+            let failure = names.iter().any(|s| s.to_lowercase().contains("failed"));
+            let success = names.iter().any(|s| matches!(*s, "delivered" | "read"));
+            assert_eq!(m.conflict, failure && success, "{names:?}");
+            // The error comes from the highest failure.
+            let error = m.error.as_ref().map(|e| e.code.as_str());
+            let want_error = if names.contains(&"failed") {
+                Some("code-failed")
+            } else if names.contains(&"SMECL:FAILED") {
+                Some("code-SMECL:FAILED")
+            } else {
+                None
+            };
+            assert_eq!(error, want_error, "{names:?}");
+            assert_eq!(m.conversation.is_some(), names.contains(&"delivered"));
+            // All carried uid b1: the identity comes from the current status's event.
+            assert_eq!(m.wamid, format!("w-{}", expected_current(&names)));
+            let minutes: Vec<u32> = chosen.iter().map(|&i| i as u32 * 7 % 5).collect();
+            assert_eq!(
+                m.first_event_at.format("%M").to_string(),
+                format!("{:02}", minutes.iter().min().unwrap())
+            );
+            assert_eq!(
+                m.last_event_at.format("%M").to_string(),
+                format!("{:02}", minutes.iter().max().unwrap())
+            );
+        }
+    }
+
+    #[test]
+    fn a_repeated_status_is_a_duplicate() {
+        let delivered = update("delivered", 1, Some("b1"));
+        let Tracked::Changed(m) = track(None, &delivered, Utc::now()) else {
+            panic!("a new message")
+        };
+        assert_eq!(track(Some(&m), &delivered, Utc::now()), Tracked::Duplicate);
+        // Another envelope, same message and status: still a duplicate.
+        assert_eq!(
+            track(Some(&m), &update("delivered", 9, None), Utc::now()),
+            Tracked::Duplicate
+        );
+    }
+
+    /// The identity fields come from the highest status that carried a uid, in every
+    /// order, and the batch counters follow the message to that uid.
+    #[test]
+    fn identity_and_batch_follow_the_highest_status_with_a_uid() {
+        let events = [
+            update("delivered", 1, Some("first")),
+            update("read", 2, None),
+            update("failed", 3, Some("second")),
+        ];
+        for order in orders(&[0usize, 1, 2]) {
+            let mut deltas = BatchDeltas::default();
+            let mut message: Option<Message> = None;
+            for i in order {
+                if let Tracked::Changed(m) = track(message.as_ref(), &events[i], Utc::now()) {
+                    deltas.record(message.as_ref(), &m);
+                    message = Some(m);
+                }
+            }
+            let m = message.unwrap();
+            assert_eq!(m.uid.as_deref(), Some("second"));
+            assert_eq!(m.wamid, "w-failed");
+            let counts: BTreeMap<&str, [i64; 5]> =
+                deltas.iter().map(|(u, d)| (u, d.counts)).collect();
+            assert_eq!(counts["second"], [1, 0, 0, 1, 0]);
+            assert_eq!(counts.get("first").map_or([0; 5], |c| *c), [0; 5]);
+        }
+    }
+
+    #[test]
+    fn without_any_uid_the_highest_status_names_the_message() {
+        let m = replay(&[&update("read", 2, None), &update("delivered", 1, None)]).unwrap();
+        assert_eq!((m.wamid.as_str(), m.uid.as_deref()), ("w-read", None));
+    }
+
+    #[test]
+    fn unknown_statuses_rank_below_documented_ones_and_by_spelling_among_themselves() {
+        let sent = Status::parse("sent");
+        let queued = Status::parse("queued");
+        assert!(Status::Delivered.outranks(&sent));
+        assert!(sent.outranks(&queued) && !queued.outranks(&sent));
+        assert!(Status::Failed.outranks(&Status::SmeclFailed));
+        assert!(Status::SmeclFailed.outranks(&Status::Read));
+        assert!(Status::Read.outranks(&Status::Delivered));
+        assert_eq!(sent.bucket(), Bucket::Other);
+        assert_eq!(Status::SmeclFailed.bucket(), Bucket::Failed);
+    }
+
+    /// A batch's counters move with the message's bucket and error code.
+    #[test]
+    fn batch_deltas_move_between_buckets_and_error_codes() {
+        let mut deltas = BatchDeltas::default();
+        let mut message = None;
+        for u in [
+            update("delivered", 1, Some("b")),
+            update("read", 2, Some("b")),
+            update("SMECL:FAILED", 3, Some("b")),
+            update("failed", 4, Some("b")),
+        ] {
+            let Tracked::Changed(m) = track(message.as_ref(), &u, Utc::now()) else {
+                panic!()
+            };
+            deltas.record(message.as_ref(), &m);
+            message = Some(m);
+        }
+        let (uid, d) = deltas.iter().next().unwrap();
+        assert_eq!(uid, "b");
+        assert_eq!(d.counts, [1, 0, 0, 1, 0]);
+        let errors: Vec<(&str, i64)> = d
+            .errors
+            .iter()
+            .map(|(c, (n, _))| (c.as_str(), *n))
+            .collect();
+        assert_eq!(errors, [("code-SMECL:FAILED", 0), ("code-failed", 1)]);
+    }
+}

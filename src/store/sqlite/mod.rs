@@ -1,0 +1,476 @@
+//! The embedded store: SQLite in WAL mode with `synchronous=FULL`, in `[store] dir`.
+//!
+//! Writes go through one group-commit writer thread ([`writer`]): every caller is
+//! answered only after the transaction holding its write is committed and fsync'd.
+//! Reads open their own connections, which WAL lets run beside the writer. One server
+//! per store (a lock file), so `seq` order is commit order and a sink's lease is always
+//! granted.
+
+mod read;
+mod recent;
+mod schema;
+mod tracking;
+mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OpenFlags, params};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use self::read::ReaderPool;
+use self::recent::Recent;
+use self::writer::{FnOp, Queued, Tx};
+use super::{
+    DeadLetter, EventQuery, Outcome, Progress, Role, SinkLease, Store, StoreError, StoreResult,
+    StoredEvent,
+};
+use crate::event::tracking::{Batch, Message, StatusUpdate};
+use crate::event::{Accepted, DedupKey, Rejection};
+
+/// File name of the database inside `[store] dir`.
+pub const DB_FILE: &str = "innohook.db";
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Backend(format!("SQLite: {e}"))
+    }
+}
+
+/// Opens a connection with the pragmas every innohook connection uses.
+fn connect(dir: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(dir.join(DB_FILE), flags)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // The writer uses more distinct statements than rusqlite's default cache of 16.
+    conn.set_prepared_statement_cache_capacity(64);
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    // Savepoint journals stay in memory instead of temporary files.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(conn)
+}
+
+/// A stored time: RFC 3339, UTC, milliseconds (see [`crate::event::format_time`]).
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn time_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<DateTime<Utc>> {
+    let text = r.get_ref(i)?.as_str()?;
+    parse_time(text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("not a time: {text:?}").into(),
+        )
+    })
+}
+
+/// How the dedup table spells a key (as every store since schema v1 has).
+fn dedup_text(key: &DedupKey) -> String {
+    match key {
+        DedupKey::Status { message_id, status } => {
+            format!("status\u{1f}{message_id}\u{1f}{}", status.as_str())
+        }
+        DedupKey::Other {
+            envelope_id,
+            body_sha256,
+        } => {
+            let hex: String = body_sha256.iter().map(|b| format!("{b:02x}")).collect();
+            format!("other\u{1f}{envelope_id}\u{1f}{hex}")
+        }
+    }
+}
+
+/// The SQLite store; see the module documentation.
+pub struct SqliteStore {
+    tx: mpsc::Sender<Queued>,
+    head: watch::Receiver<i64>,
+    /// The newest committed events, for sinks that keep up.
+    recent: Arc<Recent>,
+    readers: ReaderPool,
+    /// The dedup table still holds status-event keys from before schema v3.
+    legacy_status_keys: bool,
+    /// The writer thread, until [`Store::close`] waits for it.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// As a server: creates the directory and schema if needed, takes the store's lock
+    /// (one server per store) and starts the writer and checkpointer threads. As a
+    /// client: the store must exist; writes go through a writer thread of its own,
+    /// beside a server's if one runs.
+    pub fn open(dir: &Path, role: Role) -> anyhow::Result<Self> {
+        let lock = match role {
+            Role::Server => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    anyhow::anyhow!("cannot create the store directory {}: {e}", dir.display())
+                })?;
+                Some(take_lock(dir)?)
+            }
+            Role::Client => {
+                let path = dir.join(DB_FILE);
+                anyhow::ensure!(path.is_file(), "no store at {}", path.display());
+                None
+            }
+        };
+        let mut conn = connect(dir, OpenFlags::default())
+            .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", dir.display()))?;
+        // A client migrates only when no server holds the store (which has migrated it).
+        if lock.is_some() || take_lock(dir).is_ok() {
+            schema::migrate(&mut conn)?;
+        }
+        let seq: i64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+        let legacy_status_keys: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM dedup
+                 WHERE key >= 'status' || char(31) AND key < 'status' || char(32))",
+            [],
+            |r| r.get(0),
+        )?;
+        let checkpointer = match role {
+            Role::Server => {
+                // Checkpoints run on their own connection, so no commit waits for one.
+                conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+                Some(connect(dir, OpenFlags::default())?)
+            }
+            Role::Client => None,
+        };
+        let (tx, rx) = mpsc::channel(4096);
+        let (seq_tx, seq_rx) = watch::channel(seq);
+        let recent = Arc::new(Recent::new(seq));
+        let window = recent.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || {
+                let wal = Arc::new(writer::WalState::default());
+                let checkpoints = checkpointer.map(|c| writer::spawn_checkpointer(c, wal.clone()));
+                writer::run(conn, rx, seq_tx, &window, &wal);
+                wal.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                if let Some(c) = checkpoints {
+                    let _ = c.join();
+                }
+                // The lock lives as long as the writer thread.
+                drop(lock);
+            })?;
+        Ok(Self {
+            tx,
+            head: seq_rx,
+            recent,
+            readers: ReaderPool::new(dir),
+            legacy_status_keys,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Runs `op` in the next group-committed transaction; resolves after the commit.
+    async fn write<T, F>(&self, op: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Tx<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Queued::Write(Box::new(FnOp::new(op, reply))))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl SqliteStore {
+    /// Caps the database file at `pages` pages (SQLite's `max_page_count`; at least its
+    /// current size), or lifts the cap: how the fault tests stand in for a full disk.
+    pub async fn cap_pages(&self, pages: Option<i64>) -> StoreResult<()> {
+        let pages = pages.unwrap_or(1_073_741_823);
+        self.write(move |tx| {
+            tx.conn
+                .pragma_update_and_check(None, "max_page_count", pages, |r| r.get::<_, i64>(0))
+                .map(|_| ())
+        })
+        .await
+    }
+}
+
+/// One server per store: a second one would keep its own sink cursors in memory and
+/// deliver everything twice.
+fn take_lock(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let lock = std::fs::File::create(dir.join("innohook.lock")).map_err(|e| {
+        anyhow::anyhow!("cannot create {}: {e}", dir.join("innohook.lock").display())
+    })?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "another innohook is already serving the store in {}; stop it first or use another [store] dir",
+            dir.display()
+        )
+    })?;
+    Ok(lock)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    /// A status event is a duplicate when its message already has its status (the
+    /// message row is read anyway, to track it); other events when their dedup key is in
+    /// the dedup table. Status keys that stores before schema v3 kept in the dedup table
+    /// are still honoured.
+    async fn accept(&self, accepted: &Accepted, body: Bytes) -> StoreResult<Outcome> {
+        let env = &accepted.envelope;
+        let update = StatusUpdate::from_envelope(env);
+        // The dedup table is only consulted for other event types, and for status events
+        // when it still holds keys from before schema v3.
+        let key =
+            (update.is_none() || self.legacy_status_keys).then(|| dedup_text(&env.dedup_key()));
+        let status = env.message_status().map(|s| s.status().clone());
+        let message_id = env.message_status().map(|s| s.message_id().to_owned());
+        let event_id = env.id().to_owned();
+        let event_type = env.event_type().to_owned();
+        let warnings = serde_json::to_string(&accepted.warnings).expect("warnings serialise");
+        // The window of recent events may keep the body for a while: then a copy, since
+        // the request's own Bytes can pin a whole connection read buffer.
+        let body = if self.recent.keeps_events() {
+            Bytes::copy_from_slice(&body)
+        } else {
+            body
+        };
+        self.write(move |tx| {
+            if let Some(key) = &key
+                && tx
+                    .conn
+                    .prepare_cached("SELECT 1 FROM dedup WHERE key = ?1")?
+                    .exists([key])?
+            {
+                return Ok(Outcome::Duplicate);
+            }
+            if let Some(u) = &update
+                && !tracking::apply(tx, u)?
+            {
+                return Ok(Outcome::Duplicate);
+            }
+            tx.conn
+                .prepare_cached(
+                    "INSERT INTO events (received_at, event_id, event_type, message_id, status, warnings, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    tx.at.text,
+                    event_id,
+                    event_type,
+                    message_id,
+                    status.as_ref().map(|s| s.as_str()),
+                    warnings,
+                    &body[..]
+                ])?;
+            let seq = tx.conn.last_insert_rowid();
+            if update.is_none() {
+                tx.conn
+                    .prepare_cached("INSERT INTO dedup (key, seq, created_at) VALUES (?1, ?2, ?3)")?
+                    .execute(params![key, seq, tx.at.at.timestamp()])?;
+            }
+            let received_at = tx.at.at;
+            tx.stored(seq, || StoredEvent {
+                seq,
+                received_at,
+                event_id: event_id.clone(),
+                event_type: event_type.clone(),
+                message_id: message_id.clone(),
+                status: status.clone(),
+                warnings: warnings.clone(),
+                body: body.clone(),
+            });
+            Ok(Outcome::Accepted { seq })
+        })
+        .await
+    }
+
+    async fn dead_letter_rejected(&self, rejection: &Rejection, body: Bytes) -> StoreResult<i64> {
+        let code = rejection.code.as_str();
+        let field = rejection.field.clone();
+        let reason = rejection.message.clone();
+        self.write(move |tx| {
+            tx.conn
+                .prepare_cached(
+                    "INSERT INTO dead_letters (created_at, source, code, field, reason, body)
+                     VALUES (?1, 'http', ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![tx.at.text, code, field, reason, &body[..]])?;
+            Ok(tx.conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    fn head(&self) -> watch::Receiver<i64> {
+        self.head.clone()
+    }
+
+    /// From the window of recent commits while the sink keeps up; from the database to
+    /// catch up. The first call has the window keep events from then on.
+    async fn events_after(&self, after: i64, limit: usize) -> StoreResult<Vec<StoredEvent>> {
+        self.recent.keep_events();
+        if let Some(events) = self.recent.after(after, limit) {
+            return Ok(events);
+        }
+        self.readers
+            .read(move |r| r.events_after(after, limit))
+            .await
+    }
+
+    async fn sink_cursor(&self, sink: &str) -> StoreResult<Option<i64>> {
+        let sink = sink.to_owned();
+        self.readers.read(move |r| r.cursor(&sink)).await
+    }
+
+    /// Always granted: one server per store.
+    async fn claim_sink(&self, sink: &str) -> StoreResult<Option<SinkLease>> {
+        Ok(Some(SinkLease {
+            sink: sink.to_owned(),
+            token: 1,
+            renew_by: std::time::Instant::now() + Duration::from_secs(365 * 86_400),
+        }))
+    }
+
+    async fn sink_progress(&self, lease: &SinkLease, progress: Progress) -> StoreResult<()> {
+        let sink = lease.sink.clone();
+        self.write(move |tx| {
+            for d in &progress.dead {
+                tx.conn
+                    .prepare_cached(
+                        "INSERT INTO dead_letters (created_at, source, sink, event_seq, code, reason)
+                         VALUES (?1, 'sink', ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![tx.at.text, sink, d.seq, d.code, d.reason])?;
+            }
+            for seq in &progress.replayed {
+                tx.conn
+                    .prepare_cached("DELETE FROM sink_replay WHERE sink = ?1 AND event_seq = ?2")?
+                    .execute(params![sink, seq])?;
+            }
+            if let Some(cursor) = progress.cursor {
+                tx.conn
+                    .prepare_cached(
+                        "INSERT INTO sink_cursors (sink, seq) VALUES (?1, ?2)
+                         ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq",
+                    )?
+                    .execute(params![sink, cursor])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn replay_queue(&self, sink: &str, limit: usize) -> StoreResult<Vec<StoredEvent>> {
+        let sink = sink.to_owned();
+        self.readers
+            .read(move |r| r.replay_queue(&sink, limit))
+            .await
+    }
+
+    async fn replay(&self, sink: Option<&str>) -> StoreResult<usize> {
+        let sink = sink.map(str::to_owned);
+        self.write(move |tx| {
+            let filter = "source = 'sink' AND replayed_at IS NULL AND (?1 IS NULL OR sink = ?1)";
+            tx.conn.execute(
+                &format!(
+                    "INSERT OR IGNORE INTO sink_replay (sink, event_seq)
+                     SELECT sink, event_seq FROM dead_letters WHERE {filter}"
+                ),
+                [&sink],
+            )?;
+            tx.conn.execute(
+                &format!("UPDATE dead_letters SET replayed_at = ?2 WHERE {filter}"),
+                params![sink, tx.at.text],
+            )
+        })
+        .await
+    }
+
+    async fn message(&self, id: &str) -> StoreResult<Option<Message>> {
+        let id = id.to_owned();
+        self.readers.read(move |r| r.message(&id)).await
+    }
+
+    async fn messages_by_wamid(&self, wamid: &str) -> StoreResult<Vec<Message>> {
+        let wamid = wamid.to_owned();
+        self.readers
+            .read(move |r| r.messages_by_wamid(&wamid))
+            .await
+    }
+
+    async fn batch(&self, uid: &str) -> StoreResult<Option<Batch>> {
+        let uid = uid.to_owned();
+        self.readers.read(move |r| r.batch(&uid)).await
+    }
+
+    async fn batch_messages(
+        &self,
+        uid: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Message>> {
+        let (uid, after) = (uid.to_owned(), after.map(str::to_owned));
+        self.readers
+            .read(move |r| r.batch_messages(&uid, after.as_deref(), limit))
+            .await
+    }
+
+    async fn events(&self, query: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
+        let query = query.clone();
+        self.readers.read(move |r| r.events(&query)).await
+    }
+
+    async fn count_events(&self) -> StoreResult<i64> {
+        self.readers.read(|r| r.count_events()).await
+    }
+
+    async fn dead_letters(&self) -> StoreResult<Vec<DeadLetter>> {
+        self.readers.read(|r| r.dead_letters()).await
+    }
+
+    /// Allocates about two pages, frees them again, and commits (so a full disk or a
+    /// read-only store fails here).
+    async fn probe(&self) -> StoreResult<()> {
+        self.write(|tx| {
+            tx.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('ready_probe', randomblob(8192))
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [],
+            )?;
+            tx.conn
+                .execute("DELETE FROM meta WHERE key = 'ready_probe'", [])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn prune_dedup(&self, days: u32) -> StoreResult<u64> {
+        let cutoff = Utc::now().timestamp() - i64::from(days) * 86_400;
+        self.write(move |tx| {
+            tx.conn
+                .execute("DELETE FROM dedup WHERE created_at < ?1", [cutoff])
+                .map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        let (done, stopped) = oneshot::channel();
+        if self.tx.send(Queued::Stop(done)).await.is_ok() {
+            let _ = stopped.await;
+        }
+        let thread = self.thread.lock().expect("thread lock").take();
+        if let Some(thread) = thread {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("The store writer thread panicked.");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

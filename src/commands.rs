@@ -92,21 +92,30 @@ pub fn serve(config_path: Option<&Path>) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// `innohook check-config --config PATH`: reports problems without starting.
+/// `innohook check-config --config PATH`: reports problems without starting, the store's
+/// included (its directory writable, or the database reachable and usable).
 pub fn check_config(config_path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<i32> {
-    match crate::config::Config::load(config_path) {
-        Ok(config) => {
+    let config = match crate::config::Config::load(config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            writeln!(out, "{e:#}")?;
+            return Ok(1);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(crate::store::check(&config.store)) {
+        Ok(store) => {
             writeln!(
                 out,
-                "configuration is valid: listen {} path {} store {}",
-                config.server.listen,
-                config.server.path,
-                config.store.dir.display()
+                "configuration is valid: listen {} path {}\nstore: {store}",
+                config.server.listen, config.server.path,
             )?;
             Ok(0)
         }
         Err(e) => {
-            writeln!(out, "{e:#}")?;
+            writeln!(out, "the store cannot be used: {e:#}")?;
             Ok(1)
         }
     }

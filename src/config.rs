@@ -93,8 +93,18 @@ pub struct ApiConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// Directory of the SQLite store (created if missing).
+    /// `sqlite` (embedded, one server) or `postgres` (several replicas on one database).
+    pub backend: StoreBackend,
+    /// Directory of the SQLite store (created if missing); unused with `postgres`.
     pub dir: PathBuf,
+    /// PostgreSQL connection URL, e.g. `postgres://innohook:…@db:5432/innohook?sslmode=require`
+    /// (set it by environment: `INNOHOOK_STORE__URL`).
+    pub url: Option<String>,
+    /// PostgreSQL connections per replica.
+    pub pool_size: usize,
+    /// Seconds a replica holds a sink (or a periodic job) without renewing it; another
+    /// replica takes it over this long after the holder died. Renewed every third of it.
+    pub lease_secs: u64,
     /// How long a duplicate of an event other than a message status is still
     /// recognised, in days (status events: as long as their message is tracked).
     pub dedup_retention_days: u32,
@@ -103,8 +113,32 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
+            backend: StoreBackend::Sqlite,
             dir: PathBuf::from("./data"),
+            url: None,
+            pool_size: 16,
+            lease_secs: 10,
             dedup_retention_days: 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    Sqlite,
+    Postgres,
+}
+
+impl StoreConfig {
+    /// Where the store is, for people (never the password).
+    pub fn describe(&self) -> String {
+        match self.backend {
+            StoreBackend::Sqlite => format!("SQLite in {}", self.dir.display()),
+            StoreBackend::Postgres => {
+                let url = self.url.as_deref().unwrap_or_default();
+                format!("PostgreSQL at {}", crate::store::redact_url(url))
+            }
         }
     }
 }
@@ -135,10 +169,11 @@ pub enum LogFormat {
 }
 
 /// Environment variables read as plain strings, and the keys they set.
-const SECRET_VARS: [(&str, &str); 3] = [
+const SECRET_VARS: [(&str, &str); 4] = [
     ("INNOHOOK_AUTH__USERNAME", "auth.username"),
     ("INNOHOOK_AUTH__AUTHORIZATION", "auth.authorization"),
     ("INNOHOOK_API__TOKEN", "api.token"),
+    ("INNOHOOK_STORE__URL", "store.url"),
 ];
 
 impl Config {
@@ -151,8 +186,12 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        // INNOHOOK_CONFIG names the file (see --help); it is not a key.
-        let env = Env::prefixed("INNOHOOK_").ignore(&["config"]).split("__");
+        // INNOHOOK_CONFIG names the file (see --help); it is not a key, nor are the
+        // INNOHOOK_TEST_* variables that point the test suite at its services.
+        let env = Env::prefixed("INNOHOOK_")
+            .ignore(&["config"])
+            .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
+            .split("__");
         figment = figment.merge(env);
         // The environment provider reads values as TOML, so a secret such as `007` would
         // arrive as the number 7. Secrets are taken verbatim instead.
@@ -191,6 +230,23 @@ impl Config {
             self.server.request_timeout_secs > 0,
             "server.request_timeout_secs must be at least 1: with 0 every push would time out"
         );
+        match self.store.backend {
+            StoreBackend::Sqlite => {}
+            StoreBackend::Postgres => {
+                anyhow::ensure!(
+                    self.store.url.as_deref().is_some_and(|u| !u.is_empty()),
+                    "store.backend is postgres but store.url is not set; set INNOHOOK_STORE__URL=postgres://user:password@host:5432/database"
+                );
+                anyhow::ensure!(
+                    self.store.pool_size > 0,
+                    "store.pool_size must be at least 1"
+                );
+                anyhow::ensure!(
+                    self.store.lease_secs >= 3,
+                    "store.lease_secs must be at least 3 (it is renewed every third of it)"
+                );
+            }
+        }
         for (key, value) in [
             ("auth.username", &self.auth.username),
             ("auth.authorization", &self.auth.authorization),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, StoreBackend};
 use crate::http::{self, AppState, Auth};
 use crate::sink::runner::Runner;
 use crate::store::{self, Role, Store};
@@ -26,6 +26,9 @@ pub struct App {
 impl App {
     /// Opens the store and builds every sink; any problem is an error here.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        if config.store.backend == StoreBackend::Postgres {
+            tracing::info!(dir = %config.store.dir.display(), "The store is PostgreSQL; store.dir is not used.");
+        }
         let store = store::open(&config.store, Role::Server).await?;
         Self::build_with_store(config, store).await
     }
@@ -92,7 +95,7 @@ impl App {
             config.store.dedup_retention_days,
         ));
         let app = http::router(state, &config.server, config.api.token.as_deref());
-        tracing::info!(addr = %listener.local_addr()?, path = %config.server.path, store = %config.store.dir.display(), "Listening.");
+        tracing::info!(addr = %listener.local_addr()?, path = %config.server.path, store = %config.store.describe(), "Listening.");
 
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
@@ -136,9 +139,19 @@ impl App {
 }
 
 async fn prune_dedup_keys(store: Arc<dyn Store>, days: u32) {
-    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    const EVERY: Duration = Duration::from_secs(3600);
+    let mut every = tokio::time::interval(EVERY);
     loop {
         every.tick().await;
+        // Once across replicas sharing the store.
+        match store.due("prune_dedup", EVERY).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not prune dedup keys.");
+                continue;
+            }
+        }
         match store.prune_dedup(days).await {
             Ok(n) if n > 0 => tracing::info!(removed = n, days, "Pruned old dedup keys."),
             Ok(_) => {}

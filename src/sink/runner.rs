@@ -91,31 +91,40 @@ impl Runner {
     /// Delivers until `stop` turns true, whenever this process holds the sink's lease.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let name = self.sink.name().to_owned();
-        let mut first = true;
         loop {
             let Ok(lease) = self.claim(&name, &mut stop).await else {
                 break;
             };
-            if !first {
-                // Another process may have moved the cursor while it held the sink.
-                match self.store.sink_cursor(&name).await {
-                    Ok(c) => {
-                        self.recorded = c.unwrap_or(0);
-                        self.cursor = self.cursor.max(self.recorded);
+            // Another process may have moved the cursor while it held the sink (also
+            // before this one first got it).
+            match self.store.sink_cursor(&name).await {
+                Ok(c) => {
+                    self.recorded = c.unwrap_or(0);
+                    self.cursor = self.cursor.max(self.recorded);
+                }
+                Err(e) => {
+                    tracing::error!(sink = name, error = %e, "Sink cannot read its cursor; retrying in a second.");
+                    if pause(IDLE_POLL, &mut stop).await.is_err() {
+                        break;
                     }
-                    Err(e) => {
-                        tracing::error!(sink = name, error = %e, "Sink cannot read its cursor; retrying in a second.");
-                        if pause(IDLE_POLL, &mut stop).await.is_err() {
-                            break;
-                        }
-                        continue;
-                    }
+                    continue;
                 }
             }
-            first = false;
             tracing::info!(sink = name, cursor = self.cursor, "Sink started.");
-            match self.deliver_while_held(&name, lease, &mut stop).await {
-                Halt::Stopped => break,
+            let (lost_tx, lost) = watch::channel(false);
+            let keeper = tokio::spawn(keep(self.store.clone(), lease.clone(), lost_tx));
+            let halt = self
+                .deliver_while_held(&name, &lease, lost, &mut stop)
+                .await;
+            keeper.abort();
+            match halt {
+                Halt::Stopped => {
+                    // Another replica may take over at once.
+                    if let Err(e) = self.store.release_sink(&lease).await {
+                        tracing::warn!(sink = name, error = %e, "Could not release the sink.");
+                    }
+                    break;
+                }
                 Halt::LeaseLost => {
                     tracing::warn!(
                         sink = name,
@@ -150,10 +159,12 @@ impl Runner {
         }
     }
 
+    /// Delivers until stopped, or until `lost` says the lease is gone.
     async fn deliver_while_held(
         &mut self,
         name: &str,
-        mut lease: SinkLease,
+        lease: &SinkLease,
+        mut lost: watch::Receiver<bool>,
         stop: &mut watch::Receiver<bool>,
     ) -> Halt {
         let mut committed = self.store.head();
@@ -168,7 +179,7 @@ impl Runner {
                 cursor: Some(self.cursor),
                 ..Progress::default()
             };
-            if let Err(halt) = self.record(name, &lease, progress, stop).await {
+            if let Err(halt) = self.record(name, lease, progress, stop).await {
                 return halt;
             }
             self.recorded = self.cursor;
@@ -176,18 +187,8 @@ impl Runner {
         // When the store is next read for replayed dead letters (now: the first round).
         let mut replay_check = Instant::now();
         while !*stop.borrow() {
-            if Instant::now() >= lease.renew_by {
-                match self.store.claim_sink(name).await {
-                    Ok(Some(renewed)) => lease = renewed,
-                    Ok(None) => return Halt::LeaseLost,
-                    Err(e) => {
-                        tracing::error!(sink = name, error = %e, "Cannot renew the sink's lease; retrying.");
-                        if pause(IDLE_POLL, stop).await.is_err() {
-                            return Halt::Stopped;
-                        }
-                        continue;
-                    }
-                }
+            if *lost.borrow() {
+                return Halt::LeaseLost;
             }
             let head = *committed.borrow_and_update();
             pending.set((head - self.cursor).max(0) as f64);
@@ -229,6 +230,7 @@ impl Runner {
                 tokio::select! {
                     Ok(()) = committed.changed() => {}
                     _ = tokio::time::sleep_until(replay_check.into()) => {}
+                    _ = lost.wait_for(|l| *l) => return Halt::LeaseLost,
                     _ = stop.wait_for(|s| *s) => return Halt::Stopped,
                 }
                 continue;
@@ -243,8 +245,14 @@ impl Runner {
                 .into_iter()
                 .filter(|e| self.config.wants(e))
                 .collect();
-            let Ok(dead) = self.deliver(&wanted, stop).await else {
-                return Halt::Stopped;
+            // A delivery in flight when the lease is lost is abandoned: the replica that
+            // took over delivers the batch again from the recorded cursor.
+            let dead = tokio::select! {
+                dead = self.deliver(&wanted, stop) => match dead {
+                    Ok(dead) => dead,
+                    Err(Stopped) => return Halt::Stopped,
+                },
+                _ = lost.wait_for(|l| *l) => return Halt::LeaseLost,
             };
             let cursor = (!replaying).then_some(last);
             // The cursor moves only once the store has recorded the outcome.
@@ -254,7 +262,7 @@ impl Runner {
                 dead,
                 replayed,
             };
-            if let Err(halt) = self.record(name, &lease, progress, stop).await {
+            if let Err(halt) = self.record(name, lease, progress, stop).await {
                 return halt;
             }
             delivered.increment((wanted.len() - undelivered) as u64);
@@ -404,6 +412,42 @@ impl Runner {
         Ok(dead)
     }
 }
+
+/// Keeps this process's lease on a sink: claims it again at every `renew_at` (a third of
+/// the lease into it), and says it is lost when another process took it over, or when it
+/// could not be renewed before `valid_until` (then another may take it over any moment).
+async fn keep(store: Arc<dyn Store>, mut lease: SinkLease, lost: watch::Sender<bool>) {
+    loop {
+        tokio::time::sleep_until(lease.renew_at.into()).await;
+        loop {
+            match store.claim_sink(&lease.sink).await {
+                Ok(Some(renewed)) if renewed.token == lease.token => {
+                    lease = renewed;
+                    break;
+                }
+                Ok(_) => {
+                    let _ = lost.send(true);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(sink = lease.sink, error = %e, "Cannot renew the sink's lease; retrying.");
+                    if Instant::now() + RENEW_RETRY >= lease.valid_until {
+                        tracing::error!(
+                            sink = lease.sink,
+                            "The sink's lease could not be renewed in time; delivery stops until it is claimed again."
+                        );
+                        let _ = lost.send(true);
+                        return;
+                    }
+                    tokio::time::sleep(RENEW_RETRY).await;
+                }
+            }
+        }
+    }
+}
+
+/// How soon a failed lease renewal is tried again.
+const RENEW_RETRY: Duration = Duration::from_millis(500);
 
 /// Sleeps, unless asked to stop first.
 async fn pause(wait: Duration, stop: &mut watch::Receiver<bool>) -> Result<(), Stopped> {

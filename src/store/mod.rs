@@ -14,8 +14,11 @@
 //!   wakes a runner when anything commits.
 //! - **One runner per sink.** A sink's progress is recorded under a [`SinkLease`]; a
 //!   backend shared by several processes grants it to one at a time and refuses progress
-//!   under a lease that was taken over ([`StoreError::LeaseLost`]).
+//!   under a lease that was taken over ([`StoreError::LeaseLost`]). Periodic work runs
+//!   once across them ([`Store::due`]).
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -26,7 +29,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::config::StoreConfig;
+use crate::config::{StoreBackend, StoreConfig};
 use crate::event::tracking::{Batch, Message};
 use crate::event::{Accepted, Rejection, Status};
 
@@ -157,8 +160,11 @@ pub struct SinkLease {
     /// The fencing token: progress under an older token than the sink's current one is
     /// refused.
     pub token: i64,
-    /// Claim it again before this, or lose it.
-    pub renew_by: std::time::Instant,
+    /// When to claim it again (renewing it keeps the token).
+    pub renew_at: std::time::Instant,
+    /// Until when it is surely ours without a renewal (by this process's clock, counted
+    /// from before the claim was sent).
+    pub valid_until: std::time::Instant,
 }
 
 /// Which stored events `/api/events` wants.
@@ -199,6 +205,9 @@ pub trait Store: Send + Sync {
 
     /// Takes or renews the right to run `sink`; `None` while another process holds it.
     async fn claim_sink(&self, sink: &str) -> StoreResult<Option<SinkLease>>;
+
+    /// Gives the sink up (a clean stop), so that another process takes it over at once.
+    async fn release_sink(&self, lease: &SinkLease) -> StoreResult<()>;
 
     /// Records what the lease's sink is done with, all in one commit.
     async fn sink_progress(&self, lease: &SinkLease, progress: Progress) -> StoreResult<()>;
@@ -247,6 +256,10 @@ pub trait Store: Send + Sync {
     /// many.
     async fn prune_dedup(&self, days: u32) -> StoreResult<u64>;
 
+    /// Whether periodic job `job` is due in this process: true for one caller per `every`
+    /// among all the processes sharing the store.
+    async fn due(&self, job: &str, every: std::time::Duration) -> StoreResult<bool>;
+
     /// Stops taking writes and waits until every write queued before is answered.
     async fn close(&self);
 }
@@ -263,8 +276,46 @@ pub enum Role {
 
 /// Opens the configured store.
 pub async fn open(config: &StoreConfig, role: Role) -> anyhow::Result<Arc<dyn Store>> {
-    let dir = config.dir.clone();
-    let store =
-        tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&dir, role)).await??;
-    Ok(Arc::new(store))
+    match config.backend {
+        StoreBackend::Sqlite => {
+            let dir = config.dir.clone();
+            let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&dir, role))
+                .await??;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "postgres")]
+        StoreBackend::Postgres => Ok(Arc::new(postgres::PgStore::open(config, role).await?)),
+        #[cfg(not(feature = "postgres"))]
+        StoreBackend::Postgres => anyhow::bail!(
+            "store.backend is postgres, but this innohook was built without PostgreSQL support (cargo build --features postgres)"
+        ),
+    }
+}
+
+/// Checks what a server's start would need of the store, without creating anything
+/// there; returns what it found, for people.
+pub async fn check(config: &StoreConfig) -> anyhow::Result<String> {
+    match config.backend {
+        StoreBackend::Sqlite => sqlite::check(&config.dir),
+        #[cfg(feature = "postgres")]
+        StoreBackend::Postgres => postgres::check(config).await,
+        #[cfg(not(feature = "postgres"))]
+        StoreBackend::Postgres => anyhow::bail!(
+            "store.backend is postgres, but this innohook was built without PostgreSQL support (cargo build --features postgres)"
+        ),
+    }
+}
+
+/// A connection URL with its password (and any query, which may hold one) left out.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => "(an unreadable URL)".to_owned(),
+    }
 }

@@ -50,13 +50,17 @@ fn object_at<'a>(v: &'a mut Value, parent: Option<&str>) -> &'a mut serde_json::
     cur.as_object_mut().expect("an object")
 }
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use innohook::config::Config;
 use innohook::server::App;
 use innohook::store::{Role, Store};
@@ -336,5 +340,92 @@ impl Drop for BinaryServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// What the forward target received and how it behaves.
+#[derive(Default)]
+pub struct TargetState {
+    pub received: Vec<(HeaderMap, Bytes)>,
+    /// Bodies containing this text are refused with 400.
+    pub refuse: Option<String>,
+    /// Never answer.
+    pub hang: bool,
+}
+
+/// A real HTTP server on loopback standing in for the customer's system.
+pub struct Target {
+    pub addr: SocketAddr,
+    pub state: Arc<Mutex<TargetState>>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn receive(
+    State(state): State<Arc<Mutex<TargetState>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let (hang, refused) = {
+        let s = state.lock().unwrap();
+        let text = String::from_utf8_lossy(&body);
+        (
+            s.hang,
+            s.refuse.as_ref().is_some_and(|r| text.contains(r.as_str())),
+        )
+    };
+    if hang {
+        std::future::pending::<()>().await;
+    }
+    if refused {
+        return StatusCode::BAD_REQUEST;
+    }
+    state.lock().unwrap().received.push((headers, body));
+    StatusCode::OK
+}
+
+impl Target {
+    pub async fn start(addr: SocketAddr, state: Arc<Mutex<TargetState>>) -> Target {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .route("/in", axum::routing::post(receive))
+            .with_state(state.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Target {
+            addr,
+            state,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops listening and closes every connection: the target is down.
+    pub async fn stop(self) -> (SocketAddr, Arc<Mutex<TargetState>>) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+        (self.addr, self.state)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/in", self.addr)
+    }
+
+    pub fn received_keys(&self) -> HashSet<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .received
+            .iter()
+            .map(|(h, _)| h["idempotency-key"].to_str().unwrap().to_owned())
+            .collect()
     }
 }

@@ -8,7 +8,13 @@ mod event_seeds;
 mod faults;
 mod http_receiver;
 mod ops;
+#[cfg(feature = "postgres")]
+mod pg;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod process;
+#[cfg(feature = "postgres")]
+mod replicas;
 mod sinks;
 mod store_contract;
 mod tracking;

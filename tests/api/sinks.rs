@@ -1,108 +1,15 @@
 //! Sinks over real loopback HTTP and real files: outages, refusals, replay, a hanging
 //! sink, filters, rotation, and the file sink across SIGKILL.
 
-use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use innohook::sink::SinkConfig;
 use innohook::store::{Progress, UndeliveredEvent};
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use crate::helpers::*;
-
-/// What the forward target received and how it behaves.
-#[derive(Default)]
-struct TargetState {
-    received: Vec<(HeaderMap, Bytes)>,
-    /// Bodies containing this text are refused with 400.
-    refuse: Option<String>,
-    /// Never answer.
-    hang: bool,
-}
-
-/// A real HTTP server on loopback standing in for the customer's system.
-struct Target {
-    addr: SocketAddr,
-    state: Arc<Mutex<TargetState>>,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn receive(
-    State(state): State<Arc<Mutex<TargetState>>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let (hang, refused) = {
-        let s = state.lock().unwrap();
-        let text = String::from_utf8_lossy(&body);
-        (
-            s.hang,
-            s.refuse.as_ref().is_some_and(|r| text.contains(r.as_str())),
-        )
-    };
-    if hang {
-        std::future::pending::<()>().await;
-    }
-    if refused {
-        return StatusCode::BAD_REQUEST;
-    }
-    state.lock().unwrap().received.push((headers, body));
-    StatusCode::OK
-}
-
-impl Target {
-    async fn start(addr: SocketAddr, state: Arc<Mutex<TargetState>>) -> Target {
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new()
-            .route("/in", axum::routing::post(receive))
-            .with_state(state.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
-        Target {
-            addr,
-            state,
-            stop,
-            task,
-        }
-    }
-
-    /// Stops listening and closes every connection: the target is down.
-    async fn stop(self) -> (SocketAddr, Arc<Mutex<TargetState>>) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap();
-        (self.addr, self.state)
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/in", self.addr)
-    }
-
-    fn received_keys(&self) -> HashSet<String> {
-        self.state
-            .lock()
-            .unwrap()
-            .received
-            .iter()
-            .map(|(h, _)| h["idempotency-key"].to_str().unwrap().to_owned())
-            .collect()
-    }
-}
 
 fn sinks(toml: &str) -> Vec<SinkConfig> {
     #[derive(serde::Deserialize)]

@@ -35,6 +35,26 @@ impl Backend for Sqlite {
     }
 }
 
+/// PostgreSQL: a database of its own on the test server (see `pg`), when there is one.
+#[cfg(feature = "postgres")]
+pub struct Postgres(crate::pg::TestDb);
+
+#[cfg(feature = "postgres")]
+impl Postgres {
+    pub async fn new(test: &str) -> Option<Self> {
+        crate::pg::TestDb::create(test).await.map(Self)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Backend for Postgres {
+    async fn open(&self) -> Arc<dyn Store> {
+        innohook::store::open(&self.0.config(), innohook::store::Role::Server)
+            .await
+            .unwrap()
+    }
+}
+
 /// Every case, once per backend: `sqlite::accept_and_duplicates`, ….
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
@@ -43,6 +63,17 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     if let Some(backend) = super::Sqlite::new().await {
+                        super::$case(&backend).await;
+                    }
+                }
+            )*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    if let Some(backend) = super::Postgres::new(stringify!($case)).await {
                         super::$case(&backend).await;
                     }
                 }

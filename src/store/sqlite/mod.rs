@@ -198,6 +198,21 @@ impl SqliteStore {
     }
 }
 
+/// Whether a server could open the store in `dir`: the directory (or the one it would
+/// be created in) takes files.
+pub(super) fn check(dir: &Path) -> anyhow::Result<String> {
+    let existing = dir.ancestors().find(|d| d.is_dir()).unwrap_or(Path::new("."));
+    let probe = existing.join(format!(".innohook-check-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| anyhow::anyhow!("the store directory {} is not writable: cannot write in {}: {e}", dir.display(), existing.display()))?;
+    Ok(if dir.join(DB_FILE).is_file() {
+        format!("SQLite store in {} (exists, writable)", dir.display())
+    } else {
+        format!("SQLite store in {} (created at the first start)", dir.display())
+    })
+}
+
 /// One server per store: a second one would keep its own sink cursors in memory and
 /// deliver everything twice.
 fn take_lock(dir: &Path) -> anyhow::Result<std::fs::File> {
@@ -327,11 +342,17 @@ impl Store for SqliteStore {
 
     /// Always granted: one server per store.
     async fn claim_sink(&self, sink: &str) -> StoreResult<Option<SinkLease>> {
+        let forever = std::time::Instant::now() + Duration::from_secs(365 * 86_400);
         Ok(Some(SinkLease {
             sink: sink.to_owned(),
             token: 1,
-            renew_by: std::time::Instant::now() + Duration::from_secs(365 * 86_400),
+            renew_at: forever,
+            valid_until: forever,
         }))
+    }
+
+    async fn release_sink(&self, _lease: &SinkLease) -> StoreResult<()> {
+        Ok(())
     }
 
     async fn sink_progress(&self, lease: &SinkLease, progress: Progress) -> StoreResult<()> {
@@ -455,6 +476,11 @@ impl Store for SqliteStore {
                 .map(|n| n as u64)
         })
         .await
+    }
+
+    /// Always: one server per store, whose loop asks once per period.
+    async fn due(&self, _job: &str, _every: Duration) -> StoreResult<bool> {
+        Ok(true)
     }
 
     async fn close(&self) {

@@ -1,0 +1,151 @@
+//! The PostgreSQL schema and its migrations, numbered in `innohook_schema`. Replicas that
+//! start at once migrate one after the other: the migration runs in one transaction
+//! under an advisory lock, and each sees what the one before committed.
+
+use tokio_postgres::Transaction;
+
+/// What each migration adds; its number is its place here.
+pub(super) const MIGRATIONS: &[&str] = &[r#"
+-- Sequence numbers are taken from this row inside the ingest transaction, as its last
+-- statement: its lock orders commits, so events become visible in seq order and a sink's
+-- position (seq > cursor) never skips one committed late by another replica.
+CREATE TABLE seq_counter (
+    id   int PRIMARY KEY CHECK (id = 1),
+    next bigint NOT NULL
+);
+INSERT INTO seq_counter (id, next) VALUES (1, 1);
+CREATE TABLE events (
+    seq         bigint PRIMARY KEY,
+    received_at timestamptz NOT NULL,
+    event_id    text NOT NULL,
+    event_type  text NOT NULL,
+    message_id  text,
+    status      text,
+    warnings    text NOT NULL,
+    body        bytea NOT NULL
+);
+CREATE INDEX events_status ON events (status, seq);
+CREATE INDEX events_received_at ON events (received_at);
+CREATE TABLE dedup (
+    key        text PRIMARY KEY,
+    created_at timestamptz NOT NULL
+);
+CREATE INDEX dedup_created_at ON dedup (created_at);
+CREATE TABLE dead_letters (
+    id          bigserial PRIMARY KEY,
+    created_at  timestamptz NOT NULL,
+    source      text NOT NULL,
+    sink        text,
+    event_seq   bigint,
+    code        text NOT NULL,
+    field       text,
+    reason      text NOT NULL,
+    body        bytea,
+    replayed_at timestamptz
+);
+CREATE TABLE sink_cursors (
+    sink text PRIMARY KEY,
+    seq  bigint NOT NULL
+);
+CREATE TABLE sink_replay (
+    sink      text NOT NULL,
+    event_seq bigint NOT NULL,
+    PRIMARY KEY (sink, event_seq)
+);
+-- Who runs each sink: the epoch is the fencing token, bumped whenever another replica
+-- takes the sink over.
+CREATE TABLE leases (
+    name       text PRIMARY KEY,
+    holder     text,
+    epoch      bigint NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE TABLE jobs (
+    name     text PRIMARY KEY,
+    last_run timestamptz NOT NULL
+);
+CREATE TABLE messages (
+    message_id          text PRIMARY KEY,
+    wamid               text NOT NULL,
+    status              text NOT NULL,
+    statuses            text NOT NULL,
+    error_code          text,
+    error_message       text,
+    error_status        text,
+    conversation        text,
+    conversation_status text,
+    conflict            boolean NOT NULL,
+    uid                 text,
+    send_phone          text NOT NULL,
+    waba_id             text NOT NULL,
+    account_name        text NOT NULL,
+    first_event_at      timestamptz NOT NULL,
+    last_event_at       timestamptz NOT NULL,
+    identity_status     text
+);
+CREATE INDEX messages_wamid ON messages (wamid);
+CREATE INDEX messages_uid ON messages (uid, message_id);
+CREATE TABLE batches (
+    uid            text PRIMARY KEY,
+    messages       bigint NOT NULL,
+    delivered      bigint NOT NULL,
+    read           bigint NOT NULL,
+    failed         bigint NOT NULL,
+    other          bigint NOT NULL,
+    first_event_at timestamptz NOT NULL,
+    last_event_at  timestamptz NOT NULL
+);
+CREATE TABLE batch_errors (
+    uid           text NOT NULL,
+    error_code    text NOT NULL,
+    error_message text,
+    messages      bigint NOT NULL,
+    PRIMARY KEY (uid, error_code)
+);
+CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);
+"#];
+
+/// The advisory lock key of migrations (any constant; this one spells "innohook").
+const MIGRATION_LOCK: i64 = 0x696e_6e6f_686f_6f6b;
+
+/// The schema version of the database (0: innohook has not created it).
+pub(super) async fn version(tx: &Transaction<'_>) -> Result<usize, tokio_postgres::Error> {
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('innohook_schema') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let v: i32 = tx
+        .query_one("SELECT version FROM innohook_schema", &[])
+        .await?
+        .get(0);
+    Ok(v as usize)
+}
+
+/// Brings the database up to the newest schema; refuses one newer than this binary.
+pub(super) async fn migrate(tx: &Transaction<'_>) -> anyhow::Result<()> {
+    tx.execute("SET LOCAL lock_timeout = '60s'", &[]).await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let version = version(tx).await?;
+    anyhow::ensure!(
+        version <= MIGRATIONS.len(),
+        "the database has innohook schema version {version}, newer than this innohook knows ({}); run the newer innohook, or upgrade this one",
+        MIGRATIONS.len()
+    );
+    if version == 0 {
+        tx.batch_execute("CREATE TABLE innohook_schema (version int NOT NULL); INSERT INTO innohook_schema VALUES (0);")
+            .await?;
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "UPDATE innohook_schema SET version = $1",
+            &[&(i as i32 + 1)],
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -8,7 +8,10 @@
 #   bench/run.sh               # DURATION=10 ROUNDS=2 by default
 #
 # Profiles: a = store only; b = store + file sink (fsync) + log sink at warn;
-#           c = store + forward sink to a local axum target.
+#           c = store + forward sink to a local axum target;
+#           p = store only, on PostgreSQL (PGURL, default the local server on 5432; a
+#           database of its own per run, synchronous_commit as the server has it). Its
+#           "pg CPU" line is the CPU of every postgres process per event.
 # References (not innohook; bench/programs/reference.rs, a straightforward receiver),
 # to show what the store alone costs here: rs = typed parse + one SQLite row
 # per event (group commit, synchronous = FULL); rl = typed parse + bodies appended to a
@@ -26,8 +29,9 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-2}
 PROFILES=${PROFILES:-"a b c"}
 for profile in $PROFILES; do
-  case $profile in a|b|c|rs|rl) ;; *) echo "unknown profile $profile (a b c rs rl)" >&2; exit 2 ;; esac
+  case $profile in a|b|c|p|rs|rl) ;; *) echo "unknown profile $profile (a b c p rs rl)" >&2; exit 2 ;; esac
 done
+PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
 CONNS=64
 command -v wrk >/dev/null || { echo "bench/run.sh needs wrk: apt-get install wrk" >&2; exit 2; }
 command -v taskset >/dev/null || { echo "bench/run.sh needs taskset (util-linux)" >&2; exit 2; }
@@ -81,16 +85,25 @@ rss_mib() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 # Sum of innohook_sink_pending_events on the metrics endpoint.
 pending() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^innohook_sink_pending_events/ { s += $NF } END { print s + 0 }'; }
 
+# CPU ticks of every postgres process so far.
+pg_ticks() { cat /proc/[0-9]*/stat 2>/dev/null | awk '$2 == "(postgres)" { s += $14 + $15 } END { print s + 0 }'; }
+
 config() {  # profile store-dir port
   local dir=$2
-  [ "$1" = a ] && echo 'sinks = []'   # top-level keys come before the first [table]
-  printf '[server]\nlisten = "127.0.0.1:%s"\n[store]\ndir = "%s/store"\n[log]\nlevel = "warn"\n' "$3" "$dir"
+  case $1 in a|p) echo 'sinks = []' ;; esac   # top-level keys come before the first [table]
+  printf '[server]\nlisten = "127.0.0.1:%s"\n[store]\ndir = "%s/store"\n' "$3" "$dir"
+  [ "$1" = p ] && printf 'backend = "postgres"\nurl = "%s"\n' "$(pg_db_url "$dir")"
+  printf '[log]\nlevel = "warn"\n'
   case $1 in
-    a) ;;
+    a|p) ;;
     b) printf '[[sinks]]\ntype = "file"\npath = "%s/events.jsonl"\nfsync = "always"\n[[sinks]]\ntype = "log"\nlevel = "warn"\n' "$dir" ;;
     c) printf '[[sinks]]\ntype = "forward"\nurl = "http://127.0.0.1:18090/webhook"\nconcurrency = 16\n' ;;
   esac
 }
+
+# A database of its own for a run in $1 (named after the directory).
+pg_db_name() { echo "innohook_bench_$(basename "$1" | tr -c 'a-z0-9\n' '_')"; }
+pg_db_url() { echo "$PGURL" | sed -E "s#(://[^/]*/)[^?]*#\1$(pg_db_name "$1")#"; }
 
 # One row of the table: every column but the last (sinks drained) has a fixed width.
 ROW='%-9s %-10s %10s %8s %8s %9s %10s %7s %7s %s\n'
@@ -125,14 +138,19 @@ for round in $(seq 1 "$ROUNDS"); do
       innohook|compare)
         bin=$BIN; [ "$server" = compare ] && bin=$COMPARE
         config "$profile" "$dir" 18080 > "$dir/innohook.toml"
+        [ "$profile" = p ] && psql "$PGURL" -qc "CREATE DATABASE $(pg_db_name "$dir")"
         if [ "$profile" = c ]; then taskset -c 1 "$BASE" 127.0.0.1:18090 & PIDS+=($!); tpid=$!; wait_port 18090; fi
         taskset -c 0 "$bin" --config "$dir/innohook.toml" 2> "$dir/innohook.log" & ;;
     esac
     PIDS+=($!); ipid=$!
     wait_port 18080
-    c0=$(cpu_ticks $ipid); k0=$(cpu_ticks $ipid sys)
+    c0=$(cpu_ticks $ipid); k0=$(cpu_ticks $ipid sys); p0=$(pg_ticks)
     drive http://127.0.0.1:18080/webhook
     [ "$BAD" = 0 ] || echo "    $server answered $BAD non-2xx" >&2
+    if [ "$profile" = p ]; then
+      printf '    pg CPU: %s us/ev (every postgres process)\n' \
+        "$(awk -v t=$(( ($(pg_ticks) - p0) * TICK_US )) -v n="$N" 'BEGIN { printf "%.1f", (n > 0 ? t / n : 0) }')"
+    fi
     start=$(date +%s%N); drained=no
     while [ $(( ($(date +%s%N) - start) / 1000000 )) -lt 2000 ]; do
       case $server in innohook|compare) ;; *) drained="(no sinks)"; break ;; esac
@@ -154,6 +172,7 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     kill -TERM $ipid; wait $ipid 2>/dev/null || true
     if [ "$profile" = c ]; then kill $tpid; wait $tpid 2>/dev/null || true; fi
+    [ "$profile" = p ] && psql "$PGURL" -qc "DROP DATABASE $(pg_db_name "$dir") WITH (FORCE)"
     done
   done
 done

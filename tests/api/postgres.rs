@@ -334,11 +334,17 @@ async fn check_config_connects_and_names_what_is_wrong() {
             .env("INNOHOOK_STORE__URL", url)
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let (code, out) = check(&db.url);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("reachable; innohook's tables are created at the first start"), "{out}");
+    assert!(
+        out.contains("reachable; innohook's tables are created at the first start"),
+        "{out}"
+    );
     open(&db.config()).await.close().await;
     let (code, out) = check(&db.url);
     assert_eq!(code, Some(0), "{out}");
@@ -346,7 +352,10 @@ async fn check_config_connects_and_names_what_is_wrong() {
     // Nothing listens on port 1.
     let (code, out) = check("postgres://postgres@127.0.0.1:1/x?sslmode=disable");
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("cannot connect to postgres://postgres@127.0.0.1:1/x"), "{out}");
+    assert!(
+        out.contains("cannot connect to postgres://postgres@127.0.0.1:1/x"),
+        "{out}"
+    );
     assert!(out.to_lowercase().contains("refused"), "{out}");
     let mut missing = reqwest::Url::parse(&db.url).unwrap();
     missing.set_path("/no_such_database");

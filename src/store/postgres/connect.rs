@@ -24,6 +24,13 @@ pub(super) fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
         pg.connect_timeout(Duration::from_secs(5));
     }
     pg.application_name("innohook");
+    // Statements are prepared once per connection, but planned on every run: a plan
+    // cached while a table was small would scan it whole once it has grown.
+    let options = match pg.get_options() {
+        Some(given) => format!("{given} -c plan_cache_mode=force_custom_plan"),
+        None => "-c plan_cache_mode=force_custom_plan".to_owned(),
+    };
+    pg.options(&options);
     // Find a dead peer within a minute rather than the system's two hours.
     pg.keepalives_idle(Duration::from_secs(30));
     let manager = ManagerConfig {

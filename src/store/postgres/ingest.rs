@@ -212,12 +212,12 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
     let mut messages: HashMap<String, Option<Message>> = HashMap::new();
     if !ids.is_empty() {
         tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(id, 0)) FROM unnest($1::text[]) AS u(id)",
+            &tx.prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended(id, 0)) FROM unnest($1::text[]) AS u(id)").await?,
             &[&ids],
         )
         .await?;
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ANY($1)");
-        for row in tx.query(&sql, &[&ids]).await? {
+        for row in tx.query(&tx.prepare_cached(&sql).await?, &[&ids]).await? {
             let m = message_from_row(&row).map_err(|message| Failed {
                 message,
                 connection: false,
@@ -237,8 +237,8 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
     if !keys.is_empty() {
         let rows = tx
             .query(
-                "INSERT INTO dedup (key, created_at) SELECT k, $2 FROM unnest($1::text[]) AS u(k)
-                 ON CONFLICT (key) DO NOTHING RETURNING key",
+                &tx.prepare_cached("INSERT INTO dedup (key, created_at) SELECT k, $2 FROM unnest($1::text[]) AS u(k)
+                 ON CONFLICT (key) DO NOTHING RETURNING key").await?,
                 &[&keys, &received_at],
             )
             .await?;
@@ -299,12 +299,12 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
         let bodies: Vec<&[u8]> = stored.iter().map(|a| &a.body[..]).collect();
         let rows = tx
             .query(
-                "WITH s AS (UPDATE seq_counter SET next = next + $1 WHERE id = 1 RETURNING next - $1 AS base)
+                &tx.prepare_cached("WITH s AS (UPDATE seq_counter SET next = next + $1 WHERE id = 1 RETURNING next - $1 AS base)
                  INSERT INTO events (seq, received_at, event_id, event_type, message_id, status, warnings, body)
                  SELECT s.base + u.ord - 1, $2, u.event_id, u.event_type, u.message_id, u.status, u.warnings, u.body
                  FROM s, unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[])
                      WITH ORDINALITY AS u(event_id, event_type, message_id, status, warnings, body, ord)
-                 RETURNING seq",
+                 RETURNING seq").await?,
                 &[&n, &received_at, &event_ids, &types, &message_ids, &statuses, &warnings, &bodies],
             )
             .await?;
@@ -325,7 +325,7 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
 }
 
 async fn write_messages<'a>(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     messages: impl Iterator<Item = &'a Message>,
 ) -> Result<(), tokio_postgres::Error> {
     let mut c = MessageColumns::default();
@@ -347,7 +347,7 @@ async fn write_messages<'a>(
              last_event_at = excluded.last_event_at, identity_status = excluded.identity_status"
     );
     tx.execute(
-        &sql,
+        &tx.prepare_cached(&sql).await?,
         &[
             &c.id,
             &c.wamid,
@@ -431,7 +431,7 @@ impl MessageColumns {
 /// Adds the batch's moves to the counters, one statement per table, rows in uid order
 /// (so that two transactions lock them in the same order).
 async fn write_batches(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     deltas: &BatchDeltas,
 ) -> Result<(), tokio_postgres::Error> {
     let mut uids = Vec::new();
@@ -458,7 +458,7 @@ async fn write_batches(
         uids.push(uid);
     }
     tx.execute(
-        "INSERT INTO batches AS b (uid, messages, delivered, read, failed, other, first_event_at, last_event_at)
+        &tx.prepare_cached("INSERT INTO batches AS b (uid, messages, delivered, read, failed, other, first_event_at, last_event_at)
          SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[],
              $7::timestamptz[], $8::timestamptz[])
          ON CONFLICT (uid) DO UPDATE SET
@@ -468,7 +468,7 @@ async fn write_batches(
              failed = b.failed + excluded.failed,
              other = b.other + excluded.other,
              first_event_at = LEAST(b.first_event_at, excluded.first_event_at),
-             last_event_at = GREATEST(b.last_event_at, excluded.last_event_at)",
+             last_event_at = GREATEST(b.last_event_at, excluded.last_event_at)").await?,
         &[
             &uids, &counts[0], &counts[1], &counts[2], &counts[3], &counts[4], &firsts, &lasts,
         ],
@@ -476,16 +476,20 @@ async fn write_batches(
     .await?;
     if !e_uids.is_empty() {
         tx.execute(
-            "INSERT INTO batch_errors AS e (uid, error_code, error_message, messages)
+            &tx.prepare_cached(
+                "INSERT INTO batch_errors AS e (uid, error_code, error_message, messages)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[])
              ON CONFLICT (uid, error_code) DO UPDATE SET messages = e.messages + excluded.messages",
+            )
+            .await?,
             &[&e_uids, &e_codes, &e_messages, &e_counts],
         )
         .await?;
     }
     if lost_errors {
         tx.execute(
-            "DELETE FROM batch_errors WHERE uid = ANY($1) AND messages <= 0",
+            &tx.prepare_cached("DELETE FROM batch_errors WHERE uid = ANY($1) AND messages <= 0")
+                .await?,
             &[&uids],
         )
         .await?;
@@ -493,7 +497,8 @@ async fn write_batches(
     // A batch all of whose messages moved to another uid is gone, as if never seen.
     if lost_messages {
         tx.execute(
-            "DELETE FROM batches WHERE uid = ANY($1) AND messages <= 0",
+            &tx.prepare_cached("DELETE FROM batches WHERE uid = ANY($1) AND messages <= 0")
+                .await?,
             &[&uids],
         )
         .await?;

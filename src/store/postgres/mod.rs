@@ -193,8 +193,12 @@ pub(super) async fn check(config: &StoreConfig) -> anyhow::Result<String> {
         "{where_}: user {user} may not create tables in schema {schema_name}, and innohook's are not there yet; GRANT CREATE ON SCHEMA {schema_name} TO {user} (or run the first start as the owner)"
     );
     Ok(match version {
-        0 => format!("PostgreSQL at {where_} as {user}: reachable; innohook's tables are created at the first start"),
-        v if v < known => format!("PostgreSQL at {where_} as {user}: reachable, schema version {v}, migrated to {known} at the next start"),
+        0 => format!(
+            "PostgreSQL at {where_} as {user}: reachable; innohook's tables are created at the first start"
+        ),
+        v if v < known => format!(
+            "PostgreSQL at {where_} as {user}: reachable, schema version {v}, migrated to {known} at the next start"
+        ),
         _ => format!("PostgreSQL at {where_} as {user}: reachable, schema version {known}"),
     })
 }

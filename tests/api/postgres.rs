@@ -363,3 +363,64 @@ async fn check_config_connects_and_names_what_is_wrong() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("3D000"), "{out}");
 }
+
+/// The commands work on the PostgreSQL store as on SQLite: `dead-letters` lists what a
+/// server kept, `replay` queues a sink's dead letters, `status` and `batch` answer.
+#[tokio::test]
+async fn the_commands_read_and_replay_on_postgres() {
+    let Some(db) = TestDb::create("the_commands_read_and_replay_on_postgres").await else {
+        return;
+    };
+    let store = open(&db.config()).await;
+    accept(&store, "e1", "m1", "read").await;
+    let body = br#"{"id":"x","type":"whatsapp_message_status_updated","body":{}}"#;
+    store
+        .dead_letter_rejected(&event::parse(body).unwrap_err(), Bytes::from_static(body))
+        .await
+        .unwrap();
+    let lease = store.claim_sink("crm").await.unwrap().unwrap();
+    let progress = Progress {
+        cursor: Some(1),
+        dead: vec![innohook::store::UndeliveredEvent {
+            seq: 1,
+            code: "rejected_by_sink",
+            reason: "400".into(),
+        }],
+        replayed: Vec::new(),
+    };
+    store.sink_progress(&lease, progress).await.unwrap();
+    store.close().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        crate::helpers::write_config(dir.path(), "[[sinks]]\ntype = \"log\"\nname = \"crm\"\n");
+    let run = |args: &[&str]| {
+        let out = crate::helpers::innohook()
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("INNOHOOK_STORE__BACKEND", "postgres")
+            .env("INNOHOOK_STORE__URL", &db.url)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let dead: Vec<serde_json::Value> = run(&["dead-letters"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0]["source"], "http");
+    assert_eq!(
+        (dead[1]["source"].as_str(), dead[1]["sink"].as_str()),
+        (Some("sink"), Some("crm"))
+    );
+    assert!(run(&["replay", "--sink", "crm"]).starts_with("1 dead letter(s) queued"));
+    let status: serde_json::Value = serde_json::from_str(&run(&["status", "m1"])).unwrap();
+    assert_eq!(status["status"], "read");
+    let batch: serde_json::Value = serde_json::from_str(&run(&["batch", "b"])).unwrap();
+    assert_eq!(
+        (batch["messages"].as_i64(), batch["read"].as_i64()),
+        (Some(1), Some(1))
+    );
+}

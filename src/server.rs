@@ -21,6 +21,7 @@ pub struct App {
     config: Config,
     store: Arc<dyn Store>,
     sinks: Vec<Runner>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 impl App {
@@ -35,6 +36,9 @@ impl App {
 
     /// Like [`App::build`], on a store opened already.
     pub async fn build_with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        // Before anything can record: a handle taken before the recorder is installed
+        // records nowhere, for good.
+        let metrics = crate::metrics::install();
         let mut sinks = Vec::new();
         for sink in &config.sinks {
             let head = *store.head().borrow();
@@ -52,6 +56,7 @@ impl App {
             config,
             store,
             sinks,
+            metrics,
         })
     }
 
@@ -71,6 +76,7 @@ impl App {
             config,
             store,
             sinks,
+            metrics,
         } = self;
         let (stop_sinks, sinks_stop) = tokio::sync::watch::channel(false);
         let sinks: Vec<_> = sinks
@@ -88,7 +94,7 @@ impl App {
             shutting_down: shutting_down.clone(),
             webhook_path: config.server.path.as_str().into(),
             max_body_bytes: config.server.max_body_bytes,
-            metrics: crate::metrics::install(),
+            metrics,
         };
         let pruner = tokio::spawn(prune_dedup_keys(
             store.clone(),

@@ -75,6 +75,37 @@ async fn metrics_count_every_outcome() {
     assert!(after.contains("innohook_store_commit_duration_seconds_count"));
 }
 
+/// Every per-sink series is on /metrics once the sink has delivered, at every start
+/// (the runners used to start before the recorder was installed, and about half of all
+/// starts never showed them).
+#[tokio::test]
+async fn per_sink_series_are_there_after_the_first_delivery_at_every_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = server_toml(dir.path()) + "[[sinks]]\ntype = \"log\"\nname = \"audit\"\n";
+    let config = write_config(dir.path(), &toml);
+    for start in 0..6 {
+        let server = BinaryServer::start(&config);
+        let event = status_event(&format!("e{start}"), &format!("m{start}"), "read");
+        assert_eq!(server.post(event.to_string()).await.status(), 200);
+        let url = format!("http://{}/metrics", server.addr);
+        let text = poll_until("the delivery to be counted", 10, async || {
+            let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+            (metric(&text, "innohook_sink_delivered_total{sink=\"audit\"}") >= 1.0).then_some(text)
+        })
+        .await;
+        for series in [
+            "innohook_sink_pending_events{sink=\"audit\"}",
+            "innohook_sink_dead_lettered_total{sink=\"audit\"}",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(series)),
+                "start {start}: no {series} in\n{text}"
+            );
+        }
+        server.kill();
+    }
+}
+
 #[tokio::test]
 async fn every_log_line_of_a_request_carries_its_id_and_never_the_authorization_value() {
     let dir = tempfile::tempdir().unwrap();

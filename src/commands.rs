@@ -121,11 +121,21 @@ pub fn check_config(config_path: Option<&Path>, out: &mut impl Write) -> anyhow:
     }
 }
 
-/// `innohook dead-letters --config PATH`: one JSON object a line, oldest first.
-pub fn dead_letters(config_path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<i32> {
+/// `innohook dead-letters --config PATH [--payload]`: one JSON object a line, oldest
+/// first: a rejected request with its body; an undelivered event with the event, the
+/// sink, its attempts and last error (and its body with `payload`).
+pub fn dead_letters(
+    config_path: Option<&Path>,
+    payload: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
     let config = crate::config::Config::load(config_path)?;
     let dead = with_store(&config, |store| async move { store.dead_letters().await })?;
-    for dl in dead {
+    for mut dl in dead {
+        if dl.source == "sink" && !payload {
+            dl.body = None;
+            dl.body_is_not_utf8 = false;
+        }
         writeln!(out, "{}", serde_json::to_string(&dl)?)?;
     }
     Ok(0)

@@ -31,7 +31,12 @@ enum Command {
     /// Check the configuration and report problems without starting.
     CheckConfig,
     /// List dead letters, one JSON object a line, oldest first.
-    DeadLetters,
+    DeadLetters {
+        /// Also the body of each undelivered event, as received (a rejected request's
+        /// body is always shown: it is the dead letter).
+        #[arg(long)]
+        payload: bool,
+    },
     /// Put undelivered events (sink dead letters) back in their sink's queue.
     Replay {
         /// Only this sink's dead letters.
@@ -64,7 +69,9 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => innohook::commands::serve(config),
         Command::CheckConfig => innohook::commands::check_config(config, &mut out),
-        Command::DeadLetters => innohook::commands::dead_letters(config, &mut out),
+        Command::DeadLetters { payload } => {
+            innohook::commands::dead_letters(config, payload, &mut out)
+        }
         Command::Replay { sink } => innohook::commands::replay(config, sink.as_deref(), &mut out),
         Command::Status { message_id } => innohook::commands::status(config, &message_id, &mut out),
         Command::Batch { uid } => innohook::commands::batch(config, &uid, &mut out),

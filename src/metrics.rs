@@ -19,6 +19,7 @@ pub const SINK_DELIVERED: &str = "innohook_sink_delivered_total";
 pub const SINK_RETRIED: &str = "innohook_sink_retried_total";
 pub const SINK_DEAD: &str = "innohook_sink_dead_lettered_total";
 pub const SINK_PENDING: &str = "innohook_sink_pending_events";
+pub const SINK_PARKED: &str = "innohook_sink_parked_events";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -95,6 +96,10 @@ fn describe() {
     describe_gauge!(
         SINK_PENDING,
         "Committed events a sink has not finished yet."
+    );
+    describe_gauge!(
+        SINK_PARKED,
+        "Events a sink set aside to retry on their own (and those waiting behind them)."
     );
 }
 

@@ -44,13 +44,7 @@ impl App {
             let head = *store.head().borrow();
             let recorded = store.sink_cursor(sink.name()).await?.unwrap_or(0);
             let (built, cursor) = sink.build(recorded, head)?;
-            sinks.push(Runner::new(
-                built,
-                sink.clone(),
-                store.clone(),
-                cursor,
-                recorded,
-            ));
+            sinks.push(Runner::new(built, sink.clone(), store.clone(), cursor));
         }
         Ok(Self {
             config,

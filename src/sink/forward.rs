@@ -2,6 +2,13 @@
 //!
 //! 2xx is delivered. 408, 429, 5xx, timeouts and connection errors are retried; any other
 //! answer (4xx, or a redirect, which is not followed) is permanent: a dead letter.
+//!
+//! A message's events go one after another, in commit order; different messages go at
+//! once, up to `concurrency`. An event that fails while others get through is retried on
+//! its own and its message's later events wait behind it (see
+//! [`Sink::keeps_message_order`]). Each request carries `Idempotency-Key` (unique per
+//! stored event, the same on every retry), the envelope id and the store's seq, and, with
+//! `signing_secret`, a Standard Webhooks signature.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,9 +32,14 @@ pub struct ForwardSinkConfig {
     /// Seconds before a request counts as failed (and is retried).
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
-    /// Requests in flight at once.
+    /// Requests in flight at once (a message's events still go one after another).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Signs every request as Standard Webhooks specifies (`webhook-id`,
+    /// `webhook-timestamp`, `webhook-signature`): a `whsec_…` secret, best from the
+    /// environment as `"${NAME}"`. Unset: no signature.
+    #[serde(default)]
+    pub signing_secret: Option<String>,
 }
 
 fn default_timeout() -> u64 {
@@ -42,13 +54,40 @@ pub struct ForwardSink {
     client: reqwest::Client,
     url: reqwest::Url,
     limit: Arc<Semaphore>,
+    /// The HMAC key of `signing_secret`.
+    signing_key: Option<Vec<u8>>,
 }
 
 impl ForwardSinkConfig {
     pub(super) fn check(&self) -> anyhow::Result<()> {
         self.url()?;
         self.headers()?;
+        self.signing_key()?;
         Ok(())
+    }
+
+    /// The key in `signing_secret` (`whsec_` and base64, as Standard Webhooks has it).
+    fn signing_key(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        use base64::Engine;
+        let Some(secret) = &self.signing_secret else {
+            return Ok(None);
+        };
+        let secret = expand_env(secret)
+            .map_err(|var| anyhow::anyhow!("signing_secret uses ${{{var}}}, which is not set"))?;
+        let encoded = secret.strip_prefix("whsec_").ok_or_else(|| {
+            anyhow::anyhow!("signing_secret must start with whsec_ (followed by the key in base64)")
+        })?;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|e| {
+                anyhow::anyhow!("signing_secret: the part after whsec_ is not base64: {e}")
+            })?;
+        anyhow::ensure!(
+            key.len() >= 16,
+            "signing_secret: the key is {} bytes; use at least 24 random bytes",
+            key.len()
+        );
+        Ok(Some(key))
     }
 
     fn url(&self) -> anyhow::Result<reqwest::Url> {
@@ -89,22 +128,35 @@ impl ForwardSink {
             client,
             url,
             limit: Arc::new(Semaphore::new(cfg.concurrency.max(1))),
+            signing_key: cfg.signing_key()?,
         })
     }
 
     async fn post(&self, event: &StoredEvent) -> Result<(), SinkError> {
         let _permit = self.limit.acquire().await.expect("semaphore never closed");
-        let res = self
+        // InnoPaaS reuses an envelope id across the statuses of one message: the key
+        // is the stored event's own, the envelope id travels in a header of its own.
+        let key = event.delivery_key();
+        let mut request = self
             .client
             .post(self.url.clone())
-            .header("Idempotency-Key", &event.event_id)
-            // InnoPaaS reuses an envelope id across the statuses of one message; the seq
-            // is unique per stored event and the same on every retry.
-            .header("X-Innohook-Seq", event.seq)
-            .body(event.body.clone())
-            .send()
-            .await
-            .map_err(|e| SinkError::retryable(format!("POST {}: {}", self.url, error_chain(&e))))?;
+            .header("Idempotency-Key", &key)
+            .header("X-Innohook-Event-Id", header_text(&event.event_id))
+            .header("X-Innohook-Seq", event.seq);
+        if let Some(signing_key) = &self.signing_key {
+            let timestamp = chrono::Utc::now().timestamp();
+            request = request
+                .header("webhook-id", &key)
+                .header("webhook-timestamp", timestamp)
+                .header(
+                    "webhook-signature",
+                    sign(signing_key, &key, timestamp, &event.body),
+                );
+        }
+        let res =
+            request.body(event.body.clone()).send().await.map_err(|e| {
+                SinkError::retryable(format!("POST {}: {}", self.url, error_chain(&e)))
+            })?;
         let status = res.status();
         if status.is_success() {
             return Ok(());
@@ -125,15 +177,88 @@ impl Sink for ForwardSink {
         &self.name
     }
 
+    /// Each message's events one after another, the messages at once (`concurrency` in
+    /// flight, the semaphore); after a failure, the message's later events are held back.
     fn deliver<'a>(
         &'a self,
         events: &'a [StoredEvent],
     ) -> BoxFuture<'a, Vec<Result<(), SinkError>>> {
-        // All at once, `concurrency` in flight at a time (the semaphore); answers in order.
-        Box::pin(futures_util::future::join_all(
-            events.iter().map(|e| self.post(e)),
-        ))
+        Box::pin(async move {
+            let mut chains: Vec<Vec<usize>> = Vec::new();
+            let mut chain_of: std::collections::HashMap<&str, usize> = Default::default();
+            for (i, e) in events.iter().enumerate() {
+                match e.message_id.as_deref() {
+                    Some(m) => {
+                        let c = *chain_of.entry(m).or_insert_with(|| {
+                            chains.push(Vec::new());
+                            chains.len() - 1
+                        });
+                        chains[c].push(i);
+                    }
+                    None => chains.push(vec![i]),
+                }
+            }
+            let runs = chains.into_iter().map(|chain| async move {
+                let mut results = Vec::with_capacity(chain.len());
+                let mut failed = false;
+                for i in chain {
+                    let result = if failed {
+                        Err(SinkError::held_back())
+                    } else {
+                        self.post(&events[i]).await
+                    };
+                    failed |= result.as_ref().is_err_and(|e| e.retryable);
+                    results.push((i, result));
+                }
+                results
+            });
+            let mut answers: Vec<Option<Result<(), SinkError>>> = vec![None; events.len()];
+            for (i, result) in futures_util::future::join_all(runs)
+                .await
+                .into_iter()
+                .flatten()
+            {
+                answers[i] = Some(result);
+            }
+            answers
+                .into_iter()
+                .map(|a| a.expect("every event answered"))
+                .collect()
+        })
     }
+
+    fn keeps_message_order(&self) -> bool {
+        true
+    }
+}
+
+/// `webhook-signature` as Standard Webhooks defines it: `v1,` and the base64 of
+/// HMAC-SHA256 over `{id}.{timestamp}.{body}`.
+fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    use base64::Engine;
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    format!("v1,{signature}")
+}
+
+/// A value from the wire as a header can hold it: visible ASCII as it is, anything else
+/// percent-encoded (a header must not carry control characters).
+fn header_text(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if (b.is_ascii_graphic() || b == b' ') && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Replaces `${NAME}` with the environment variable NAME; the error names a missing one.

@@ -8,6 +8,7 @@
 mod file;
 mod forward;
 mod log;
+mod parked;
 pub mod runner;
 
 use std::future::Future;
@@ -28,6 +29,8 @@ pub use log::LogSinkConfig;
 pub struct SinkError {
     /// Worth trying again later (target down, timeout, disk full); otherwise permanent.
     pub retryable: bool,
+    /// Not sent at all: an earlier event of its message failed in the same delivery.
+    pub held_back: bool,
     pub message: String,
 }
 
@@ -35,13 +38,23 @@ impl SinkError {
     pub fn retryable(message: impl Into<String>) -> Self {
         Self {
             retryable: true,
+            held_back: false,
             message: message.into(),
         }
     }
     pub fn permanent(message: impl Into<String>) -> Self {
         Self {
             retryable: false,
+            held_back: false,
             message: message.into(),
+        }
+    }
+    /// Not sent: an earlier event of its message failed (see [`Sink::keeps_message_order`]).
+    pub fn held_back() -> Self {
+        Self {
+            retryable: true,
+            held_back: true,
+            message: "held back behind an earlier event of its message".into(),
         }
     }
 }
@@ -58,6 +71,16 @@ pub trait Sink: Send + Sync {
         &'a self,
         events: &'a [StoredEvent],
     ) -> BoxFuture<'a, Vec<Result<(), SinkError>>>;
+
+    /// Whether the sink keeps each message's order rather than the global one: then an
+    /// event that fails while others get through is set aside and retried on its own,
+    /// its message's later events wait behind it, and every other message goes on. Such
+    /// a sink sends a message's events one after another and answers
+    /// [`SinkError::held_back`] for those after a failure. Otherwise (the file and log
+    /// sinks) a failure holds everything up until it is delivered or given up.
+    fn keeps_message_order(&self) -> bool {
+        false
+    }
 }
 
 /// One `[[sinks]]` entry: the keys every sink has, and the keys of its `type`.
@@ -91,6 +114,18 @@ pub struct SinkCommon {
     pub backoff_max_ms: u64,
     /// Most events handed to the sink at once.
     pub batch_size: usize,
+    /// Where a sink the store has not seen starts: `now` (the default) with the next
+    /// event, skipping those stored before; `beginning` with the first stored event.
+    pub start: Start,
+}
+
+/// Where a new sink starts (see [`SinkCommon::start`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    #[default]
+    Now,
+    Beginning,
 }
 
 impl SinkCommon {
@@ -103,6 +138,7 @@ impl SinkCommon {
         "backoff_initial_ms",
         "backoff_max_ms",
         "batch_size",
+        "start",
     ];
 }
 
@@ -117,6 +153,7 @@ impl Default for SinkCommon {
             backoff_initial_ms: 500,
             backoff_max_ms: 60_000,
             batch_size: 256,
+            start: Start::Now,
         }
     }
 }

@@ -11,9 +11,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::{Sink, SinkConfig};
+use chrono::{DateTime, Utc};
+
+use super::parked::Parked;
+use super::{Sink, SinkConfig, Start};
 use crate::metrics as m;
-use crate::store::{Progress, SinkLease, Store, StoreError, StoredEvent, UndeliveredEvent};
+use crate::store::{
+    ParkedEvent, Progress, SinkLease, Store, StoreError, StoredEvent, UndeliveredEvent,
+};
 
 /// How long a runner lets a small batch fill up before delivering it.
 const BATCH_WINDOW: Duration = Duration::from_millis(25);
@@ -49,8 +54,21 @@ pub struct Runner {
     config: SinkConfig,
     store: Arc<dyn Store>,
     cursor: i64,
-    /// The cursor the store held for this sink at startup.
+    /// The cursor the store holds for this sink (-1: none yet).
     recorded: i64,
+    /// The last seq stored when this process started.
+    started_at: i64,
+    /// Events set aside (sinks that keep each message's order).
+    parked: Parked,
+}
+
+/// What became of a batch.
+#[derive(Default)]
+struct Delivery {
+    delivered: usize,
+    dead: Vec<UndeliveredEvent>,
+    /// Set aside: failed while others got through, or behind such an event.
+    parked: Vec<(ParkedEvent, StoredEvent)>,
 }
 
 /// Returned when the runner was asked to stop in the middle of something.
@@ -70,21 +88,23 @@ impl From<Stopped> for Halt {
 }
 
 impl Runner {
-    /// `cursor` is where the sink resumes; `recorded` the cursor the store holds for it
-    /// (lower when the sink knows better, as the file sink does after a crash).
+    /// `cursor` is as far as the sink itself knows it got (the file sink reads its file;
+    /// 0 for the others): it resumes from there or the store's cursor, the further.
     pub fn new(
         sink: Box<dyn Sink>,
         config: SinkConfig,
         store: Arc<dyn Store>,
         cursor: i64,
-        recorded: i64,
     ) -> Self {
+        let started_at = *store.head().borrow();
         Self {
             sink,
             config,
             store,
             cursor,
-            recorded,
+            recorded: 0,
+            started_at,
+            parked: Parked::default(),
         }
     }
 
@@ -95,12 +115,42 @@ impl Runner {
             let Ok(lease) = self.claim(&name, &mut stop).await else {
                 break;
             };
-            // Another process may have moved the cursor while it held the sink (also
-            // before this one first got it).
-            match self.store.sink_cursor(&name).await {
-                Ok(c) => {
-                    self.recorded = c.unwrap_or(0);
-                    self.cursor = self.cursor.max(self.recorded);
+            // Another process may have moved the cursor, and set events aside, while it
+            // held the sink (also before this one first got it).
+            let found = match self.store.sink_cursor(&name).await {
+                Ok(c) => self.store.parked(&name).await.map(|p| (c, p)),
+                Err(e) => Err(e),
+            };
+            match found {
+                Ok((Some(c), parked)) => {
+                    self.recorded = c;
+                    self.cursor = self.cursor.max(c);
+                    self.parked = Parked::from(parked);
+                }
+                Ok((None, _)) => {
+                    // A sink this store has not seen: it starts where `start` says (now:
+                    // after what was stored when this process started, so that nothing
+                    // posted since is skipped), recorded before anything is delivered.
+                    self.recorded = -1;
+                    let head = self.started_at;
+                    match self.config.common.start {
+                        Start::Now => {
+                            tracing::info!(
+                                sink = name,
+                                skipped = self.cursor.max(head) - self.cursor,
+                                "New sink: it starts with the next event, skipping those stored before (start = \"beginning\" would deliver them)."
+                            );
+                            self.cursor = self.cursor.max(head);
+                        }
+                        Start::Beginning => {
+                            tracing::info!(
+                                sink = name,
+                                events = head - self.cursor,
+                                "New sink: it delivers every event stored so far (start = \"beginning\")."
+                            );
+                        }
+                    }
+                    self.parked = Parked::default();
                 }
                 Err(e) => {
                     tracing::error!(sink = name, error = %e, "Sink cannot read its cursor; retrying in a second.");
@@ -171,6 +221,8 @@ impl Runner {
         let pending = metrics::gauge!(m::SINK_PENDING, "sink" => name.to_owned());
         let delivered = metrics::counter!(m::SINK_DELIVERED, "sink" => name.to_owned());
         let dead_lettered = metrics::counter!(m::SINK_DEAD, "sink" => name.to_owned());
+        let parked_gauge = metrics::gauge!(m::SINK_PARKED, "sink" => name.to_owned());
+        parked_gauge.set(self.parked.len() as f64);
         // A sink resuming ahead of the store's cursor (a file that got further than the
         // store heard, before a crash) has that recorded first: a replayed event appended
         // next becomes the file's last line and would hide how far the file got.
@@ -193,6 +245,37 @@ impl Runner {
             let head = *committed.borrow_and_update();
             pending.set((head - self.cursor).max(0) as f64);
             let batch = self.config.common.batch_size.max(1);
+            let due = self.parked.due(Utc::now(), batch);
+            if !due.is_empty() {
+                let retried = tokio::select! {
+                    r = self.retry_parked(due, stop) => r,
+                    _ = lost.wait_for(|l| *l) => return Halt::LeaseLost,
+                };
+                let Ok(delivery) = retried else {
+                    return Halt::Stopped;
+                };
+                let (done, dead) = (delivery.delivered, delivery.dead.len());
+                let progress = Progress {
+                    unparked: delivery.unparked,
+                    parked: delivery
+                        .rescheduled
+                        .iter()
+                        .map(|(p, _)| p.clone())
+                        .collect(),
+                    dead: delivery.dead,
+                    ..Progress::default()
+                };
+                if let Err(halt) = self.record(name, lease, progress, stop).await {
+                    return halt;
+                }
+                for (p, e) in delivery.rescheduled {
+                    self.parked.insert(p, e);
+                }
+                parked_gauge.set(self.parked.len() as f64);
+                delivered.increment(done as u64);
+                dead_lettered.increment(dead as u64);
+                continue;
+            }
             let replaying = Instant::now() >= replay_check;
             let read = if replaying {
                 replay_check = Instant::now() + IDLE_POLL;
@@ -227,9 +310,14 @@ impl Runner {
             let Some(last) = events.last().map(|e| e.seq) else {
                 // (Once the store is gone, `changed` fails at once: then the branch is
                 // off and the runner waits for its next poll or the stop.)
+                let wake = self
+                    .parked
+                    .next_due()
+                    .and_then(|at| (at - Utc::now()).to_std().ok())
+                    .map_or(replay_check, |in_| replay_check.min(Instant::now() + in_));
                 tokio::select! {
                     Ok(()) = committed.changed() => {}
-                    _ = tokio::time::sleep_until(replay_check.into()) => {}
+                    _ = tokio::time::sleep_until(wake.into()) => {}
                     _ = lost.wait_for(|l| *l) => return Halt::LeaseLost,
                     _ = stop.wait_for(|s| *s) => return Halt::Stopped,
                 }
@@ -241,31 +329,42 @@ impl Runner {
             } else {
                 Vec::new()
             };
-            let wanted: Vec<StoredEvent> = events
+            // Events of a message with an event set aside wait behind it.
+            let (behind, wanted): (Vec<StoredEvent>, Vec<StoredEvent>) = events
                 .into_iter()
                 .filter(|e| self.config.wants(e))
-                .collect();
+                .partition(|e| self.parked.holds_back(e));
             // A delivery in flight when the lease is lost is abandoned: the replica that
             // took over delivers the batch again from the recorded cursor.
-            let dead = tokio::select! {
-                dead = self.deliver(&wanted, stop) => match dead {
-                    Ok(dead) => dead,
+            let mut delivery = tokio::select! {
+                d = self.deliver(&wanted, stop) => match d {
+                    Ok(d) => d,
                     Err(Stopped) => return Halt::Stopped,
                 },
                 _ = lost.wait_for(|l| *l) => return Halt::LeaseLost,
             };
+            let now = Utc::now();
+            delivery
+                .parked
+                .extend(behind.into_iter().map(|e| (waiting(&e, now), e)));
             let cursor = (!replaying).then_some(last);
             // The cursor moves only once the store has recorded the outcome.
-            let undelivered = dead.len();
+            let (done, undelivered) = (delivery.delivered, delivery.dead.len());
             let progress = Progress {
                 cursor,
-                dead,
+                dead: delivery.dead,
                 replayed,
+                parked: delivery.parked.iter().map(|(p, _)| p.clone()).collect(),
+                unparked: Vec::new(),
             };
             if let Err(halt) = self.record(name, lease, progress, stop).await {
                 return halt;
             }
-            delivered.increment((wanted.len() - undelivered) as u64);
+            for (p, e) in delivery.parked {
+                self.parked.insert(p, e);
+            }
+            parked_gauge.set(self.parked.len() as f64);
+            delivered.increment(done as u64);
             dead_lettered.increment(undelivered as u64);
             if cursor.is_some() {
                 pending.set((*committed.borrow() - self.cursor).max(0) as f64);
@@ -329,34 +428,49 @@ impl Runner {
         }
     }
 
-    /// Delivers `events`, retrying failures; returns the ones given up on.
+    /// Delivers `events`, retrying failures in place. A sink that keeps each message's
+    /// order sets aside what failed when other events got through, or when the failures
+    /// are all one message's (the failure is then the events' own, not the target's): it
+    /// is retried on its own while the rest goes on.
     async fn deliver(
         &self,
         events: &[StoredEvent],
         stop: &mut watch::Receiver<bool>,
-    ) -> Result<Vec<UndeliveredEvent>, Stopped> {
+    ) -> Result<Delivery, Stopped> {
         let name = self.sink.name();
         let policy = self.config.retry_policy();
-        let started = Instant::now();
+        let by_message = self.sink.keeps_message_order();
+        let (started, started_at) = (Instant::now(), Utc::now());
         let mut pending = events.to_vec();
-        let mut dead = Vec::new();
+        let mut out = Delivery::default();
+        // Real attempts per seq (an event held back behind its message's failure was
+        // not sent).
+        let mut sent: std::collections::HashMap<i64, u32> = Default::default();
         let mut attempt = 1;
         while !pending.is_empty() {
             let results = tokio::select! {
                 r = self.sink.deliver(&pending) => r,
                 _ = stop.wait_for(|s| *s) => return Err(Stopped),
             };
-            let mut retry = Vec::new();
-            let mut last_error = String::new();
             assert_eq!(
                 results.len(),
                 pending.len(),
                 "sink {name} must answer once per event"
             );
+            let mut retry = Vec::new();
+            let mut last_error = String::new();
+            let mut got_through = false;
             for (event, result) in pending.into_iter().zip(results) {
+                if !matches!(&result, Err(e) if e.held_back) {
+                    *sent.entry(event.seq).or_default() += 1;
+                }
                 match result {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        out.delivered += 1;
+                        got_through = true;
+                    }
                     Err(e) if !e.retryable => {
+                        got_through = true;
                         tracing::warn!(
                             sink = name,
                             seq = event.seq,
@@ -364,22 +478,59 @@ impl Runner {
                             error = e.message,
                             "Sink refused the event; it is a dead letter."
                         );
-                        dead.push(UndeliveredEvent {
+                        out.dead.push(UndeliveredEvent {
                             seq: event.seq,
                             code: "rejected_by_sink",
                             reason: e.message,
+                            attempts: sent[&event.seq],
+                            first_attempt_at: started_at,
                         });
                     }
                     Err(e) => {
-                        last_error = e.message;
-                        retry.push(event);
+                        if !e.held_back {
+                            last_error.clone_from(&e.message);
+                        }
+                        retry.push((event, e));
                     }
                 }
             }
-            pending = retry;
-            if pending.is_empty() {
+            if retry.is_empty() {
                 break;
             }
+            // The failure is the events' own, not the target's, when others got through,
+            // or when they are all one message's: then they are set aside.
+            let one_message = retry
+                .iter()
+                .all(|(e, _)| e.message_id.is_some() && e.message_id == retry[0].0.message_id);
+            if by_message && (got_through || one_message) {
+                let now = Utc::now();
+                for (event, e) in retry {
+                    let attempts = sent.get(&event.seq).copied().unwrap_or(0);
+                    let p = if e.held_back {
+                        waiting(&event, now)
+                    } else {
+                        metrics::counter!(m::SINK_RETRIED, "sink" => name.to_owned()).increment(1);
+                        ParkedEvent {
+                            seq: event.seq,
+                            message_id: event.message_id.clone(),
+                            attempts,
+                            first_attempt_at: Some(started_at),
+                            next_attempt_at: now + policy.delay(attempts),
+                            last_error: e.message,
+                        }
+                    };
+                    tracing::warn!(
+                        sink = name,
+                        seq = event.seq,
+                        event_id = event.event_id,
+                        error = p.last_error,
+                        "Sink delivery of one event failed; it is retried on its own, its message's later events wait behind it."
+                    );
+                    out.parked.push((p, event));
+                }
+                break;
+            }
+            pending = retry.into_iter().map(|(e, _)| e).collect();
             if attempt >= policy.max_attempts || started.elapsed() >= policy.max_age {
                 tracing::error!(
                     sink = name,
@@ -388,10 +539,12 @@ impl Runner {
                     error = last_error,
                     "Sink retries exhausted; the events are dead letters (innohook replay puts them back)."
                 );
-                dead.extend(pending.drain(..).map(|e| UndeliveredEvent {
+                out.dead.extend(pending.drain(..).map(|e| UndeliveredEvent {
                     seq: e.seq,
                     code: "retries_exhausted",
                     reason: last_error.clone(),
+                    attempts: sent.get(&e.seq).copied().unwrap_or(0),
+                    first_attempt_at: started_at,
                 }));
                 break;
             }
@@ -409,7 +562,103 @@ impl Runner {
             pause(wait, stop).await?;
             attempt += 1;
         }
-        Ok(dead)
+        Ok(out)
+    }
+
+    /// Tries again the set-aside events whose time has come (one per message); takes
+    /// the delivered ones out of `self.parked` and reschedules or dead-letters the rest.
+    async fn retry_parked(
+        &mut self,
+        due: Vec<(ParkedEvent, StoredEvent)>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Retried, Stopped> {
+        let name = self.sink.name().to_owned();
+        let policy = self.config.retry_policy();
+        let events: Vec<StoredEvent> = due.iter().map(|(_, e)| e.clone()).collect();
+        let results = tokio::select! {
+            r = self.sink.deliver(&events) => r,
+            _ = stop.wait_for(|s| *s) => return Err(Stopped),
+        };
+        assert_eq!(
+            results.len(),
+            due.len(),
+            "sink {name} must answer once per event"
+        );
+        let now = Utc::now();
+        let mut out = Retried::default();
+        for ((mut p, event), result) in due.into_iter().zip(results) {
+            self.parked.remove(p.seq);
+            let first = p.first_attempt_at.unwrap_or(now);
+            match result {
+                Ok(()) => {
+                    out.delivered += 1;
+                    out.unparked.push(p.seq);
+                    continue;
+                }
+                Err(e) if e.held_back => {
+                    out.rescheduled.push((p, event));
+                    continue;
+                }
+                Err(e) => {
+                    p.attempts += 1;
+                    let exhausted = p.attempts >= policy.max_attempts
+                        || (now - first)
+                            .to_std()
+                            .is_ok_and(|age| age >= policy.max_age);
+                    if e.retryable && !exhausted {
+                        metrics::counter!(m::SINK_RETRIED, "sink" => name.clone()).increment(1);
+                        p.first_attempt_at = Some(first);
+                        p.next_attempt_at = now + policy.delay(p.attempts);
+                        p.last_error = e.message;
+                        out.rescheduled.push((p, event));
+                        continue;
+                    }
+                    tracing::error!(
+                        sink = name,
+                        seq = p.seq,
+                        event_id = event.event_id,
+                        attempts = p.attempts,
+                        error = e.message,
+                        "Sink gave up on an event set aside; it is a dead letter, and its message's later events go on."
+                    );
+                    out.unparked.push(p.seq);
+                    out.dead.push(UndeliveredEvent {
+                        seq: p.seq,
+                        code: if e.retryable {
+                            "retries_exhausted"
+                        } else {
+                            "rejected_by_sink"
+                        },
+                        reason: e.message,
+                        attempts: p.attempts,
+                        first_attempt_at: first,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What retrying set-aside events left.
+#[derive(Default)]
+struct Retried {
+    delivered: usize,
+    unparked: Vec<i64>,
+    rescheduled: Vec<(ParkedEvent, StoredEvent)>,
+    dead: Vec<UndeliveredEvent>,
+}
+
+/// An event set aside behind an earlier one of its message, never tried yet: due as soon
+/// as it is first of its message.
+fn waiting(event: &StoredEvent, now: DateTime<Utc>) -> ParkedEvent {
+    ParkedEvent {
+        seq: event.seq,
+        message_id: event.message_id.clone(),
+        attempts: 0,
+        first_attempt_at: None,
+        next_attempt_at: now,
+        last_error: "waiting behind an earlier event of its message".into(),
     }
 }
 

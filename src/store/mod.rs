@@ -75,6 +75,36 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// A key unique to this stored event, and the same on every attempt, restart and
+    /// replica: what a receiving system deduplicates on. For a message status
+    /// `{body.id}:{status}` (one event per message and status is stored), for another
+    /// event a digest of its envelope id and body; a digest too where body.id would not
+    /// fit in a header.
+    pub fn delivery_key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = |parts: &[&[u8]]| {
+            let mut h = Sha256::new();
+            for p in parts {
+                h.update(p);
+                h.update([0]);
+            }
+            let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            format!("sha256:{hex}")
+        };
+        match (&self.message_id, &self.status) {
+            (Some(m), Some(s)) => {
+                let key = format!("{m}:{s}");
+                let fits = key.len() <= 200 && key.bytes().all(|b| b.is_ascii_graphic());
+                if fits {
+                    key
+                } else {
+                    digest(&[m.as_bytes(), s.as_str().as_bytes()])
+                }
+            }
+            _ => digest(&[self.event_id.as_bytes(), &self.body]),
+        }
+    }
+
     /// The body on one line, as received otherwise. A JSON string cannot hold a raw line
     /// break, so every one in a body lies between two tokens and becomes a space without
     /// changing what the body says: key order, numbers and escapes stay exactly as they
@@ -98,6 +128,7 @@ impl StoredEvent {
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetter {
     pub id: i64,
+    /// When it became a dead letter (for a sink's: its last attempt).
     #[serde(with = "crate::event::time_format")]
     pub created_at: DateTime<Utc>,
     /// `http`: a request that was rejected; `sink`: an event a sink could not deliver.
@@ -106,11 +137,25 @@ pub struct DeadLetter {
     pub sink: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_seq: Option<i64>,
+    /// The undelivered event: envelope id, type, and body.id and status for a message
+    /// status (a sink's dead letters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventSummary>,
     pub code: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Why: the rejection, or the sink's last error.
     pub reason: String,
-    /// The rejected body as text (invalid UTF-8 replaced; then `bodyIsNotUtf8` is true).
+    /// A sink's attempts, and when the first was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "optional_time"
+    )]
+    pub first_attempt_at: Option<DateTime<Utc>>,
+    /// The body as received, as text (invalid UTF-8 replaced; then `bodyIsNotUtf8` is
+    /// true): the rejected request's, or the undelivered event's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -120,6 +165,20 @@ pub struct DeadLetter {
         serialize_with = "optional_time"
     )]
     pub replayed_at: Option<DateTime<Utc>>,
+}
+
+/// Which event a sink's dead letter is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventSummary {
+    /// The envelope id.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 fn optional_time<S: serde::Serializer>(
@@ -140,6 +199,24 @@ pub struct UndeliveredEvent {
     pub code: &'static str,
     /// The last error.
     pub reason: String,
+    pub attempts: u32,
+    pub first_attempt_at: DateTime<Utc>,
+}
+
+/// An event a sink set aside to retry on its own while later events go on (sinks that
+/// keep each message's order, not the global one): it failed while others got through,
+/// or an earlier event of its message is set aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedEvent {
+    pub seq: i64,
+    /// body.id, whose later events wait behind this one.
+    pub message_id: Option<String>,
+    /// Attempts so far (0: waiting behind an earlier event of its message).
+    pub attempts: u32,
+    pub first_attempt_at: Option<DateTime<Utc>>,
+    /// When to try it again (once it is first of its message).
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: String,
 }
 
 /// What a sink is done with, recorded in one commit by [`Store::sink_progress`].
@@ -151,6 +228,10 @@ pub struct Progress {
     pub dead: Vec<UndeliveredEvent>,
     /// Replayed seqs it is done with: they leave its replay queue.
     pub replayed: Vec<i64>,
+    /// Events set aside, or set aside again after another attempt.
+    pub parked: Vec<ParkedEvent>,
+    /// Parked seqs it is done with (delivered, or in `dead`).
+    pub unparked: Vec<i64>,
 }
 
 /// The right to run one sink, and to record its progress, until it is taken over.
@@ -211,6 +292,9 @@ pub trait Store: Send + Sync {
 
     /// Records what the lease's sink is done with, all in one commit.
     async fn sink_progress(&self, lease: &SinkLease, progress: Progress) -> StoreResult<()>;
+
+    /// The events `sink` has set aside, in seq order, each with its event.
+    async fn parked(&self, sink: &str) -> StoreResult<Vec<(ParkedEvent, StoredEvent)>>;
 
     /// Events put back in `sink`'s queue by [`Store::replay`], oldest first.
     async fn replay_queue(&self, sink: &str, limit: usize) -> StoreResult<Vec<StoredEvent>>;

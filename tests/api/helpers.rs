@@ -351,6 +351,14 @@ pub struct TargetState {
     pub refuse: Option<String>,
     /// Never answer.
     pub hang: bool,
+    /// Answers to give first, in order, before any other rule (e.g. 503, 429, then 200s).
+    pub script: std::collections::VecDeque<u16>,
+    /// Answer 503 to this share of requests, drawn from this seeded generator.
+    pub flaky: Option<(f64, fastrand::Rng)>,
+    /// Bodies containing this text get 503 (one message's trouble).
+    pub unavailable_for: Option<String>,
+    /// Every request, answered or not: (headers, body, status answered).
+    pub attempts: Vec<(HeaderMap, Bytes, u16)>,
 }
 
 /// A real HTTP server on loopback standing in for the customer's system.
@@ -366,22 +374,37 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let (hang, refused) = {
-        let s = state.lock().unwrap();
+    let (hang, answer) = {
+        let mut s = state.lock().unwrap();
         let text = String::from_utf8_lossy(&body);
-        (
-            s.hang,
-            s.refuse.as_ref().is_some_and(|r| text.contains(r.as_str())),
-        )
+        let answer = if let Some(code) = s.script.pop_front() {
+            code
+        } else if s.refuse.as_ref().is_some_and(|r| text.contains(r.as_str())) {
+            400
+        } else if s
+            .unavailable_for
+            .as_ref()
+            .is_some_and(|r| text.contains(r.as_str()))
+        {
+            503
+        } else if let Some((share, rng)) = &mut s.flaky
+            && rng.f64() < *share
+        {
+            503
+        } else {
+            200
+        };
+        (s.hang, answer)
     };
     if hang {
         std::future::pending::<()>().await;
     }
-    if refused {
-        return StatusCode::BAD_REQUEST;
+    let mut s = state.lock().unwrap();
+    s.attempts.push((headers.clone(), body.clone(), answer));
+    if answer == 200 {
+        s.received.push((headers, body));
     }
-    state.lock().unwrap().received.push((headers, body));
-    StatusCode::OK
+    StatusCode::from_u16(answer).unwrap()
 }
 
 impl Target {
@@ -419,13 +442,14 @@ impl Target {
         format!("http://{}/in", self.addr)
     }
 
-    pub fn received_keys(&self) -> HashSet<String> {
+    /// The envelope ids received (`X-Innohook-Event-Id`).
+    pub fn received_ids(&self) -> HashSet<String> {
         self.state
             .lock()
             .unwrap()
             .received
             .iter()
-            .map(|(h, _)| h["idempotency-key"].to_str().unwrap().to_owned())
+            .map(|(h, _)| h["x-innohook-event-id"].to_str().unwrap().to_owned())
             .collect()
     }
 }

@@ -250,7 +250,7 @@ async fn the_sink_moves_to_another_replica_when_its_holder_is_killed() {
         })
         .collect();
     poll_until("events flowing to the target", 30, async || {
-        (target.received_keys().len() >= 300).then_some(())
+        (target.received_ids().len() >= 300).then_some(())
     })
     .await;
     let killed_at = Instant::now();
@@ -273,7 +273,7 @@ async fn the_sink_moves_to_another_replica_when_its_holder_is_killed() {
     }
     let acked: HashSet<String> = acked.lock().unwrap().iter().cloned().collect();
     poll_until("every acknowledged event at the target", 60, async || {
-        let received = target.received_keys();
+        let received = target.received_ids();
         acked
             .iter()
             .all(|m| received.contains(&format!("e-{m}-read")))

@@ -1,13 +1,14 @@
 //! Sinks over real loopback HTTP and real files: outages, refusals, replay, a hanging
 //! sink, filters, rotation, and the file sink across SIGKILL.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use innohook::sink::SinkConfig;
 use innohook::store::{Progress, UndeliveredEvent};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
@@ -76,7 +77,7 @@ async fn a_target_that_goes_down_and_comes_back_gets_every_event() {
     assert!(state.lock().unwrap().received.is_empty());
     let target = Target::start(addr, state).await;
     wait_for("all 20 events at the target", 30, || {
-        target.received_keys().len() == 20
+        target.received_ids().len() == 20
     })
     .await;
 
@@ -84,8 +85,10 @@ async fn a_target_that_goes_down_and_comes_back_gets_every_event() {
     for (i, body) in sent.iter().enumerate() {
         let (headers, got) = received
             .iter()
-            .find(|(h, _)| h["idempotency-key"] == format!("env-{i}").as_str())
+            .find(|(h, _)| h["x-innohook-event-id"] == format!("env-{i}").as_str())
             .unwrap();
+        // Unique per stored event: body.id and status.
+        assert_eq!(headers["idempotency-key"], format!("msg-{i}:read").as_str());
         assert_eq!(got, body.as_bytes(), "byte for byte");
         assert_eq!(headers["content-type"], "application/json");
         assert_eq!(headers["x-api-key"], "k1");
@@ -118,7 +121,7 @@ async fn by_default_retries_go_on_until_max_age() {
     app.scrape_until(&retried_series("patient"), 40.0).await;
     let target = Target::start(addr, state).await;
     wait_for("the event at the target", 10, || {
-        target.received_keys().len() == 1
+        target.received_ids().len() == 1
     })
     .await;
     assert!(app.store.dead_letters().await.unwrap().is_empty());
@@ -178,7 +181,7 @@ async fn a_sink_left_behind_the_in_memory_window_catches_up_from_the_store() {
     }
     let target = Target::start(addr, state).await;
     wait_for("every event at the target", 30, || {
-        target.received_keys().len() == EVENTS
+        target.received_ids().len() == EVENTS
     })
     .await;
 
@@ -191,7 +194,7 @@ async fn a_sink_left_behind_the_in_memory_window_catches_up_from_the_store() {
     assert_eq!(seqs, (1..=EVENTS).collect::<Vec<_>>(), "each event once");
     for (headers, body) in &received {
         let sent: Value = serde_json::from_slice(body).unwrap();
-        assert_eq!(sent["id"], headers["idempotency-key"].to_str().unwrap());
+        assert_eq!(sent["id"], headers["x-innohook-event-id"].to_str().unwrap());
         assert_eq!(
             sent["body"]["padding"].as_str().map(str::len),
             Some(1_000_000)
@@ -211,7 +214,7 @@ async fn a_refused_event_is_a_dead_letter_until_replayed() {
     app.post(status_event("e-good", "msg-good", "read").to_string())
         .await;
     wait_for("the good event", 10, || {
-        target.received_keys().contains("e-good")
+        target.received_ids().contains("e-good")
     })
     .await;
     let dead = poll_until("a dead letter", 10, async || {
@@ -246,7 +249,7 @@ async fn a_refused_event_is_a_dead_letter_until_replayed() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("1 dead letter(s) queued"));
     wait_for("the replayed event", 10, || {
-        target.received_keys().contains("e-bad")
+        target.received_ids().contains("e-bad")
     })
     .await;
     assert!(
@@ -490,8 +493,10 @@ async fn a_file_ahead_of_its_cursor_is_not_written_again_after_a_replay() {
             seq: 1,
             code: "rejected_by_sink",
             reason: "test".into(),
+            attempts: 1,
+            first_attempt_at: chrono::Utc::now(),
         }],
-        replayed: Vec::new(),
+        ..Progress::default()
     };
     store.sink_progress(&lease, progress).await.unwrap();
     assert_eq!(store.replay(Some("f")).await.unwrap(), 1);
@@ -565,4 +570,257 @@ async fn the_log_sink_writes_a_line_per_event_with_its_status_fields() {
     );
     assert_eq!(lines[0]["seq"], 1);
     assert_eq!(lines[1]["seq"], 2);
+}
+
+/// The forward sink keeps each message's order while the target fails at random: a
+/// message's delivered, read and failed arrive in commit order however often each is
+/// retried, every event arrives, and none is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_messages_events_arrive_in_commit_order_through_random_failures() {
+    let state = TargetState {
+        flaky: Some((0.3, fastrand::Rng::with_seed(11))),
+        ..TargetState::default()
+    };
+    let target = Target::start("127.0.0.1:0".parse().unwrap(), Arc::new(Mutex::new(state))).await;
+    let toml = quick_retry_toml(&target.url(), "ordered", "concurrency = 8\n");
+    let app = app_with_sinks(&toml).await;
+    let messages = 30;
+    for status in ["delivered", "read", "failed"] {
+        for m in 0..messages {
+            let event = status_event(&format!("e-{m}-{status}"), &format!("m{m}"), status);
+            assert_eq!(app.post(event.to_string()).await.status(), 200);
+        }
+    }
+    wait_for("every event at the target", 60, || {
+        target.state.lock().unwrap().received.len() >= messages * 3
+    })
+    .await;
+    let (attempts, received) = {
+        let s = target.state.lock().unwrap();
+        (s.attempts.clone(), s.received.clone())
+    };
+    let failures = attempts.iter().filter(|(_, _, code)| *code == 503).count();
+    assert!(failures >= 10, "the target failed only {failures} requests");
+    let mut order: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (_, body) in &received {
+        let v: Value = serde_json::from_slice(body).unwrap();
+        order
+            .entry(v["body"]["id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(v["body"]["status"].as_str().unwrap().to_owned());
+    }
+    for (message, statuses) in &order {
+        assert_eq!(statuses, &["delivered", "read", "failed"], "{message}");
+    }
+    assert_eq!(order.len(), messages);
+    assert!(app.store.dead_letters().await.unwrap().is_empty());
+}
+
+/// One message the target keeps refusing with 503 holds back only its own later events:
+/// the other messages, before and after it, arrive meanwhile; it arrives, in order, once
+/// the target takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_message_holds_back_only_its_own_events() {
+    let state = TargetState {
+        unavailable_for: Some("\"stuck\"".into()),
+        ..TargetState::default()
+    };
+    let target = Target::start("127.0.0.1:0".parse().unwrap(), Arc::new(Mutex::new(state))).await;
+    let app = app_with_sinks(&quick_retry_toml(&target.url(), "crm", "")).await;
+    let post = |env: &str, msg: &str, status: &str| {
+        let body = status_event(env, msg, status).to_string();
+        let app = &app;
+        async move { assert_eq!(app.post(body).await.status(), 200) }
+    };
+    post("s1", "stuck", "delivered").await;
+    post("a1", "other-a", "delivered").await;
+    post("s2", "stuck", "read").await;
+    post("b1", "other-b", "read").await;
+    wait_for("the other messages", 20, || {
+        let ids = target.received_ids();
+        ids.contains("a1") && ids.contains("b1")
+    })
+    .await;
+    // Set aside, and retried: the stuck message's read never went before its delivered.
+    app.scrape_until("innohook_sink_parked_events{sink=\"crm\"}", 2.0)
+        .await;
+    post("c1", "other-c", "read").await;
+    wait_for("a later message", 20, || {
+        target.received_ids().contains("c1")
+    })
+    .await;
+    assert!(!target.received_ids().contains("s1"));
+    let attempted_read = target
+        .state
+        .lock()
+        .unwrap()
+        .attempts
+        .iter()
+        .any(|(h, _, _)| h["x-innohook-event-id"] == "s2");
+    assert!(!attempted_read, "the read was sent before its delivered");
+    target.state.lock().unwrap().unavailable_for = None;
+    wait_for("the stuck message, in order", 20, || {
+        target.received_ids().contains("s2")
+    })
+    .await;
+    let received = target.state.lock().unwrap().received.clone();
+    let ids: Vec<&str> = received
+        .iter()
+        .map(|(h, _)| h["x-innohook-event-id"].to_str().unwrap())
+        .filter(|id| id.starts_with('s'))
+        .collect();
+    assert_eq!(ids, ["s1", "s2"]);
+    app.scrape_until("innohook_sink_delivered_total{sink=\"crm\"}", 5.0)
+        .await;
+    assert_eq!(
+        metric(
+            &app.scrape().await,
+            "innohook_sink_parked_events{sink=\"crm\"}"
+        ),
+        0.0
+    );
+    assert!(app.store.dead_letters().await.unwrap().is_empty());
+}
+
+/// InnoPaaS's own delivered and failed examples share one envelope id: the forward sink
+/// gives each stored event its own Idempotency-Key, and the envelope id in a header of
+/// its own; signatures verify with an implementation of Standard Webhooks that is not
+/// innohook's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_per_event_and_signatures_verify() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    // SAFETY: the variable is this test's own; nothing else reads or writes it.
+    unsafe { std::env::set_var("INNOHOOK_TEST_SIGNING_SECRET", secret) };
+    let target = Target::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;
+    let toml = quick_retry_toml(
+        &target.url(),
+        "signed",
+        "signing_secret = \"${INNOHOOK_TEST_SIGNING_SECRET}\"\n",
+    );
+    let app = app_with_sinks(&toml).await;
+    let delivered = seed("delivered");
+    let failed = seed("failed");
+    assert_eq!(
+        delivered["id"], failed["id"],
+        "the documentation's examples share an id"
+    );
+    for body in [&delivered, &failed] {
+        assert_eq!(app.post(body.to_string()).await.status(), 200);
+    }
+    wait_for("both events", 10, || {
+        target.state.lock().unwrap().received.len() == 2
+    })
+    .await;
+    let verifier = standardwebhooks::Webhook::new(secret).unwrap();
+    let s = target.state.lock().unwrap();
+    let mut keys = HashSet::new();
+    for (headers, body) in &s.received {
+        verifier
+            .verify(body, headers)
+            .expect("the signature verifies");
+        assert_eq!(headers["webhook-id"], headers["idempotency-key"]);
+        assert_eq!(
+            headers["x-innohook-event-id"],
+            delivered["id"].as_str().unwrap()
+        );
+        keys.insert(headers["idempotency-key"].to_str().unwrap().to_owned());
+        // Tampered with, it does not verify.
+        let mut forged = body.to_vec();
+        forged[0] = b' ';
+        assert!(verifier.verify(&forged, headers).is_err());
+    }
+    assert_eq!(
+        keys,
+        HashSet::from([
+            "356139161272397824:delivered".to_owned(),
+            "356139161272397824:failed".to_owned()
+        ])
+    );
+}
+
+/// A sink added to a store that holds events starts with the next event by default, and
+/// with the first stored one when `start = "beginning"`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_sink_starts_now_unless_told_to_start_at_the_beginning() {
+    let app = app_with_sinks("sinks = []").await;
+    for i in 0..3 {
+        let event = status_event(&format!("old-{i}"), &format!("old-{i}"), "read");
+        assert_eq!(app.post(event.to_string()).await.status(), 200);
+    }
+    let (mut config, dir) = app.stop().await;
+    let path = |name: &str| dir.path().join(format!("{name}.jsonl"));
+    config.sinks = sinks(&format!(
+        "[[sinks]]\ntype = \"file\"\nname = \"now\"\npath = {:?}\n[[sinks]]\ntype = \"file\"\nname = \"all\"\npath = {:?}\nstart = \"beginning\"\n",
+        path("now"),
+        path("all")
+    ));
+    let app = TestApp::spawn(config, dir.clone()).await;
+    let event = status_event("new", "new", "read");
+    assert_eq!(app.post(event.to_string()).await.status(), 200);
+    wait_for("both files", 10, || {
+        file_lines(&path("all")).len() == 4 && file_lines(&path("now")).len() == 1
+    })
+    .await;
+    assert_eq!(file_lines(&path("now"))[0]["seq"], 4);
+    // The start is recorded: after a restart "now" does not skip what came meanwhile.
+    let (config, dir) = app.stop().await;
+    let app = TestApp::spawn(config, dir).await;
+    let event = status_event("newer", "newer", "read");
+    assert_eq!(app.post(event.to_string()).await.status(), 200);
+    wait_for("the next event", 10, || file_lines(&path("now")).len() == 2).await;
+}
+
+/// `innohook dead-letters` says which event a sink's dead letter is, with the sink, its
+/// attempts, when they were and the last error; `--payload` adds the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_name_the_event_and_the_attempts() {
+    let state = TargetState {
+        refuse: Some("bad-msg".into()),
+        ..TargetState::default()
+    };
+    let target = Target::start("127.0.0.1:0".parse().unwrap(), Arc::new(Mutex::new(state))).await;
+    let app = app_with_sinks(&quick_retry_toml(&target.url(), "crm", "")).await;
+    let body = status_event("env-bad", "bad-msg", "failed").to_string();
+    assert_eq!(app.post(body.clone()).await.status(), 200);
+    poll_until("a dead letter", 10, async || {
+        (!app.store.dead_letters().await.unwrap().is_empty()).then_some(())
+    })
+    .await;
+    let config = write_config(
+        app.dir.path(),
+        &format!("[store]\ndir = {:?}\n", app.config.store.dir),
+    );
+    let run = |args: &[&str]| {
+        let out = innohook()
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let v: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        v
+    };
+    let dead = run(&["dead-letters"]);
+    assert_eq!(dead.len(), 1);
+    let d = &dead[0];
+    assert_eq!(d["sink"], "crm");
+    assert_eq!(d["code"], "rejected_by_sink");
+    assert_eq!(
+        d["event"],
+        json!({"id": "env-bad", "type": "whatsapp_message_status_updated", "messageId": "bad-msg", "status": "failed"})
+    );
+    assert_eq!(d["attempts"], 1);
+    assert!(
+        d["firstAttemptAt"].is_string() && d["createdAt"].is_string(),
+        "{d}"
+    );
+    assert!(d["reason"].as_str().unwrap().contains("400"), "{d}");
+    assert!(d.get("body").is_none(), "no body without --payload: {d}");
+    let with_payload = run(&["dead-letters", "--payload"]);
+    assert_eq!(with_payload[0]["body"], body);
 }

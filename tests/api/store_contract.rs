@@ -92,6 +92,7 @@ contract!(
     event_queries_filter_and_page,
     cursors_survive_a_restart,
     dead_letters_replay_once,
+    parked_events_are_kept_until_done,
     probe_and_prune,
 );
 
@@ -530,8 +531,10 @@ async fn dead_letters_replay_once(b: &impl Backend) {
             seq: seqs[1],
             code: "retries_exhausted",
             reason: "POST answered 503".into(),
+            attempts: 1,
+            first_attempt_at: chrono::Utc::now(),
         }],
-        replayed: Vec::new(),
+        ..Progress::default()
     };
     store.sink_progress(&lease, progress).await.unwrap();
     let dead = store.dead_letters().await.unwrap();
@@ -560,6 +563,100 @@ async fn dead_letters_replay_once(b: &impl Backend) {
     store.sink_progress(&lease, done).await.unwrap();
     assert!(store.replay_queue("crm", 10).await.unwrap().is_empty());
     // The cursor stays where it was.
+    assert_eq!(store.sink_cursor("crm").await.unwrap(), Some(seqs[2]));
+    store.close().await;
+}
+
+/// A sink's set-aside events are kept with their schedule, across a restart, until it is
+/// done with them; a sink's dead letters say which event, how many attempts, since when.
+async fn parked_events_are_kept_until_done(b: &impl Backend) {
+    use innohook::store::ParkedEvent;
+    let store = b.open().await;
+    for (i, s) in ["delivered", "read"].iter().enumerate() {
+        accept(&store, &status(&format!("e{i}"), "m", "b", s, 1)).await;
+    }
+    accept(&store, &status("x", "other", "b", "read", 1)).await;
+    let seqs: Vec<i64> = store
+        .events_after(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    let lease = store.claim_sink("crm").await.unwrap().unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339("2026-03-01T10:00:00.123Z")
+        .unwrap()
+        .to_utc();
+    let parked = |seq, attempts| ParkedEvent {
+        seq,
+        message_id: Some("m".into()),
+        attempts,
+        first_attempt_at: (attempts > 0).then_some(at),
+        next_attempt_at: at,
+        last_error: "503".into(),
+    };
+    let progress = Progress {
+        cursor: Some(seqs[2]),
+        parked: vec![parked(seqs[0], 1), parked(seqs[1], 0)],
+        ..Progress::default()
+    };
+    store.sink_progress(&lease, progress).await.unwrap();
+    // A clean stop hands the sink over.
+    store.release_sink(&lease).await.unwrap();
+    store.close().await;
+    let store = b.open().await;
+    let lease = store.claim_sink("crm").await.unwrap().expect("released");
+    let found = store.parked("crm").await.unwrap();
+    assert_eq!(
+        found.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(),
+        [parked(seqs[0], 1), parked(seqs[1], 0)]
+    );
+    assert_eq!(found[0].1.event_id, "e0");
+    assert!(store.parked("file").await.unwrap().is_empty());
+    // Tried again and set aside again; then given up.
+    let mut again = parked(seqs[0], 2);
+    again.last_error = "503 again".into();
+    let progress = Progress {
+        parked: vec![again.clone()],
+        ..Progress::default()
+    };
+    store.sink_progress(&lease, progress).await.unwrap();
+    assert_eq!(store.parked("crm").await.unwrap()[0].0, again);
+    let done = Progress {
+        unparked: vec![seqs[0]],
+        dead: vec![UndeliveredEvent {
+            seq: seqs[0],
+            code: "retries_exhausted",
+            reason: "503 again".into(),
+            attempts: 3,
+            first_attempt_at: at,
+        }],
+        ..Progress::default()
+    };
+    store.sink_progress(&lease, done).await.unwrap();
+    let left: Vec<i64> = store
+        .parked("crm")
+        .await
+        .unwrap()
+        .iter()
+        .map(|(p, _)| p.seq)
+        .collect();
+    assert_eq!(left, [seqs[1]]);
+    let dead = store.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].attempts, dead[0].first_attempt_at),
+        (Some(3), Some(at))
+    );
+    let event = dead[0].event.clone().unwrap();
+    assert_eq!(
+        (
+            event.id.as_str(),
+            event.message_id.as_deref(),
+            event.status.as_deref()
+        ),
+        ("e0", Some("m"), Some("delivered"))
+    );
     assert_eq!(store.sink_cursor("crm").await.unwrap(), Some(seqs[2]));
     store.close().await;
 }

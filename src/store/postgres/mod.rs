@@ -31,8 +31,8 @@ use self::rows::{
     message_from_row,
 };
 use super::{
-    DeadLetter, EventQuery, Outcome, Progress, Role, SinkLease, Store, StoreError, StoreResult,
-    StoredEvent,
+    DeadLetter, EventQuery, Outcome, ParkedEvent, Progress, Role, SinkLease, Store, StoreError,
+    StoreResult, StoredEvent,
 };
 use crate::config::StoreConfig;
 use crate::event::tracking::{Batch, FailureGroup, Message, StatusUpdate};
@@ -371,12 +371,46 @@ impl Store for PgStore {
                 .iter()
                 .map(|d| text(&d.reason).into_owned())
                 .collect();
+            let attempts: Vec<i32> = progress.dead.iter().map(|d| d.attempts as i32).collect();
+            let firsts: Vec<chrono::DateTime<chrono::Utc>> =
+                progress.dead.iter().map(|d| d.first_attempt_at).collect();
             tx.execute(
-                "INSERT INTO dead_letters (created_at, source, sink, event_seq, code, reason)
-                 SELECT now(), 'sink', $1, u.seq, u.code, u.reason
-                 FROM unnest($2::int8[], $3::text[], $4::text[]) WITH ORDINALITY AS u(seq, code, reason, ord)
+                "INSERT INTO dead_letters (created_at, source, sink, event_seq, code, reason, attempts, first_attempt_at)
+                 SELECT now(), 'sink', $1, u.seq, u.code, u.reason, u.attempts, u.first
+                 FROM unnest($2::int8[], $3::text[], $4::text[], $5::int4[], $6::timestamptz[])
+                     WITH ORDINALITY AS u(seq, code, reason, attempts, first, ord)
                  ORDER BY u.ord",
-                &[&sink, &seqs, &codes, &reasons],
+                &[&sink, &seqs, &codes, &reasons, &attempts, &firsts],
+            )
+            .await?;
+        }
+        if !progress.unparked.is_empty() {
+            tx.execute(
+                "DELETE FROM sink_parked WHERE sink = $1 AND event_seq = ANY($2)",
+                &[&sink, &progress.unparked],
+            )
+            .await?;
+        }
+        if !progress.parked.is_empty() {
+            let p = &progress.parked;
+            let seqs: Vec<i64> = p.iter().map(|p| p.seq).collect();
+            let messages: Vec<Option<String>> = p
+                .iter()
+                .map(|p| p.message_id.as_deref().map(|m| text(m).into_owned()))
+                .collect();
+            let attempts: Vec<i32> = p.iter().map(|p| p.attempts as i32).collect();
+            let firsts: Vec<Option<chrono::DateTime<chrono::Utc>>> =
+                p.iter().map(|p| p.first_attempt_at).collect();
+            let nexts: Vec<chrono::DateTime<chrono::Utc>> =
+                p.iter().map(|p| p.next_attempt_at).collect();
+            let errors: Vec<String> = p.iter().map(|p| text(&p.last_error).into_owned()).collect();
+            tx.execute(
+                "INSERT INTO sink_parked AS p (sink, event_seq, message_id, attempts, first_attempt_at, next_attempt_at, last_error)
+                 SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::int4[], $5::timestamptz[], $6::timestamptz[], $7::text[])
+                 ON CONFLICT (sink, event_seq) DO UPDATE SET attempts = excluded.attempts,
+                     first_attempt_at = excluded.first_attempt_at,
+                     next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error",
+                &[&sink, &seqs, &messages, &attempts, &firsts, &nexts, &errors],
             )
             .await?;
         }
@@ -397,6 +431,38 @@ impl Store for PgStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn parked(&self, sink: &str) -> StoreResult<Vec<(ParkedEvent, StoredEvent)>> {
+        let columns: Vec<String> = EVENT_COLUMNS
+            .split(", ")
+            .map(|c| format!("e.{c}"))
+            .collect();
+        let columns = columns.join(", ");
+        let sql = format!(
+            "SELECT {columns}, p.message_id, p.attempts, p.first_attempt_at, p.next_attempt_at, p.last_error
+             FROM sink_parked p JOIN events e ON e.seq = p.event_seq
+             WHERE p.sink = $1 ORDER BY p.event_seq"
+        );
+        let rows = self.client().await?.query(&sql, &[&text(sink)]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let event = event_from_row(r);
+                let attempts: i32 = r.get(9);
+                (
+                    ParkedEvent {
+                        seq: event.seq,
+                        message_id: r.get(8),
+                        attempts: attempts as u32,
+                        first_attempt_at: r.get(10),
+                        next_attempt_at: r.get(11),
+                        last_error: r.get(12),
+                    },
+                    event,
+                )
+            })
+            .collect())
     }
 
     async fn replay_queue(&self, sink: &str, limit: usize) -> StoreResult<Vec<StoredEvent>> {
@@ -549,7 +615,10 @@ impl Store for PgStore {
     }
 
     async fn dead_letters(&self) -> StoreResult<Vec<DeadLetter>> {
-        let sql = format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters ORDER BY id");
+        let sql = format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters d LEFT JOIN events e ON e.seq = d.event_seq
+             ORDER BY d.id"
+        );
         let rows = self.client().await?.query(&sql, &[]).await?;
         Ok(rows.iter().map(dead_letter_from_row).collect())
     }

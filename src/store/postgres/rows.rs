@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 
 use crate::event::Status;
 use crate::event::tracking::{Message, MessageError};
-use crate::store::{DeadLetter, StoredEvent};
+use crate::store::{DeadLetter, EventSummary, StoredEvent};
 
 pub(super) const MESSAGE_COLUMNS: &str = "message_id, wamid, status, statuses, error_code, \
      error_message, error_status, conversation, conversation_status, conflict, uid, send_phone, \
@@ -69,20 +69,32 @@ pub(super) fn event_from_row(r: &Row) -> StoredEvent {
     }
 }
 
-pub(super) const DEAD_LETTER_COLUMNS: &str =
-    "id, created_at, source, sink, event_seq, code, field, reason, body, replayed_at";
+/// Of `dead_letters d LEFT JOIN events e`.
+pub(super) const DEAD_LETTER_COLUMNS: &str = "d.id, d.created_at, d.source, d.sink, d.event_seq, \
+     d.code, d.field, d.reason, COALESCE(d.body, e.body), d.replayed_at, d.attempts, \
+     d.first_attempt_at, e.event_id, e.event_type, e.message_id, e.status";
 
 pub(super) fn dead_letter_from_row(r: &Row) -> DeadLetter {
     let body: Option<Vec<u8>> = r.get(8);
+    let attempts: Option<i32> = r.get(10);
+    let event_id: Option<String> = r.get(12);
     DeadLetter {
         id: r.get(0),
         created_at: r.get(1),
         source: r.get(2),
         sink: r.get(3),
         event_seq: r.get(4),
+        event: event_id.map(|id| EventSummary {
+            id,
+            event_type: r.get(13),
+            message_id: r.get(14),
+            status: r.get(15),
+        }),
         code: r.get(5),
         field: r.get(6),
         reason: r.get(7),
+        attempts: attempts.map(|a| a as u32),
+        first_attempt_at: r.get(11),
         body_is_not_utf8: body
             .as_ref()
             .is_some_and(|b| std::str::from_utf8(b).is_err()),

@@ -5,7 +5,8 @@
 use tokio_postgres::Transaction;
 
 /// What each migration adds; its number is its place here.
-pub(super) const MIGRATIONS: &[&str] = &[r#"
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
 -- Sequence numbers are taken from this row inside the ingest transaction, as its last
 -- statement: its lock orders commits, so events become visible in seq order and a sink's
 -- position (seq > cursor) never skips one committed late by another replica.
@@ -103,7 +104,24 @@ CREATE TABLE batch_errors (
     PRIMARY KEY (uid, error_code)
 );
 CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);
-"#];
+"#,
+    // 2: a sink's dead letters say how many attempts it made and when the first was;
+    // events a sink set aside to retry while later ones went on.
+    r#"
+ALTER TABLE dead_letters ADD COLUMN attempts integer;
+ALTER TABLE dead_letters ADD COLUMN first_attempt_at timestamptz;
+CREATE TABLE sink_parked (
+    sink             text NOT NULL,
+    event_seq        bigint NOT NULL,
+    message_id       text,
+    attempts         integer NOT NULL,
+    first_attempt_at timestamptz,
+    next_attempt_at  timestamptz NOT NULL,
+    last_error       text NOT NULL,
+    PRIMARY KEY (sink, event_seq)
+);
+"#,
+];
 
 /// The advisory lock key of migrations (any constant; this one spells "innohook").
 const MIGRATION_LOCK: i64 = 0x696e_6e6f_686f_6f6b;

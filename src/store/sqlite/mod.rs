@@ -26,8 +26,8 @@ use self::read::ReaderPool;
 use self::recent::Recent;
 use self::writer::{FnOp, Queued, Tx};
 use super::{
-    DeadLetter, EventQuery, Outcome, Progress, Role, SinkLease, Store, StoreError, StoreResult,
-    StoredEvent,
+    DeadLetter, EventQuery, Outcome, ParkedEvent, Progress, Role, SinkLease, Store, StoreError,
+    StoreResult, StoredEvent,
 };
 use crate::event::tracking::{Batch, Message, StatusUpdate};
 use crate::event::{Accepted, DedupKey, Rejection};
@@ -373,15 +373,47 @@ impl Store for SqliteStore {
             for d in &progress.dead {
                 tx.conn
                     .prepare_cached(
-                        "INSERT INTO dead_letters (created_at, source, sink, event_seq, code, reason)
-                         VALUES (?1, 'sink', ?2, ?3, ?4, ?5)",
+                        "INSERT INTO dead_letters (created_at, source, sink, event_seq, code, reason, attempts, first_attempt_at)
+                         VALUES (?1, 'sink', ?2, ?3, ?4, ?5, ?6, ?7)",
                     )?
-                    .execute(params![tx.at.text, sink, d.seq, d.code, d.reason])?;
+                    .execute(params![
+                        tx.at.text,
+                        sink,
+                        d.seq,
+                        d.code,
+                        d.reason,
+                        d.attempts,
+                        crate::event::format_time(&d.first_attempt_at)
+                    ])?;
             }
             for seq in &progress.replayed {
                 tx.conn
                     .prepare_cached("DELETE FROM sink_replay WHERE sink = ?1 AND event_seq = ?2")?
                     .execute(params![sink, seq])?;
+            }
+            for seq in &progress.unparked {
+                tx.conn
+                    .prepare_cached("DELETE FROM sink_parked WHERE sink = ?1 AND event_seq = ?2")?
+                    .execute(params![sink, seq])?;
+            }
+            for p in &progress.parked {
+                tx.conn
+                    .prepare_cached(
+                        "INSERT INTO sink_parked (sink, event_seq, message_id, attempts, first_attempt_at, next_attempt_at, last_error)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT (sink, event_seq) DO UPDATE SET attempts = excluded.attempts,
+                             first_attempt_at = excluded.first_attempt_at,
+                             next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error",
+                    )?
+                    .execute(params![
+                        sink,
+                        p.seq,
+                        p.message_id,
+                        p.attempts,
+                        p.first_attempt_at.as_ref().map(crate::event::format_time),
+                        crate::event::format_time(&p.next_attempt_at),
+                        p.last_error
+                    ])?;
             }
             if let Some(cursor) = progress.cursor {
                 tx.conn
@@ -394,6 +426,11 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn parked(&self, sink: &str) -> StoreResult<Vec<(ParkedEvent, StoredEvent)>> {
+        let sink = sink.to_owned();
+        self.readers.read(move |r| r.parked(&sink)).await
     }
 
     async fn replay_queue(&self, sink: &str, limit: usize) -> StoreResult<Vec<StoredEvent>> {

@@ -10,7 +10,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use super::{parse_time, time_column, tracking};
 use crate::event::Status;
 use crate::event::tracking::{Batch, Message};
-use crate::store::{DeadLetter, EventQuery, StoreError, StoreResult, StoredEvent};
+use crate::store::{
+    DeadLetter, EventQuery, EventSummary, ParkedEvent, StoreError, StoreResult, StoredEvent,
+};
 
 const EVENT_COLUMNS: &str =
     "seq, received_at, event_id, event_type, message_id, status, warnings, body";
@@ -63,6 +65,37 @@ impl Reader {
             .prepare_cached("SELECT seq FROM sink_cursors WHERE sink = ?1")?
             .query_row([sink], |r| r.get(0))
             .optional()
+    }
+
+    /// The events `sink` has set aside, in seq order.
+    pub(super) fn parked(&self, sink: &str) -> rusqlite::Result<Vec<(ParkedEvent, StoredEvent)>> {
+        let columns: Vec<String> = EVENT_COLUMNS
+            .split(", ")
+            .map(|c| format!("e.{c}"))
+            .collect();
+        let columns = columns.join(", ");
+        let sql = format!(
+            "SELECT {columns}, p.message_id, p.attempts, p.first_attempt_at, p.next_attempt_at, p.last_error
+             FROM sink_parked p JOIN events e ON e.seq = p.event_seq
+             WHERE p.sink = ?1 ORDER BY p.event_seq"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([sink], |r| {
+            let event = event_from_row(r)?;
+            let first: Option<String> = r.get(10)?;
+            Ok((
+                ParkedEvent {
+                    seq: event.seq,
+                    message_id: r.get(8)?,
+                    attempts: r.get(9)?,
+                    first_attempt_at: first.as_deref().and_then(parse_time),
+                    next_attempt_at: time_column(r, 11)?,
+                    last_error: r.get(12)?,
+                },
+                event,
+            ))
+        })?;
+        rows.collect()
     }
 
     /// Events put back in `sink`'s queue by `innohook replay`, oldest first.
@@ -160,11 +193,14 @@ impl Reader {
             .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
     }
 
-    /// Every dead letter, oldest first.
+    /// Every dead letter, oldest first, a sink's with its event.
     pub(super) fn dead_letters(&self) -> rusqlite::Result<Vec<DeadLetter>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, created_at, source, sink, event_seq, code, field, reason, body, replayed_at
-             FROM dead_letters ORDER BY id",
+            "SELECT d.id, d.created_at, d.source, d.sink, d.event_seq, d.code, d.field, d.reason,
+                 COALESCE(d.body, e.body), d.replayed_at, d.attempts, d.first_attempt_at,
+                 e.event_id, e.event_type, e.message_id, e.status
+             FROM dead_letters d LEFT JOIN events e ON e.seq = d.event_seq
+             ORDER BY d.id",
         )?;
         let rows = stmt.query_map([], |r| {
             let body: Option<Vec<u8>> = r.get(8)?;
@@ -172,15 +208,28 @@ impl Reader {
                 .as_ref()
                 .is_some_and(|b| std::str::from_utf8(b).is_err());
             let replayed_at: Option<String> = r.get(9)?;
+            let first_attempt_at: Option<String> = r.get(11)?;
+            let event_id: Option<String> = r.get(12)?;
             Ok(DeadLetter {
                 id: r.get(0)?,
                 created_at: time_column(r, 1)?,
                 source: r.get(2)?,
                 sink: r.get(3)?,
                 event_seq: r.get(4)?,
+                event: match event_id {
+                    Some(id) => Some(EventSummary {
+                        id,
+                        event_type: r.get(13)?,
+                        message_id: r.get(14)?,
+                        status: r.get(15)?,
+                    }),
+                    None => None,
+                },
                 code: r.get(5)?,
                 field: r.get(6)?,
                 reason: r.get(7)?,
+                attempts: r.get(10)?,
+                first_attempt_at: first_attempt_at.as_deref().and_then(parse_time),
                 body: body.map(|b| String::from_utf8_lossy(&b).into_owned()),
                 body_is_not_utf8,
                 replayed_at: replayed_at.as_deref().and_then(parse_time),

@@ -151,6 +151,23 @@ CREATE INDEX messages_uid ON messages (uid, message_id);
     r#"
 ALTER TABLE messages ADD COLUMN identity_status TEXT;
 "#,
+    // v6: a sink's dead letters say how many attempts it made and when the first was;
+    // events a sink set aside to retry while later ones went on (sinks that keep each
+    // message's order rather than the global one).
+    r#"
+ALTER TABLE dead_letters ADD COLUMN attempts INTEGER;
+ALTER TABLE dead_letters ADD COLUMN first_attempt_at TEXT;
+CREATE TABLE sink_parked (
+    sink             TEXT NOT NULL,
+    event_seq        INTEGER NOT NULL,
+    message_id       TEXT,
+    attempts         INTEGER NOT NULL,
+    first_attempt_at TEXT,
+    next_attempt_at  TEXT NOT NULL,
+    last_error       TEXT NOT NULL,
+    PRIMARY KEY (sink, event_seq)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings a database up to the newest schema.

@@ -43,7 +43,7 @@ impl App {
         for sink in &config.sinks {
             let head = *store.head().borrow();
             let recorded = store.sink_cursor(sink.name()).await?.unwrap_or(0);
-            let (built, cursor) = sink.build(recorded, head)?;
+            let (built, cursor) = sink.build(recorded, head).await?;
             sinks.push(Runner::new(built, sink.clone(), store.clone(), cursor));
         }
         Ok(Self {

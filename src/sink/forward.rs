@@ -18,7 +18,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use super::{BoxFuture, Sink, SinkError};
+use super::{BoxFuture, Sink, SinkError, expand_env, header_text};
 use crate::store::StoredEvent;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -183,48 +183,7 @@ impl Sink for ForwardSink {
         &'a self,
         events: &'a [StoredEvent],
     ) -> BoxFuture<'a, Vec<Result<(), SinkError>>> {
-        Box::pin(async move {
-            let mut chains: Vec<Vec<usize>> = Vec::new();
-            let mut chain_of: std::collections::HashMap<&str, usize> = Default::default();
-            for (i, e) in events.iter().enumerate() {
-                match e.message_id.as_deref() {
-                    Some(m) => {
-                        let c = *chain_of.entry(m).or_insert_with(|| {
-                            chains.push(Vec::new());
-                            chains.len() - 1
-                        });
-                        chains[c].push(i);
-                    }
-                    None => chains.push(vec![i]),
-                }
-            }
-            let runs = chains.into_iter().map(|chain| async move {
-                let mut results = Vec::with_capacity(chain.len());
-                let mut failed = false;
-                for i in chain {
-                    let result = if failed {
-                        Err(SinkError::held_back())
-                    } else {
-                        self.post(&events[i]).await
-                    };
-                    failed |= result.as_ref().is_err_and(|e| e.retryable);
-                    results.push((i, result));
-                }
-                results
-            });
-            let mut answers: Vec<Option<Result<(), SinkError>>> = vec![None; events.len()];
-            for (i, result) in futures_util::future::join_all(runs)
-                .await
-                .into_iter()
-                .flatten()
-            {
-                answers[i] = Some(result);
-            }
-            answers
-                .into_iter()
-                .map(|a| a.expect("every event answered"))
-                .collect()
-        })
+        super::by_message(events, move |e| self.post(e))
     }
 
     fn keeps_message_order(&self) -> bool {
@@ -245,37 +204,6 @@ fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     mac.update(body);
     let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
     format!("v1,{signature}")
-}
-
-/// A value from the wire as a header can hold it: visible ASCII as it is, anything else
-/// percent-encoded (a header must not carry control characters).
-fn header_text(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if (b.is_ascii_graphic() || b == b' ') && b != b'%' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Replaces `${NAME}` with the environment variable NAME; the error names a missing one.
-fn expand_env(value: &str) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        let Some(len) = rest[start..].find('}') else {
-            break;
-        };
-        let var = &rest[start + 2..start + len];
-        out.push_str(&rest[..start]);
-        out.push_str(&std::env::var(var).map_err(|_| var.to_owned())?);
-        rest = &rest[start + len + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 /// An error with its causes ("connection refused" is usually a few levels down).

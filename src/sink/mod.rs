@@ -8,6 +8,8 @@
 mod file;
 mod forward;
 mod log;
+#[cfg(feature = "nats")]
+mod nats;
 mod parked;
 pub mod runner;
 
@@ -23,6 +25,8 @@ use crate::store::StoredEvent;
 pub use file::FileSinkConfig;
 pub use forward::ForwardSinkConfig;
 pub use log::LogSinkConfig;
+#[cfg(feature = "nats")]
+pub use nats::NatsSinkConfig;
 
 /// Why one event was not delivered.
 #[derive(Debug, Clone)]
@@ -168,6 +172,9 @@ pub enum SinkKind {
     File(FileSinkConfig),
     /// The original request body POSTed to your own system.
     Forward(ForwardSinkConfig),
+    /// Each event published to a NATS JetStream stream.
+    #[cfg(feature = "nats")]
+    Nats(NatsSinkConfig),
 }
 
 impl SinkKind {
@@ -176,6 +183,8 @@ impl SinkKind {
             Self::Log(_) => "log",
             Self::File(_) => "file",
             Self::Forward(_) => "forward",
+            #[cfg(feature = "nats")]
+            Self::Nats(_) => "nats",
         }
     }
 }
@@ -229,12 +238,15 @@ impl SinkConfig {
             SinkKind::Log(_) => Ok(()),
             SinkKind::File(c) => c.check(),
             SinkKind::Forward(c) => c.check(),
+            #[cfg(feature = "nats")]
+            SinkKind::Nats(c) => c.check(),
         }
     }
 
-    /// Builds the sink before the server starts. `store_cursor` is where the store says
-    /// the sink is, `store_head` the last committed seq; returns the sink and its cursor.
-    pub fn build(
+    /// Builds the sink before the server starts (connecting where it connects). The
+    /// store says the sink is at `store_cursor` and has committed up to `store_head`;
+    /// returns the sink and its cursor.
+    pub async fn build(
         &self,
         store_cursor: i64,
         store_head: i64,
@@ -246,7 +258,100 @@ impl SinkConfig {
                 .map(|(sink, cursor)| (Box::new(sink) as Box<dyn Sink>, cursor)),
             SinkKind::Forward(c) => forward::ForwardSink::new(name.clone(), c)
                 .map(|sink| (Box::new(sink) as Box<dyn Sink>, store_cursor)),
+            #[cfg(feature = "nats")]
+            SinkKind::Nats(c) => {
+                let backoff_max = self.retry_policy().max;
+                nats::NatsSink::connect(name.clone(), c, backoff_max)
+                    .await
+                    .map(|sink| (Box::new(sink) as Box<dyn Sink>, store_cursor))
+            }
         };
         built.map_err(|e| anyhow::anyhow!("sink {name}: {e:#}"))
     }
+}
+
+/// Delivers each message's events one after another with `send`, different messages at
+/// once; after a failure worth retrying, that message's later events are held back
+/// ([`SinkError::held_back`]). A permanent failure lets them go. Answers in order.
+fn by_message<'a, F, Fut>(
+    events: &'a [StoredEvent],
+    send: F,
+) -> BoxFuture<'a, Vec<Result<(), SinkError>>>
+where
+    F: Fn(&'a StoredEvent) -> Fut + Send + Sync + Copy + 'a,
+    Fut: Future<Output = Result<(), SinkError>> + Send + 'a,
+{
+    Box::pin(async move {
+        let mut chains: Vec<Vec<usize>> = Vec::new();
+        let mut chain_of: std::collections::HashMap<&str, usize> = Default::default();
+        for (i, e) in events.iter().enumerate() {
+            match e.message_id.as_deref() {
+                Some(m) => {
+                    let c = *chain_of.entry(m).or_insert_with(|| {
+                        chains.push(Vec::new());
+                        chains.len() - 1
+                    });
+                    chains[c].push(i);
+                }
+                None => chains.push(vec![i]),
+            }
+        }
+        let runs = chains.into_iter().map(|chain| async move {
+            let mut results = Vec::with_capacity(chain.len());
+            let mut failed = false;
+            for i in chain {
+                let result = if failed {
+                    Err(SinkError::held_back())
+                } else {
+                    send(&events[i]).await
+                };
+                failed |= result.as_ref().is_err_and(|e| e.retryable);
+                results.push((i, result));
+            }
+            results
+        });
+        let mut answers: Vec<Option<Result<(), SinkError>>> = vec![None; events.len()];
+        for (i, result) in futures_util::future::join_all(runs)
+            .await
+            .into_iter()
+            .flatten()
+        {
+            answers[i] = Some(result);
+        }
+        answers
+            .into_iter()
+            .map(|a| a.expect("every event answered"))
+            .collect()
+    })
+}
+
+/// Replaces `${NAME}` with the environment variable NAME; the error names a missing one.
+fn expand_env(value: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        let var = &rest[start + 2..start + len];
+        out.push_str(&rest[..start]);
+        out.push_str(&std::env::var(var).map_err(|_| var.to_owned())?);
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A value from the wire as a header can hold it: visible ASCII as it is, anything else
+/// percent-encoded (a header must not carry control characters).
+fn header_text(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if (b.is_ascii_graphic() || b == b' ') && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

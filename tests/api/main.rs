@@ -7,6 +7,8 @@ mod event_rules;
 mod event_seeds;
 mod faults;
 mod http_receiver;
+#[cfg(feature = "nats")]
+mod nats;
 mod ops;
 #[cfg(feature = "postgres")]
 mod pg;

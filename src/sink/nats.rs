@@ -1,0 +1,406 @@
+//! The `nats` sink: publishes each event to a NATS JetStream stream, the body as sent, on
+//! a subject made from the event (`innopaas.{type}.{status}` by default).
+//!
+//! Each publish carries `Nats-Msg-Id`, the stored event's own key (the forward sink's
+//! Idempotency-Key), so JetStream stores a republished event once within the stream's
+//! duplicate window; an event counts as delivered only when JetStream acknowledges it (a
+//! duplicate acknowledgement too). A message's events are published one after another,
+//! different messages at once. The stream is checked at startup: it must exist and
+//! capture the subjects.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use serde::{Deserialize, Serialize};
+
+use super::{BoxFuture, Sink, SinkError, expand_env, header_text};
+use crate::store::StoredEvent;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSinkConfig {
+    /// The server, or several of a cluster: `"nats://nats:4222"` or a list. `tls://` (or
+    /// `tls = true`) requires TLS.
+    pub url: Urls,
+    /// The JetStream stream to publish to; it must exist and capture the subjects.
+    pub stream: String,
+    /// The subject of each event. `{type}`, `{status}`, `{message_id}` and `{uid}` are
+    /// replaced by the event's (a missing one by `none`; characters a subject cannot
+    /// hold, `.`, `*`, `>` and whitespace, by `_`).
+    #[serde(default = "default_subject")]
+    pub subject: String,
+    /// User and password (`"${NAME}"` reads the environment).
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A token (`"${NAME}"` reads the environment).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A `.creds` file (JWT and NKey).
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// Require TLS (rustls; the system's roots, or `ca_file`).
+    #[serde(default)]
+    pub tls: bool,
+    /// A CA to trust instead of the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Seconds to wait for JetStream's acknowledgement before the publish is retried.
+    #[serde(default = "default_ack_timeout")]
+    pub ack_timeout_secs: u64,
+    /// Publishes awaiting their acknowledgement at once.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+}
+
+/// One URL or several.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Urls {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Urls {
+    fn list(&self) -> Vec<String> {
+        match self {
+            Self::One(u) => vec![u.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
+}
+
+fn default_subject() -> String {
+    "innopaas.{type}.{status}".into()
+}
+fn default_ack_timeout() -> u64 {
+    10
+}
+fn default_in_flight() -> usize {
+    256
+}
+
+impl NatsSinkConfig {
+    pub(super) fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.url.list().is_empty(), "url must name a server");
+        for url in self.url.list() {
+            url.parse::<async_nats::ServerAddr>()
+                .map_err(|e| anyhow::anyhow!("url {url:?} is not a NATS server address: {e}"))?;
+        }
+        anyhow::ensure!(
+            !self.stream.is_empty() && !self.stream.contains(['.', '*', '>', ' ']),
+            "stream must be a JetStream stream name (no '.', '*', '>' or spaces)"
+        );
+        anyhow::ensure!(
+            subject_tokens_ok(&fill(&self.subject, &Fields::default())),
+            "subject {:?} must be tokens separated by single dots",
+            self.subject
+        );
+        for (key, value) in [
+            ("user", &self.user),
+            ("password", &self.password),
+            ("token", &self.token),
+        ] {
+            if let Some(v) = value {
+                expand_env(v)
+                    .map_err(|var| anyhow::anyhow!("{key} uses ${{{var}}}, which is not set"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a subject template takes from an event.
+#[derive(Default)]
+struct Fields<'a> {
+    event_type: Option<&'a str>,
+    status: Option<&'a str>,
+    message_id: Option<&'a str>,
+    uid: Option<String>,
+}
+
+/// A subject token from a value: `none` when missing or empty, `_` for what a token
+/// cannot hold, at most 64 bytes.
+fn token(value: Option<&str>) -> String {
+    let value = value.filter(|v| !v.is_empty()).unwrap_or("none");
+    let mut t: String = value
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || matches!(c, '.' | '*' | '>' | '\0') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if t.len() > 64 {
+        let mut end = 64;
+        while !t.is_char_boundary(end) {
+            end -= 1;
+        }
+        t.truncate(end);
+    }
+    t
+}
+
+fn fill(template: &str, f: &Fields<'_>) -> String {
+    template
+        .replace("{type}", &token(f.event_type))
+        .replace("{status}", &token(f.status))
+        .replace("{message_id}", &token(f.message_id))
+        .replace("{uid}", &token(f.uid.as_deref()))
+}
+
+fn subject_tokens_ok(subject: &str) -> bool {
+    !subject.is_empty()
+        && subject
+            .split('.')
+            .all(|t| !t.is_empty() && !t.contains(char::is_whitespace))
+}
+
+/// Whether JetStream subject `pattern` (with `*` and `>`) captures `subject`.
+fn captures(pattern: &str, subject: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (p.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+pub struct NatsSink {
+    name: String,
+    js: async_nats::jetstream::Context,
+    subject: String,
+}
+
+impl NatsSink {
+    /// Connects and checks the stream; `backoff_max` (the sink's longest retry delay)
+    /// decides whether the stream's duplicate window is worth a warning.
+    pub async fn connect(
+        name: String,
+        cfg: &NatsSinkConfig,
+        backoff_max: Duration,
+    ) -> anyhow::Result<Self> {
+        cfg.check()?;
+        let addrs: Vec<async_nats::ServerAddr> = cfg
+            .url
+            .list()
+            .iter()
+            .map(|u| u.parse())
+            .collect::<Result<_, _>>()?;
+        let mut options = async_nats::ConnectOptions::new()
+            .name(format!("innohook {name}"))
+            .connection_timeout(Duration::from_secs(5))
+            .max_reconnects(None);
+        let env = |v: &Option<String>| {
+            v.as_deref()
+                .map(expand_env)
+                .transpose()
+                .map_err(|var| anyhow::anyhow!("${{{var}}} is not set"))
+        };
+        if let (Some(user), Some(password)) = (env(&cfg.user)?, env(&cfg.password)?) {
+            options = options.user_and_password(user, password);
+        }
+        if let Some(token) = env(&cfg.token)? {
+            options = options.token(token);
+        }
+        if let Some(file) = &cfg.credentials_file {
+            options = options.credentials_file(file).await.map_err(|e| {
+                anyhow::anyhow!("cannot read credentials_file {}: {e}", file.display())
+            })?;
+        }
+        if cfg.tls {
+            options = options.require_tls(true);
+        }
+        if let Some(ca) = &cfg.ca_file {
+            options = options.add_root_certificates(ca.clone());
+        }
+        let where_ = cfg.url.list().join(", ");
+        let client = options
+            .connect(addrs)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {where_}: {e}"))?;
+        let js = async_nats::jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(cfg.ack_timeout_secs.max(1)))
+            .max_ack_inflight(cfg.max_in_flight.max(1))
+            .backpressure_on_inflight(true)
+            .build(client);
+        let mut stream = js.get_stream(&cfg.stream).await.map_err(|e| {
+            anyhow::anyhow!(
+                "JetStream stream {:?} at {where_}: {e}; create it first, e.g. nats stream add {} --subjects '{}' --dupe-window 1h",
+                cfg.stream,
+                cfg.stream,
+                capture_all(&cfg.subject)
+            )
+        })?;
+        let info = stream.info().await?;
+        let samples = ["delivered", "read", "failed", "SMECL:FAILED"]
+            .map(|status| {
+                fill(
+                    &cfg.subject,
+                    &Fields {
+                        event_type: Some(crate::event::MESSAGE_STATUS_TYPE),
+                        status: Some(status),
+                        message_id: Some("1"),
+                        uid: Some("1".into()),
+                    },
+                )
+            })
+            .into_iter()
+            .chain([fill(
+                &cfg.subject,
+                &Fields {
+                    event_type: Some("other"),
+                    ..Fields::default()
+                },
+            )]);
+        for subject in samples {
+            anyhow::ensure!(
+                info.config.subjects.iter().any(|p| captures(p, &subject)),
+                "JetStream stream {:?} does not capture subject {subject:?} (its subjects: {:?}); add {:?} to them, or change the sink's subject",
+                cfg.stream,
+                info.config.subjects,
+                capture_all(&cfg.subject)
+            );
+        }
+        // After a restart or a lost acknowledgement, an event is published again; beyond
+        // the duplicate window JetStream would store it twice.
+        let needed = backoff_max + Duration::from_secs(300);
+        if info.config.duplicate_window < needed {
+            tracing::warn!(
+                sink = name,
+                stream = cfg.stream,
+                window_secs = info.config.duplicate_window.as_secs(),
+                "The stream's duplicate window is shorter than a restart plus the retry backoff may take: an event published again after it is stored twice. Set it to an hour or more (nats stream edit --dupe-window 1h)."
+            );
+        }
+        Ok(Self {
+            name,
+            js,
+            subject: cfg.subject.clone(),
+        })
+    }
+
+    async fn publish(&self, event: &StoredEvent) -> Result<(), SinkError> {
+        let uid = if event.message_id.is_some() {
+            uid_of(&event.body)
+        } else {
+            None
+        };
+        let subject = fill(
+            &self.subject,
+            &Fields {
+                event_type: Some(&event.event_type),
+                status: event.status.as_ref().map(|s| s.as_str()),
+                message_id: event.message_id.as_deref(),
+                uid,
+            },
+        );
+        let publish = PublishMessage::build()
+            .payload(event.body.clone())
+            .message_id(event.delivery_key())
+            .header("X-Innohook-Seq", event.seq.to_string().as_str())
+            .header("X-Innohook-Event-Id", header_text(&event.event_id).as_str());
+        let ack = self
+            .js
+            .send_publish(subject, publish)
+            .await
+            .map_err(classify)?;
+        ack.await.map(|_| ()).map_err(classify)
+    }
+}
+
+/// A stream subject that captures whatever the template makes.
+fn capture_all(template: &str) -> String {
+    let fixed: Vec<&str> = template
+        .split('.')
+        .take_while(|t| !t.contains('{'))
+        .collect();
+    if fixed.is_empty() {
+        ">".into()
+    } else {
+        format!("{}.>", fixed.join("."))
+    }
+}
+
+/// body.uid, for the subject template.
+fn uid_of(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        body: Option<Body<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        uid: Option<&'a serde_json::value::RawValue>,
+    }
+    serde_json::from_slice::<Envelope>(body)
+        .ok()?
+        .body?
+        .uid
+        .and_then(crate::event::id_text)
+}
+
+fn classify(e: async_nats::jetstream::context::PublishError) -> SinkError {
+    match e.kind() {
+        PublishErrorKind::MaxPayloadExceeded => SinkError::permanent(format!("NATS: {e}")),
+        _ => SinkError::retryable(format!("NATS: {e}")),
+    }
+}
+
+impl Sink for NatsSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Each message's events one after another, the messages at once (up to
+    /// `max_in_flight` unacknowledged); after a failure, the message's later events are
+    /// held back.
+    fn deliver<'a>(
+        &'a self,
+        events: &'a [StoredEvent],
+    ) -> BoxFuture<'a, Vec<Result<(), SinkError>>> {
+        super::by_message(events, move |e| self.publish(e))
+    }
+
+    fn keeps_message_order(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_made_safe_and_captured_as_jetstream_does() {
+        let f = Fields {
+            event_type: Some("whatsapp_message_status_updated"),
+            status: Some("SMECL:FAILED"),
+            message_id: Some("a.b *>c"),
+            uid: None,
+        };
+        assert_eq!(
+            fill("ev.{type}.{status}.{message_id}.{uid}", &f),
+            "ev.whatsapp_message_status_updated.SMECL:FAILED.a_b___c.none"
+        );
+        assert!(captures("ev.>", "ev.a.b"));
+        assert!(captures("ev.*.b", "ev.a.b"));
+        assert!(!captures("ev.*", "ev.a.b"));
+        assert!(!captures("ev.>", "ev"));
+        assert!(captures("ev.a", "ev.a"));
+        assert_eq!(capture_all("innopaas.{type}.{status}"), "innopaas.>");
+        assert_eq!(capture_all("{type}"), ">");
+        assert_eq!(token(Some(&"é".repeat(40))).len(), 64);
+    }
+}

@@ -165,6 +165,41 @@ pub fn replay(
     Ok(0)
 }
 
+/// `innohook prune --config PATH [--dry-run]`: the retention policy, once.
+pub fn prune(
+    config_path: Option<&Path>,
+    dry_run: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let config = crate::config::Config::load(config_path)?;
+    let policy = crate::retention::policy(&config);
+    let pruned = with_store(&config, |store| async move {
+        if dry_run {
+            let mut state = crate::store::PruneState::default();
+            store.prune(&policy, &mut state, usize::MAX, true).await
+        } else {
+            crate::retention::prune_pass(store.as_ref(), &policy).await
+        }
+    })?;
+    writeln!(
+        out,
+        "{} {} events, {} messages, {} batches, {} dead letters.",
+        if dry_run { "Would remove" } else { "Removed" },
+        pruned.events,
+        pruned.messages,
+        pruned.batches,
+        pruned.dead_letters
+    )?;
+    for (sink, at) in &pruned.held_by {
+        writeln!(
+            out,
+            "Sink {sink} has not delivered events since {}; they stay until it does.",
+            crate::event::format_time(at)
+        )?;
+    }
+    Ok(0)
+}
+
 /// `innohook healthcheck`: GETs /healthz on the configured address (loopback when it
 /// listens on all addresses); exit 0 on 200, 1 otherwise. For Docker's HEALTHCHECK.
 pub fn healthcheck(config_path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<i32> {

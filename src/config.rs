@@ -108,6 +108,57 @@ pub struct StoreConfig {
     /// How long a duplicate of an event other than a message status is still
     /// recognised, in days (status events: as long as their message is tracked).
     pub dedup_retention_days: u32,
+    /// How long accepted events are kept (`"30d"`, `"12h"`, `"forever"`); an event also
+    /// stays until every sink is past it.
+    pub retain_events: Retain,
+    /// How long a message's status, and a batch's summary, are kept after their last event.
+    pub retain_messages: Retain,
+    /// How long dead letters are kept (a sink's undelivered event stays as long as its
+    /// dead letter, so that it can be replayed).
+    pub retain_dead_letters: Retain,
+    /// Below this share of free space on the store's filesystem, a warning, a metric, and
+    /// a word in /readyz's body (it still answers ready while commits succeed).
+    pub min_free_percent: f64,
+}
+
+/// A retention: a duration (`"30d"`, `"12h"`, `"5s"`, as humantime reads them), or
+/// `"forever"` (`None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retain(pub Option<std::time::Duration>);
+
+impl Retain {
+    pub fn days(days: u64) -> Self {
+        Self(Some(std::time::Duration::from_secs(days * 86_400)))
+    }
+}
+
+impl Serialize for Retain {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(d) => s.serialize_str(&humantime::format_duration(d).to_string()),
+            None => s.serialize_str("forever"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Retain {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "forever" {
+            return Ok(Self(None));
+        }
+        let duration = humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration ({e}); write e.g. \"30d\", \"12h\", \"90s\" or \"forever\""
+            ))
+        })?;
+        if duration.is_zero() {
+            return Err(serde::de::Error::custom(
+                "a retention of 0 would keep nothing; write \"forever\" to keep everything",
+            ));
+        }
+        Ok(Self(Some(duration)))
+    }
 }
 
 impl Default for StoreConfig {
@@ -119,6 +170,10 @@ impl Default for StoreConfig {
             pool_size: 16,
             lease_secs: 10,
             dedup_retention_days: 7,
+            retain_events: Retain::days(30),
+            retain_messages: Retain::days(90),
+            retain_dead_letters: Retain::days(90),
+            min_free_percent: 5.0,
         }
     }
 }

@@ -8,13 +8,15 @@
 //! - [`sink`]: the `Sink` trait, one file per sink, and the runner that feeds each one.
 //! - [`server`]: builds all of the above from a config and runs it; [`shutdown`] stops it.
 //! - [`commands`]: the subcommands, so `main.rs` only parses arguments.
-//! - [`telemetry`]: logging setup; [`metrics`]: Prometheus metrics.
+//! - [`telemetry`]: logging setup; [`metrics`]: Prometheus metrics; [`retention`]: the
+//!   store's pruning and size.
 
 pub mod commands;
 pub mod config;
 pub mod event;
 pub mod http;
 pub mod metrics;
+pub mod retention;
 pub mod server;
 pub mod shutdown;
 pub mod sink;

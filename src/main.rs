@@ -43,6 +43,12 @@ enum Command {
         #[arg(long)]
         sink: Option<String>,
     },
+    /// Apply the retention policy ([store] retain_*) once, and say what was removed.
+    Prune {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// What happened to a message: current status, when each was reached, error, batch.
     Status {
         /// The InnoPaaS message id (body.id).
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
             innohook::commands::dead_letters(config, payload, &mut out)
         }
         Command::Replay { sink } => innohook::commands::replay(config, sink.as_deref(), &mut out),
+        Command::Prune { dry_run } => innohook::commands::prune(config, dry_run, &mut out),
         Command::Status { message_id } => innohook::commands::status(config, &message_id, &mut out),
         Command::Batch { uid } => innohook::commands::batch(config, &uid, &mut out),
         Command::Healthcheck => innohook::commands::healthcheck(config, &mut out),

@@ -20,6 +20,13 @@ pub const SINK_RETRIED: &str = "innohook_sink_retried_total";
 pub const SINK_DEAD: &str = "innohook_sink_dead_lettered_total";
 pub const SINK_PENDING: &str = "innohook_sink_pending_events";
 pub const SINK_PARKED: &str = "innohook_sink_parked_events";
+pub const SINK_HOLDING_BACK: &str = "innohook_sink_holding_back_seconds";
+pub const STORE_SIZE: &str = "innohook_store_size_bytes";
+pub const STORE_ROWS: &str = "innohook_store_rows";
+pub const STORE_FREE: &str = "innohook_store_free_bytes";
+pub const STORE_LOW_DISK: &str = "innohook_store_low_disk";
+pub const STORE_PRUNED: &str = "innohook_store_pruned_total";
+pub const OLDEST_EVENT_AGE: &str = "innohook_store_oldest_event_age_seconds";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -97,6 +104,25 @@ fn describe() {
         SINK_PENDING,
         "Committed events a sink has not finished yet."
     );
+    describe_gauge!(
+        SINK_HOLDING_BACK,
+        "How long past their retention a sink keeps events in the store (it has not delivered them)."
+    );
+    describe_gauge!(
+        STORE_SIZE,
+        "The store's size on disk (SQLite: database and WAL)."
+    );
+    describe_gauge!(
+        STORE_ROWS,
+        "Rows per table (PostgreSQL: the planner's estimate)."
+    );
+    describe_gauge!(STORE_FREE, "Free bytes on the store's filesystem (SQLite).");
+    describe_gauge!(
+        STORE_LOW_DISK,
+        "1 while free space on the store's filesystem is below store.min_free_percent."
+    );
+    describe_counter!(STORE_PRUNED, "Rows removed by the retention, by table.");
+    describe_gauge!(OLDEST_EVENT_AGE, "Age of the oldest stored event.");
     describe_gauge!(
         SINK_PARKED,
         "Events a sink set aside to retry on their own (and those waiting behind them)."

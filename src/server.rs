@@ -82,6 +82,7 @@ impl App {
             tracing::warn!(path = %config.server.path, "No [auth] is configured: anyone who can reach this port can post events. Set auth.username / auth.authorization (INNOHOOK_AUTH__AUTHORIZATION).");
         }
         let shutting_down = Arc::new(AtomicBool::new(false));
+        let low_disk = Arc::new(AtomicBool::new(false));
         let state = AppState {
             store: store.clone(),
             auth,
@@ -89,10 +90,20 @@ impl App {
             webhook_path: config.server.path.as_str().into(),
             max_body_bytes: config.server.max_body_bytes,
             metrics,
+            low_disk: low_disk.clone(),
         };
         let pruner = tokio::spawn(prune_dedup_keys(
             store.clone(),
             config.store.dedup_retention_days,
+        ));
+        let retention = tokio::spawn(crate::retention::prune_forever(
+            store.clone(),
+            crate::retention::policy(&config),
+        ));
+        let sizes = tokio::spawn(crate::retention::watch_size(
+            store.clone(),
+            config.store.min_free_percent,
+            low_disk.clone(),
         ));
         let app = http::router(state, &config.server, config.api.token.as_deref());
         tracing::info!(addr = %listener.local_addr()?, path = %config.server.path, store = %config.store.describe(), "Listening.");
@@ -112,6 +123,8 @@ impl App {
             } => tracing::warn!("Requests still in flight after the grace period; closing them."),
         }
         pruner.abort();
+        retention.abort();
+        sizes.abort();
         // Sinks resume from their cursors next time; give them a moment to record progress.
         let _ = stop_sinks.send(true);
         let stopped = async {

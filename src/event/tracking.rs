@@ -113,6 +113,10 @@ pub struct Message {
     /// before a store kept it; its current status stands in).
     #[serde(skip)]
     pub identity_status: Option<Status>,
+    /// When its last event was stored (the store's clock, which the retention goes by:
+    /// eventTime is the sender's).
+    #[serde(skip)]
+    pub touched_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -196,6 +200,7 @@ pub fn track(old: Option<&Message>, u: &StatusUpdate, received_at: DateTime<Utc>
             last_event_at: at,
             conversation_status: None,
             identity_status: Some(u.status.clone()),
+            touched_at: received_at,
         },
     };
     let identity_changed = old.is_some_and(|o| {
@@ -241,6 +246,7 @@ pub fn track(old: Option<&Message>, u: &StatusUpdate, received_at: DateTime<Utc>
     m.conflict = reached(Status::is_failure) && reached(Status::is_success);
     m.first_event_at = m.first_event_at.min(at);
     m.last_event_at = m.last_event_at.max(at);
+    m.touched_at = m.touched_at.max(received_at);
     Tracked::Changed(m)
 }
 
@@ -311,6 +317,8 @@ pub struct BatchDelta {
     /// the stored ones by min / max).
     pub first_event_at: DateTime<Utc>,
     pub last_event_at: DateTime<Utc>,
+    /// When a message of it was last stored (merged by max).
+    pub touched_at: DateTime<Utc>,
     /// Messages per error code, with the code's message (the first one seen).
     pub errors: BTreeMap<String, (i64, Option<String>)>,
 }
@@ -369,6 +377,7 @@ impl BatchDeltas {
                 counts: [0; 5],
                 first_event_at: times.first_event_at,
                 last_event_at: times.last_event_at,
+                touched_at: times.touched_at,
                 errors: BTreeMap::new(),
             }),
         };
@@ -380,6 +389,7 @@ impl BatchDeltas {
                 d.counts[slot(new.status.bucket())] += 1;
                 d.first_event_at = d.first_event_at.min(new.first_event_at);
                 d.last_event_at = d.last_event_at.max(new.last_event_at);
+                d.touched_at = d.touched_at.max(new.touched_at);
             }
             None => d.counts[0] -= 1,
         }

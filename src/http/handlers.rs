@@ -110,6 +110,13 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
         tracing::warn!(error = %e, "Readiness probe: the store cannot commit.");
         ApiError::StoreUnavailable
     })?;
+    // Still ready while commits succeed, but say so: the disk is nearly full.
+    if state.low_disk.load(Ordering::Relaxed) {
+        return Ok(Json(json!({
+            "status": "ready",
+            "warnings": ["Free space on the store's filesystem is below store.min_free_percent; shorten the retention or add space."]
+        })));
+    }
     Ok(Json(json!({"status": "ready"})))
 }
 

@@ -38,6 +38,8 @@ pub struct AppState {
     pub webhook_path: Arc<str>,
     pub max_body_bytes: usize,
     pub metrics: PrometheusHandle,
+    /// Free space on the store's filesystem is below `store.min_free_percent`.
+    pub low_disk: Arc<AtomicBool>,
 }
 
 /// Whether `path` belongs to innohook itself and cannot be the webhook path: the probes,

@@ -248,6 +248,64 @@ pub struct SinkLease {
     pub valid_until: std::time::Instant,
 }
 
+/// What the retention keeps (`None`: forever), and the sinks whose positions hold events.
+#[derive(Debug, Clone, Default)]
+pub struct Retention {
+    pub events: Option<std::time::Duration>,
+    /// A message's status and a batch's summary, after their last event.
+    pub messages: Option<std::time::Duration>,
+    pub dead_letters: Option<std::time::Duration>,
+    /// The configured sinks: an event stays until each of them is past it (a sink with no
+    /// position yet holds every event).
+    pub sinks: Vec<String>,
+}
+
+/// Where a pruning pass is, from one [`Store::prune`] call to the next (the sweeps over
+/// messages and batches go by key).
+#[derive(Debug, Clone, Default)]
+pub struct PruneState {
+    pub messages_after: Option<String>,
+    pub batches_after: Option<String>,
+}
+
+/// What a [`Store::prune`] call removed (or, dry, would remove).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Pruned {
+    pub events: u64,
+    pub messages: u64,
+    pub batches: u64,
+    pub dead_letters: u64,
+    /// The pass is complete: nothing more is due now.
+    #[serde(skip)]
+    pub done: bool,
+    /// Sinks holding events past their retention, with the receipt time of the oldest
+    /// event each still owes.
+    #[serde(skip)]
+    pub held_by: Vec<(String, DateTime<Utc>)>,
+}
+
+impl Pruned {
+    pub fn add(&mut self, other: &Pruned) {
+        self.events += other.events;
+        self.messages += other.messages;
+        self.batches += other.batches;
+        self.dead_letters += other.dead_letters;
+    }
+}
+
+/// How large the store is, for metrics.
+#[derive(Debug, Clone, Default)]
+pub struct StoreStats {
+    pub size_bytes: u64,
+    /// Free and total space of the filesystem the store is on, when the store knows it
+    /// (not for a database elsewhere).
+    pub free_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
+    /// Rows per table (estimates where counting would be slow).
+    pub rows: Vec<(&'static str, i64)>,
+    pub oldest_event_at: Option<DateTime<Utc>>,
+}
+
 /// Which stored events `/api/events` wants.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
@@ -339,6 +397,22 @@ pub trait Store: Send + Sync {
     /// Forgets the dedup keys of other-than-status events older than `days`; returns how
     /// many.
     async fn prune_dedup(&self, days: u32) -> StoreResult<u64>;
+
+    /// Removes what the retention no longer keeps, at most `limit` rows per table, each
+    /// call in a transaction of its own; call again (with the same `state`) until
+    /// [`Pruned::done`]. Never an event a configured sink has not got past, nor one a
+    /// sink has queued for replay, set aside, or has a dead letter for. `dry_run` only
+    /// counts, everything at once.
+    async fn prune(
+        &self,
+        policy: &Retention,
+        state: &mut PruneState,
+        limit: usize,
+        dry_run: bool,
+    ) -> StoreResult<Pruned>;
+
+    /// How large the store is.
+    async fn stats(&self) -> StoreResult<StoreStats>;
 
     /// Whether periodic job `job` is due in this process: true for one caller per `every`
     /// among all the processes sharing the store.

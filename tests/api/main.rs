@@ -17,6 +17,7 @@ mod postgres;
 mod process;
 #[cfg(feature = "postgres")]
 mod replicas;
+mod retention;
 mod sinks;
 mod store_contract;
 mod tracking;

@@ -93,6 +93,7 @@ contract!(
     cursors_survive_a_restart,
     dead_letters_replay_once,
     parked_events_are_kept_until_done,
+    retention_removes_only_what_no_sink_needs,
     probe_and_prune,
 );
 
@@ -658,6 +659,112 @@ async fn parked_events_are_kept_until_done(b: &impl Backend) {
         ("e0", Some("m"), Some("delivered"))
     );
     assert_eq!(store.sink_cursor("crm").await.unwrap(), Some(seqs[2]));
+    store.close().await;
+}
+
+/// The retention removes old events only once every configured sink is past them, and
+/// keeps those behind a dead letter; messages and batches go by their own retention, dead
+/// letters by theirs; a dry run counts the same as the pass removes.
+async fn retention_removes_only_what_no_sink_needs(b: &impl Backend) {
+    use innohook::store::{PruneState, Retention};
+    use std::time::Duration;
+    let store = b.open().await;
+    for i in 0..4 {
+        accept(
+            &store,
+            &status(&format!("e{i}"), &format!("m{i}"), "camp", "read", 1),
+        )
+        .await;
+    }
+    let seqs: Vec<i64> = store
+        .events_after(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    let lease = store.claim_sink("crm").await.unwrap().unwrap();
+    let progress = Progress {
+        cursor: Some(seqs[1]),
+        dead: vec![UndeliveredEvent {
+            seq: seqs[0],
+            code: "rejected_by_sink",
+            reason: "400".into(),
+            attempts: 1,
+            first_attempt_at: chrono::Utc::now(),
+        }],
+        ..Progress::default()
+    };
+    store.sink_progress(&lease, progress).await.unwrap();
+    // Everything is older than a second once a second has passed.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = Some(Duration::from_secs(1));
+    let mut policy = Retention {
+        events: second,
+        sinks: vec!["crm".into()],
+        ..Retention::default()
+    };
+    let prune = async |policy: &Retention, dry_run: bool| {
+        let mut state = PruneState::default();
+        let mut total = innohook::store::Pruned::default();
+        loop {
+            let step = store.prune(policy, &mut state, 2, dry_run).await.unwrap();
+            total.add(&step);
+            if total.held_by.is_empty() {
+                total.held_by = step.held_by.clone();
+            }
+            if step.done {
+                return total;
+            }
+        }
+    };
+    // The sink is past seq 1 and 2, but 1 has a dead letter: only 2 goes; the sink holds
+    // 3 and 4 back.
+    assert_eq!(prune(&policy, true).await.events, 1);
+    let pruned = prune(&policy, false).await;
+    assert_eq!(pruned.events, 1);
+    assert_eq!(
+        pruned
+            .held_by
+            .iter()
+            .map(|(s, _)| s.as_str())
+            .collect::<Vec<_>>(),
+        ["crm"]
+    );
+    let left = |events: Vec<innohook::store::StoredEvent>| {
+        events.iter().map(|e| e.seq).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        left(store.events_after(0, 10).await.unwrap()),
+        [seqs[0], seqs[2], seqs[3]]
+    );
+    // A sink with no position yet holds everything.
+    policy.sinks.push("new".into());
+    assert_eq!(prune(&policy, false).await.events, 0);
+    policy.sinks.pop();
+    // The sink catches up: 3 and 4 go.
+    let caught_up = Progress {
+        cursor: Some(seqs[3]),
+        ..Progress::default()
+    };
+    store.sink_progress(&lease, caught_up).await.unwrap();
+    assert_eq!(prune(&policy, false).await.events, 2);
+    assert!(prune(&policy, false).await.held_by.is_empty());
+    // Messages and batches by their own retention.
+    assert!(store.message("m3").await.unwrap().is_some());
+    policy.messages = second;
+    assert_eq!(prune(&policy, true).await.messages, 4);
+    let pruned = prune(&policy, false).await;
+    assert_eq!((pruned.messages, pruned.batches), (4, 1));
+    assert!(store.message("m3").await.unwrap().is_none());
+    assert!(store.batch("camp").await.unwrap().is_none());
+    // The dead letter goes, and then its event.
+    policy.dead_letters = second;
+    let pruned = prune(&policy, false).await;
+    assert_eq!((pruned.dead_letters, pruned.events), (1, 0));
+    assert_eq!(prune(&policy, false).await.events, 1);
+    assert_eq!(store.count_events().await.unwrap(), 0);
+    assert!(store.dead_letters().await.unwrap().is_empty());
     store.close().await;
 }
 

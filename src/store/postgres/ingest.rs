@@ -336,7 +336,7 @@ async fn write_messages<'a>(
         "INSERT INTO messages ({MESSAGE_COLUMNS})
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
              $7::text[], $8::text[], $9::text[], $10::bool[], $11::text[], $12::text[], $13::text[],
-             $14::text[], $15::timestamptz[], $16::timestamptz[], $17::text[])
+             $14::text[], $15::timestamptz[], $16::timestamptz[], $17::text[], $18::timestamptz[])
          ON CONFLICT (message_id) DO UPDATE SET
              wamid = excluded.wamid, status = excluded.status, statuses = excluded.statuses,
              error_code = excluded.error_code, error_message = excluded.error_message,
@@ -344,7 +344,8 @@ async fn write_messages<'a>(
              conversation_status = excluded.conversation_status, conflict = excluded.conflict,
              uid = excluded.uid, send_phone = excluded.send_phone, waba_id = excluded.waba_id,
              account_name = excluded.account_name, first_event_at = excluded.first_event_at,
-             last_event_at = excluded.last_event_at, identity_status = excluded.identity_status"
+             last_event_at = excluded.last_event_at, identity_status = excluded.identity_status,
+             touched_at = excluded.touched_at"
     );
     tx.execute(
         &tx.prepare_cached(&sql).await?,
@@ -366,6 +367,7 @@ async fn write_messages<'a>(
             &c.first_event_at,
             &c.last_event_at,
             &c.identity_status,
+            &c.touched_at,
         ],
     )
     .await?;
@@ -392,6 +394,7 @@ struct MessageColumns {
     first_event_at: Vec<DateTime<Utc>>,
     last_event_at: Vec<DateTime<Utc>>,
     identity_status: Vec<Option<String>>,
+    touched_at: Vec<DateTime<Utc>>,
 }
 
 impl MessageColumns {
@@ -425,6 +428,7 @@ impl MessageColumns {
         self.last_event_at.push(m.last_event_at);
         self.identity_status
             .push(m.identity_status.as_ref().map(|s| t(s.as_str())));
+        self.touched_at.push(m.touched_at);
     }
 }
 
@@ -436,7 +440,7 @@ async fn write_batches(
 ) -> Result<(), tokio_postgres::Error> {
     let mut uids = Vec::new();
     let mut counts: [Vec<i64>; 5] = Default::default();
-    let (mut firsts, mut lasts) = (Vec::new(), Vec::new());
+    let (mut firsts, mut lasts, mut touched) = (Vec::new(), Vec::new(), Vec::new());
     let (mut e_uids, mut e_codes, mut e_messages, mut e_counts) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut lost_messages, mut lost_errors) = (false, false);
@@ -447,6 +451,7 @@ async fn write_batches(
         }
         firsts.push(d.first_event_at);
         lasts.push(d.last_event_at);
+        touched.push(d.touched_at);
         for (code, (n, message)) in d.errors.iter().filter(|(_, (n, _))| *n != 0) {
             e_uids.push(uid.clone());
             e_codes.push(text(code).into_owned());
@@ -458,10 +463,11 @@ async fn write_batches(
         uids.push(uid);
     }
     tx.execute(
-        &tx.prepare_cached("INSERT INTO batches AS b (uid, messages, delivered, read, failed, other, first_event_at, last_event_at)
+        &tx.prepare_cached("INSERT INTO batches AS b (uid, messages, delivered, read, failed, other, first_event_at, last_event_at, touched_at)
          SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[],
-             $7::timestamptz[], $8::timestamptz[])
+             $7::timestamptz[], $8::timestamptz[], $9::timestamptz[])
          ON CONFLICT (uid) DO UPDATE SET
+             touched_at = GREATEST(b.touched_at, excluded.touched_at),
              messages = b.messages + excluded.messages,
              delivered = b.delivered + excluded.delivered,
              read = b.read + excluded.read,
@@ -471,6 +477,7 @@ async fn write_batches(
              last_event_at = GREATEST(b.last_event_at, excluded.last_event_at)").await?,
         &[
             &uids, &counts[0], &counts[1], &counts[2], &counts[3], &counts[4], &firsts, &lasts,
+            &touched,
         ],
     )
     .await?;

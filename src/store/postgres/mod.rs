@@ -31,8 +31,8 @@ use self::rows::{
     message_from_row,
 };
 use super::{
-    DeadLetter, EventQuery, Outcome, ParkedEvent, Progress, Role, SinkLease, Store, StoreError,
-    StoreResult, StoredEvent,
+    DeadLetter, EventQuery, Outcome, ParkedEvent, Progress, PruneState, Pruned, Retention, Role,
+    SinkLease, Store, StoreError, StoreResult, StoreStats, StoredEvent,
 };
 use crate::config::StoreConfig;
 use crate::event::tracking::{Batch, FailureGroup, Message, StatusUpdate};
@@ -648,6 +648,199 @@ impl Store for PgStore {
             )
             .await?;
         Ok(n)
+    }
+
+    async fn prune(
+        &self,
+        policy: &Retention,
+        state: &mut PruneState,
+        limit: usize,
+        dry_run: bool,
+    ) -> StoreResult<Pruned> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let now = chrono::Utc::now();
+        let cutoff = |keep: Option<Duration>| {
+            keep.map(|d| {
+                now.checked_sub_signed(
+                    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX),
+                )
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+            })
+        };
+        let n = limit as i64;
+        let mut out = Pruned::default();
+        let mut next = PruneState::default();
+        const KEPT: &str = "NOT EXISTS (SELECT 1 FROM sink_replay r WHERE r.event_seq = e.seq)
+             AND NOT EXISTS (SELECT 1 FROM sink_parked p WHERE p.event_seq = e.seq)
+             AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.event_seq = e.seq)";
+        if let Some(cut) = cutoff(policy.events) {
+            let mut bound = i64::MAX;
+            for sink in &policy.sinks {
+                let cursor: i64 = tx
+                    .query_opt(
+                        "SELECT seq FROM sink_cursors WHERE sink = $1",
+                        &[&text(sink)],
+                    )
+                    .await?
+                    .map_or(0, |r| r.get(0));
+                bound = bound.min(cursor);
+                let owed = tx
+                    .query_opt(
+                        "SELECT received_at FROM events WHERE seq > $1 ORDER BY seq LIMIT 1",
+                        &[&cursor],
+                    )
+                    .await?;
+                if let Some(at) = owed.map(|r| r.get::<_, chrono::DateTime<chrono::Utc>>(0))
+                    && at < cut
+                {
+                    out.held_by.push((sink.clone(), at));
+                }
+            }
+            out.events = if dry_run {
+                let sql = format!(
+                    "SELECT count(*) FROM events e WHERE received_at < $1 AND seq <= $2 AND {KEPT}"
+                );
+                tx.query_one(&sql, &[&cut, &bound]).await?.get::<_, i64>(0) as u64
+            } else {
+                let sql = format!(
+                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events e
+                         WHERE received_at < $1 AND seq <= $2 AND {KEPT} ORDER BY received_at LIMIT $3)"
+                );
+                tx.execute(&sql, &[&cut, &bound, &n]).await?
+            };
+        }
+        if let Some(cut) = cutoff(policy.messages) {
+            if dry_run {
+                out.messages = tx
+                    .query_one(
+                        "SELECT count(*) FROM messages WHERE touched_at < $1",
+                        &[&cut],
+                    )
+                    .await?
+                    .get::<_, i64>(0) as u64;
+                out.batches = tx
+                    .query_one(
+                        "SELECT count(*) FROM batches WHERE touched_at < $1",
+                        &[&cut],
+                    )
+                    .await?
+                    .get::<_, i64>(0) as u64;
+            } else {
+                // A sweep by key, `limit` rows a call: no index on last_event_at to keep
+                // up on every event.
+                for (table, key, extra, after, gone) in [
+                    (
+                        "messages",
+                        "message_id",
+                        None,
+                        &state.messages_after,
+                        &mut out.messages,
+                    ),
+                    (
+                        "batches",
+                        "uid",
+                        Some("batch_errors"),
+                        &state.batches_after,
+                        &mut out.batches,
+                    ),
+                ] {
+                    let rows = tx
+                        .query(
+                            &format!(
+                                "SELECT {key}, touched_at < $2 FROM {table} WHERE {key} > $1 ORDER BY {key} LIMIT $3"
+                            ),
+                            &[&after.as_deref().unwrap_or(""), &cut, &n],
+                        )
+                        .await?;
+                    let expired: Vec<String> = rows
+                        .iter()
+                        .filter(|r| r.get::<_, bool>(1))
+                        .map(|r| r.get(0))
+                        .collect();
+                    if !expired.is_empty() {
+                        *gone = tx
+                            .execute(
+                                &format!("DELETE FROM {table} WHERE {key} = ANY($1)"),
+                                &[&expired],
+                            )
+                            .await?;
+                        if let Some(extra) = extra {
+                            tx.execute(
+                                &format!("DELETE FROM {extra} WHERE {key} = ANY($1)"),
+                                &[&expired],
+                            )
+                            .await?;
+                        }
+                    }
+                    let position = (rows.len() == limit)
+                        .then(|| rows.last().map(|r| r.get::<_, String>(0)))
+                        .flatten();
+                    if table == "messages" {
+                        next.messages_after = position;
+                    } else {
+                        next.batches_after = position;
+                    }
+                }
+            }
+        }
+        if let Some(cut) = cutoff(policy.dead_letters) {
+            out.dead_letters = if dry_run {
+                tx.query_one(
+                    "SELECT count(*) FROM dead_letters WHERE created_at < $1",
+                    &[&cut],
+                )
+                .await?
+                .get::<_, i64>(0) as u64
+            } else {
+                tx.execute(
+                    "DELETE FROM dead_letters WHERE id IN
+                         (SELECT id FROM dead_letters WHERE created_at < $1 ORDER BY id LIMIT $2)",
+                    &[&cut, &n],
+                )
+                .await?
+            };
+        }
+        tx.commit().await?;
+        out.done = dry_run
+            || (out.events < limit as u64
+                && out.dead_letters < limit as u64
+                && next.messages_after.is_none()
+                && next.batches_after.is_none());
+        *state = next;
+        Ok(out)
+    }
+
+    /// The database's size; rows as PostgreSQL's planner estimates them (counting would
+    /// read whole tables); free space is the database server's business.
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        let client = self.client().await?;
+        let size: i64 = client
+            .query_one("SELECT pg_database_size(current_database())", &[])
+            .await?
+            .get(0);
+        let mut rows = Vec::new();
+        for table in ["events", "messages", "batches", "dead_letters", "dedup"] {
+            let estimate: f32 = client
+                .query_one(
+                    "SELECT GREATEST(reltuples, 0)::real FROM pg_class WHERE oid = $1::text::regclass",
+                    &[&table],
+                )
+                .await?
+                .get(0);
+            rows.push((table, estimate as i64));
+        }
+        let oldest = client
+            .query_one("SELECT min(received_at) FROM events", &[])
+            .await?
+            .get(0);
+        Ok(StoreStats {
+            size_bytes: size as u64,
+            free_bytes: None,
+            total_bytes: None,
+            rows,
+            oldest_event_at: oldest,
+        })
     }
 
     /// Due when no replica ran it in the last nine tenths of `every` (so that replicas

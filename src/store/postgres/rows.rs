@@ -11,7 +11,7 @@ use crate::store::{DeadLetter, EventSummary, StoredEvent};
 
 pub(super) const MESSAGE_COLUMNS: &str = "message_id, wamid, status, statuses, error_code, \
      error_message, error_status, conversation, conversation_status, conflict, uid, send_phone, \
-     waba_id, account_name, first_event_at, last_event_at, identity_status";
+     waba_id, account_name, first_event_at, last_event_at, identity_status, touched_at";
 
 /// A message row (in [`MESSAGE_COLUMNS`] order). Dedup of status events rests on its
 /// statuses: an unreadable map is an error, never silently empty.
@@ -50,6 +50,9 @@ pub(super) fn message_from_row(r: &Row) -> Result<Message, String> {
         first_event_at: r.get(14),
         last_event_at: r.get(15),
         identity_status: status(16),
+        touched_at: r
+            .get::<_, Option<chrono::DateTime<chrono::Utc>>>(17)
+            .unwrap_or_else(|| r.get(15)),
     })
 }
 

@@ -121,6 +121,14 @@ CREATE TABLE sink_parked (
     PRIMARY KEY (sink, event_seq)
 );
 "#,
+    // 3: when a message's and a batch's last event was stored, by the store's clock: the
+    // retention goes by it (eventTime is the sender's).
+    r#"
+ALTER TABLE messages ADD COLUMN touched_at timestamptz;
+UPDATE messages SET touched_at = last_event_at;
+ALTER TABLE batches ADD COLUMN touched_at timestamptz;
+UPDATE batches SET touched_at = last_event_at;
+"#,
 ];
 
 /// The advisory lock key of migrations (any constant; this one spells "innohook").

@@ -8,6 +8,7 @@
 
 mod read;
 mod recent;
+mod retention;
 mod schema;
 mod tracking;
 mod writer;
@@ -26,8 +27,8 @@ use self::read::ReaderPool;
 use self::recent::Recent;
 use self::writer::{FnOp, Queued, Tx};
 use super::{
-    DeadLetter, EventQuery, Outcome, ParkedEvent, Progress, Role, SinkLease, Store, StoreError,
-    StoreResult, StoredEvent,
+    DeadLetter, EventQuery, Outcome, ParkedEvent, Progress, PruneState, Pruned, Retention, Role,
+    SinkLease, Store, StoreError, StoreResult, StoreStats, StoredEvent,
 };
 use crate::event::tracking::{Batch, Message, StatusUpdate};
 use crate::event::{Accepted, DedupKey, Rejection};
@@ -90,6 +91,7 @@ fn dedup_text(key: &DedupKey) -> String {
 
 /// The SQLite store; see the module documentation.
 pub struct SqliteStore {
+    dir: std::path::PathBuf,
     tx: mpsc::Sender<Queued>,
     head: watch::Receiver<i64>,
     /// The newest committed events, for sinks that keep up.
@@ -160,6 +162,7 @@ impl SqliteStore {
                 drop(lock);
             })?;
         Ok(Self {
+            dir: dir.to_owned(),
             tx,
             head: seq_rx,
             recent,
@@ -525,6 +528,35 @@ impl Store for SqliteStore {
                 .map(|n| n as u64)
         })
         .await
+    }
+
+    async fn prune(
+        &self,
+        policy: &Retention,
+        state: &mut PruneState,
+        limit: usize,
+        dry_run: bool,
+    ) -> StoreResult<Pruned> {
+        let (policy, from) = (policy.clone(), state.clone());
+        let (pruned, next) = self
+            .write(move |tx| retention::prune(tx.conn, &policy, &from, limit, dry_run))
+            .await?;
+        *state = next;
+        Ok(pruned)
+    }
+
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        let size = |name: &str| std::fs::metadata(self.dir.join(name)).map_or(0, |m| m.len());
+        let size_bytes = size(DB_FILE) + size(&format!("{DB_FILE}-wal"));
+        let space = retention::disk_space(&self.dir);
+        let (rows, oldest_event_at) = self.readers.read(|r| r.counts()).await?;
+        Ok(StoreStats {
+            size_bytes,
+            free_bytes: space.map(|s| s.0),
+            total_bytes: space.map(|s| s.1),
+            rows,
+            oldest_event_at,
+        })
     }
 
     /// Always: one server per store, whose loop asks once per period.

@@ -141,7 +141,9 @@ impl Reader {
         let limit = q.limit as i64;
         let since = q.since.as_ref().map(crate::event::format_time);
         let after = match &since {
-            Some(since) => q.after.max(self.first_seq_received_at_or_after(since)? - 1),
+            Some(since) => q
+                .after
+                .max(first_seq_received_at_or_after(&self.conn, since)? - 1),
             None => q.after,
         };
         let mut params: Vec<&dyn rusqlite::ToSql> = vec![&after];
@@ -160,32 +162,9 @@ impl Reader {
         rows.collect()
     }
 
-    /// The first seq received at or after `since` (one past the last seq if none was).
-    /// The writer stamps received_at per commit, never going back, so received_at rises
-    /// with seq and a binary search over seq finds it in about 25 lookups at 10 million
-    /// events, without an index on received_at. (Stored times share one fixed format,
-    /// so comparing their text compares the times.)
-    fn first_seq_received_at_or_after(&self, since: &str) -> rusqlite::Result<i64> {
-        let mut at_or_after = self.conn.prepare_cached(
-            "SELECT seq, received_at FROM events WHERE seq >= ?1 ORDER BY seq LIMIT 1",
-        )?;
-        let last: i64 = self
-            .conn
-            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?
-            .query_row([], |r| r.get(0))?;
-        // Invariant: every seq below `lo` was received before `since`; `hi` is at or after.
-        let (mut lo, mut hi) = (0i64, last + 1);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let found: Option<(i64, String)> = at_or_after
-                .query_row([mid], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            match found {
-                Some((seq, at)) if at.as_str() < since => lo = seq + 1,
-                _ => hi = mid,
-            }
-        }
-        Ok(lo)
+    /// Rows per table and the oldest event (see `retention::counts`).
+    pub(super) fn counts(&self) -> rusqlite::Result<super::retention::Counts> {
+        super::retention::counts(&self.conn)
     }
 
     pub(super) fn count_events(&self) -> rusqlite::Result<i64> {
@@ -237,6 +216,36 @@ impl Reader {
         })?;
         rows.collect()
     }
+}
+
+/// The first seq received at or after `since` (one past the last seq if none was). The
+/// writer stamps received_at per commit, never going back, so received_at rises with seq
+/// and a binary search over seq finds it in about 25 lookups at 10 million events,
+/// without an index on received_at. (Stored times share one fixed format, so comparing
+/// their text compares the times.)
+pub(super) fn first_seq_received_at_or_after(
+    conn: &Connection,
+    since: &str,
+) -> rusqlite::Result<i64> {
+    let mut at_or_after = conn.prepare_cached(
+        "SELECT seq, received_at FROM events WHERE seq >= ?1 ORDER BY seq LIMIT 1",
+    )?;
+    let last: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?
+        .query_row([], |r| r.get(0))?;
+    // Invariant: every seq below `lo` was received before `since`; `hi` is at or after.
+    let (mut lo, mut hi) = (0i64, last + 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let found: Option<(i64, String)> = at_or_after
+            .query_row([mid], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        match found {
+            Some((seq, at)) if at.as_str() < since => lo = seq + 1,
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
 }
 
 /// Read connections: taken, used on the blocking pool, put back.

@@ -168,6 +168,15 @@ CREATE TABLE sink_parked (
     PRIMARY KEY (sink, event_seq)
 ) WITHOUT ROWID;
 "#,
+    // v7: when a message's and a batch's last event was stored, by the store's clock: the
+    // retention goes by it (eventTime is the sender's). Rows from before take their last
+    // eventTime.
+    r#"
+ALTER TABLE messages ADD COLUMN touched_at TEXT;
+UPDATE messages SET touched_at = last_event_at;
+ALTER TABLE batches ADD COLUMN touched_at TEXT;
+UPDATE batches SET touched_at = last_event_at;
+"#,
 ];
 
 /// Brings a database up to the newest schema.

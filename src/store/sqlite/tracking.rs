@@ -34,7 +34,7 @@ macro_rules! message_columns {
     () => {
         "message_id, wamid, status, statuses, error_code, error_message, error_status, \
          conversation, conversation_status, conflict, uid, send_phone, waba_id, account_name, \
-         first_event_at, last_event_at, identity_status"
+         first_event_at, last_event_at, identity_status, touched_at"
     };
 }
 
@@ -92,6 +92,10 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         first_event_at: time_column(r, 14)?,
         last_event_at: time_column(r, 15)?,
         identity_status: optional_status(r, 16)?,
+        touched_at: match r.get_ref(17)?.as_str_or_null()? {
+            Some(_) => time_column(r, 17)?,
+            None => time_column(r, 15)?,
+        },
     })
 }
 
@@ -150,14 +154,14 @@ fn save(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
         "INSERT INTO messages (",
         message_columns!(),
         ")
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
          ON CONFLICT (message_id) DO UPDATE SET
              status = excluded.status, statuses = excluded.statuses,
              error_code = excluded.error_code, error_message = excluded.error_message,
              error_status = excluded.error_status, conversation = excluded.conversation,
              conversation_status = excluded.conversation_status, conflict = excluded.conflict,
              first_event_at = excluded.first_event_at, last_event_at = excluded.last_event_at,
-             identity_status = excluded.identity_status"
+             identity_status = excluded.identity_status, touched_at = excluded.touched_at"
     ))?
     .execute(params![
         m.id,
@@ -177,6 +181,7 @@ fn save(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
         crate::event::format_time(&m.first_event_at),
         crate::event::format_time(&m.last_event_at),
         m.identity_status.as_ref().map(Status::as_str),
+        crate::event::format_time(&m.touched_at),
     ])?;
     Ok(())
 }
@@ -204,9 +209,10 @@ fn save_identity(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
 pub(super) fn write_batch_deltas(conn: &Connection, deltas: &BatchDeltas) -> rusqlite::Result<()> {
     for (uid, d) in deltas.iter() {
         conn.prepare_cached(
-            "INSERT INTO batches (uid, messages, delivered, read, failed, other, first_event_at, last_event_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO batches (uid, messages, delivered, read, failed, other, first_event_at, last_event_at, touched_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (uid) DO UPDATE SET
+                 touched_at = MAX(COALESCE(touched_at, ''), excluded.touched_at),
                  messages = messages + excluded.messages,
                  delivered = delivered + excluded.delivered,
                  read = read + excluded.read,
@@ -224,6 +230,7 @@ pub(super) fn write_batch_deltas(conn: &Connection, deltas: &BatchDeltas) -> rus
             d.counts[4],
             crate::event::format_time(&d.first_event_at),
             crate::event::format_time(&d.last_event_at),
+            crate::event::format_time(&d.touched_at),
         ])?;
         for (code, (messages, message)) in d.errors.iter().filter(|(_, (n, _))| *n != 0) {
             conn.prepare_cached(

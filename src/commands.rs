@@ -105,20 +105,48 @@ pub fn check_config(config_path: Option<&Path>, out: &mut impl Write) -> anyhow:
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    match runtime.block_on(crate::store::check(&config.store)) {
-        Ok(store) => {
-            writeln!(
-                out,
-                "configuration is valid: listen {} path {}\nstore: {store}",
-                config.server.listen, config.server.path,
-            )?;
-            Ok(0)
-        }
+    let store = match runtime.block_on(crate::store::check(&config.store)) {
+        Ok(store) => store,
         Err(e) => {
             writeln!(out, "the store cannot be used: {e:#}")?;
-            Ok(1)
+            return Ok(1);
+        }
+    };
+    let mut sinks = Vec::new();
+    for (i, sink) in config.sinks.iter().enumerate() {
+        match sink.describe() {
+            Ok(line) => sinks.push(line),
+            Err(e) => {
+                writeln!(out, "sinks[{i}] ({}): {e:#}", sink.name())?;
+                return Ok(1);
+            }
         }
     }
+    writeln!(
+        out,
+        "configuration is valid: listen {} path {}",
+        config.server.listen, config.server.path
+    )?;
+    writeln!(out, "store: {store}")?;
+    let auth = match (&config.auth.username, &config.auth.authorization) {
+        (Some(_), Some(_)) => "on (UserName and Authorization must match)",
+        (None, Some(_)) => "on (Authorization must match)",
+        _ => "off: anyone who can reach the port can post",
+    };
+    writeln!(out, "auth: {auth}")?;
+    let api = if config.api.token.is_some() {
+        "on (/api with the bearer token)"
+    } else {
+        "off (no [api] token)"
+    };
+    writeln!(out, "api: {api}")?;
+    if sinks.is_empty() {
+        writeln!(out, "sinks: none")?;
+    }
+    for line in sinks {
+        writeln!(out, "sink: {line}")?;
+    }
+    Ok(0)
 }
 
 /// `innohook dead-letters --config PATH [--payload]`: one JSON object a line, oldest
@@ -129,8 +157,11 @@ pub fn dead_letters(
     payload: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<i32> {
-    let config = crate::config::Config::load(config_path)?;
+    let config = crate::config::Config::load_for_store(config_path)?;
     let dead = with_store(&config, |store| async move { store.dead_letters().await })?;
+    if dead.is_empty() {
+        eprintln!("No dead letters: every request was accepted and every event delivered.");
+    }
     for mut dl in dead {
         if dl.source == "sink" && !payload {
             dl.body = None;
@@ -147,11 +178,17 @@ pub fn replay(
     sink: Option<&str>,
     out: &mut impl Write,
 ) -> anyhow::Result<i32> {
-    let config = crate::config::Config::load(config_path)?;
+    let config = crate::config::Config::load_for_store(config_path)?;
     if let Some(name) = sink {
+        let names: Vec<&str> = config.sinks.iter().map(|s| s.name()).collect();
         anyhow::ensure!(
-            config.sinks.iter().any(|s| s.name() == name),
-            "no sink named {name:?} in the configuration"
+            names.contains(&name),
+            "no sink named {name:?} in the configuration; its sinks are: {}",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
         );
     }
     let sink = sink.map(str::to_owned);
@@ -171,7 +208,7 @@ pub fn prune(
     dry_run: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<i32> {
-    let config = crate::config::Config::load(config_path)?;
+    let config = crate::config::Config::load_for_store(config_path)?;
     let policy = crate::retention::policy(&config);
     let pruned = with_store(&config, |store| async move {
         if dry_run {
@@ -205,7 +242,7 @@ pub fn prune(
 pub fn healthcheck(config_path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<i32> {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpStream};
     use std::time::Duration;
-    let config = crate::config::Config::load(config_path)?;
+    let config = crate::config::Config::load_for_store(config_path)?;
     let mut addr = config.server.listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr.ip() {
@@ -250,7 +287,7 @@ pub fn status(
     message_id: &str,
     out: &mut impl Write,
 ) -> anyhow::Result<i32> {
-    let config = crate::config::Config::load(config_path)?;
+    let config = crate::config::Config::load_for_store(config_path)?;
     let id = message_id.to_owned();
     let found = with_store(&config, |store| async move { store.message(&id).await })?;
     print_found(
@@ -260,16 +297,36 @@ pub fn status(
     )
 }
 
-/// `innohook batch --config PATH UID`: a batch summary, as JSON.
-pub fn batch(config_path: Option<&Path>, uid: &str, out: &mut impl Write) -> anyhow::Result<i32> {
-    let config = crate::config::Config::load(config_path)?;
+/// `innohook batch --config PATH UID [--csv]`: a batch summary as JSON, or its messages
+/// as CSV.
+pub fn batch(
+    config_path: Option<&Path>,
+    uid: &str,
+    csv: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let config = crate::config::Config::load_for_store(config_path)?;
     let key = uid.to_owned();
+    let missing = format!("no message of batch {uid} has been received");
+    if csv {
+        let rows = with_store(&config, |store| async move {
+            crate::http::batch_csv_bytes(store.as_ref(), &key)
+                .await
+                .map_err(|e| crate::store::StoreError::Backend(format!("{e:?}")))
+        })?;
+        return match rows {
+            Some(rows) => {
+                out.write_all(&rows)?;
+                Ok(0)
+            }
+            None => {
+                eprintln!("innohook: {missing}");
+                Ok(1)
+            }
+        };
+    }
     let found = with_store(&config, |store| async move { store.batch(&key).await })?;
-    print_found(
-        found,
-        format!("no message of batch {uid} has been received"),
-        out,
-    )
+    print_found(found, missing, out)
 }
 
 /// Opens the configured store beside a server that may be running, runs `f` on it, and
@@ -290,7 +347,8 @@ where
     })
 }
 
-/// Prints what was found as pretty JSON (exit 0), or says what is missing (exit 1).
+/// Prints what was found as pretty JSON (exit 0), or says on stderr what is missing
+/// (exit 1).
 fn print_found(
     found: Option<impl serde::Serialize>,
     missing: String,
@@ -302,7 +360,7 @@ fn print_found(
             Ok(0)
         }
         None => {
-            writeln!(out, "{missing}")?;
+            eprintln!("innohook: {missing}");
             Ok(1)
         }
     }

@@ -51,7 +51,9 @@ impl Default for Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Address and port to listen on.
+    /// Address and port to listen on (`0.0.0.0:8080`; a name such as `localhost:8080` is
+    /// resolved at startup).
+    #[serde(deserialize_with = "listen_address")]
     pub listen: SocketAddr,
     /// Path of the webhook endpoint, the URL you enter in the InnoPaaS console.
     pub path: String,
@@ -70,6 +72,24 @@ impl Default for ServerConfig {
             request_timeout_secs: 10,
         }
     }
+}
+
+/// An IP address and port, or a host name and port (resolved, the first address wins).
+fn listen_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    use std::net::ToSocketAddrs;
+    let text = String::deserialize(d)?;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let resolved = text
+        .to_socket_addrs()
+        .map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not an address to listen on ({e}); write an IP address and port, e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\""
+            ))
+        })?
+        .next();
+    resolved.ok_or_else(|| serde::de::Error::custom(format!("{text:?} resolves to no address")))
 }
 
 /// Both optional; when set, a push must carry both headers with exactly these values.
@@ -234,6 +254,22 @@ const SECRET_VARS: [(&str, &str); 4] = [
 impl Config {
     /// Defaults, then the file (if given; it must exist), then the environment.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let config = Self::read(path)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// For the commands that only use the store (`dead-letters`, `replay`, `status`,
+    /// `batch`, `prune`, `healthcheck`): the configuration must read, but what only a
+    /// server needs (the webhook's secrets, the sinks' `${ENV}` headers) is not checked.
+    pub fn load_for_store(path: Option<&Path>) -> anyhow::Result<Self> {
+        let config = Self::read(path)?;
+        config.check_store()?;
+        Ok(config)
+    }
+
+    /// Defaults, then the file, then the environment, as data.
+    fn read(path: Option<&Path>) -> anyhow::Result<Self> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = path {
             if !path.is_file() {
@@ -255,15 +291,38 @@ impl Config {
                 figment = figment.merge(Serialized::default(key, value));
             }
         }
-        let config: Config = figment
-            .extract()
-            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-        config.check()?;
-        Ok(config)
+        figment.extract().map_err(|e| explain(e, path))
     }
 
-    /// Rules that serde cannot express.
+    /// What the store needs.
+    fn check_store(&self) -> anyhow::Result<()> {
+        match self.store.backend {
+            StoreBackend::Sqlite => {}
+            StoreBackend::Postgres => {
+                anyhow::ensure!(
+                    self.store.url.as_deref().is_some_and(|u| !u.is_empty()),
+                    "store.backend is postgres but store.url is not set; set INNOHOOK_STORE__URL=postgres://user:password@host:5432/database"
+                );
+                anyhow::ensure!(
+                    self.store.pool_size > 0,
+                    "store.pool_size must be at least 1"
+                );
+                anyhow::ensure!(
+                    self.store.lease_secs >= 3,
+                    "store.lease_secs must be at least 3 (it is renewed every third of it)"
+                );
+            }
+        }
+        anyhow::ensure!(
+            (0.0..100.0).contains(&self.store.min_free_percent),
+            "store.min_free_percent must be from 0 to below 100"
+        );
+        Ok(())
+    }
+
+    /// Rules that serde cannot express: everything a server needs.
     fn check(&self) -> anyhow::Result<()> {
+        self.check_store()?;
         let path = self.server.path.as_str();
         anyhow::ensure!(
             path.starts_with('/'),
@@ -331,4 +390,75 @@ impl Config {
         })?;
         Ok(())
     }
+}
+
+/// A configuration error as a person can act on it: the key, where it was set (the
+/// file and line, or the environment variable), and a near key for a typo.
+fn explain(e: figment::Error, file: Option<&Path>) -> anyhow::Error {
+    let sentences: Vec<String> = e.into_iter().map(|e| explain_one(&e, file)).collect();
+    anyhow::anyhow!("invalid configuration: {}", sentences.join("; "))
+}
+
+fn explain_one(e: &figment::Error, file: Option<&Path>) -> String {
+    use figment::error::Kind;
+    // figment names keys with the profile first ("default."): not a thing users write.
+    let section = e.path.join(".");
+    let from_env = e
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name.contains("environment"));
+    let place = |key: &str| -> String {
+        if from_env {
+            let var = format!("INNOHOOK_{}", key.to_ascii_uppercase().replace('.', "__"));
+            return format!(" (from the environment: {var})");
+        }
+        match file.and_then(|f| line_of(f, key.rsplit('.').next().unwrap_or(key)).map(|l| (f, l))) {
+            Some((f, line)) => format!(" ({}, line {line})", f.display()),
+            None => String::new(),
+        }
+    };
+    match &e.kind {
+        Kind::UnknownField(field, expected) => {
+            // figment's path already ends with the unknown key.
+            let key = if section.ends_with(field.as_str()) || section.is_empty() {
+                if section.is_empty() {
+                    field.clone()
+                } else {
+                    section.clone()
+                }
+            } else {
+                format!("{section}.{field}")
+            };
+            let near = expected
+                .iter()
+                .map(|k| (strsim::levenshtein(&field.to_ascii_lowercase(), k), k))
+                .filter(|(d, _)| *d <= 2)
+                .min();
+            let hint = match near {
+                Some((_, k)) => format!("; did you mean {k}?"),
+                None => format!("; the keys here are {}", expected.join(", ")),
+            };
+            format!("unknown key {key}{}{hint}", place(&key))
+        }
+        kind => {
+            let what = kind.to_string();
+            if section.is_empty() {
+                what
+            } else {
+                format!("{section}: {what}{}", place(&section))
+            }
+        }
+    }
+}
+
+/// The first line of `file` that sets `key` (`key = …`), counted from 1.
+fn line_of(file: &Path, key: &str) -> Option<usize> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
 }

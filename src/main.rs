@@ -15,7 +15,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Without a subcommand it serves. Configuration: built-in defaults, then the TOML file
 /// given by --config, then INNOHOOK_SECTION__KEY environment variables.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = EXAMPLES)]
 struct Cli {
     /// The TOML configuration file (optional: defaults and environment apply without it).
     #[arg(long, global = true, env = "INNOHOOK_CONFIG", value_name = "PATH")]
@@ -23,6 +23,26 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 }
+
+/// Shown after `--help`: a line for each subcommand, and what the exit codes mean.
+const EXAMPLES: &str = "Examples:
+  innohook --config innohook.toml                      serve (the default)
+  innohook check-config --config innohook.toml         check the file, the store, the sinks
+  innohook dead-letters --config innohook.toml         what was rejected or not delivered
+  innohook dead-letters --payload                      ... with each event's body
+  innohook replay --sink crm                           queue a sink's dead letters again
+  innohook replay --id 42                              queue one dead letter again
+  innohook status 356139161272397824                   what happened to a message
+  innohook batch 2002302023002010121                   how a batch did
+  innohook batch 2002302023002010121 --csv > b.csv     its messages, one row each
+  innohook prune --dry-run                             what the retention would remove
+  innohook healthcheck                                 for Docker's HEALTHCHECK
+  innohook validate examples/payloads/failed.json      check a payload offline
+  innohook completions bash > /etc/bash_completion.d/innohook
+
+Exit codes: 0 done; 1 the answer is no (not found, rejected, unhealthy, an invalid
+configuration for check-config); 2 the command could not run (its message on stderr).
+healthcheck exits 0 or 1 only.";
 
 #[derive(Subcommand)]
 enum Command {
@@ -58,6 +78,9 @@ enum Command {
     Batch {
         /// The customer batch number (body.uid).
         uid: String,
+        /// Its messages as CSV instead, one row each (as the API's messages.csv).
+        #[arg(long)]
+        csv: bool,
     },
     /// GET /healthz on the configured address; exit 0 when healthy (for Docker HEALTHCHECK).
     Healthcheck,
@@ -66,13 +89,20 @@ enum Command {
         /// The payload file, or `-` for standard input.
         file: PathBuf,
     },
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = cli.config.as_deref();
     let mut out = std::io::stdout();
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    let healthcheck = matches!(command, Command::Healthcheck);
+    let result = match command {
         Command::Serve => innohook::commands::serve(config),
         Command::CheckConfig => innohook::commands::check_config(config, &mut out),
         Command::DeadLetters { payload } => {
@@ -81,15 +111,21 @@ fn main() -> ExitCode {
         Command::Replay { sink } => innohook::commands::replay(config, sink.as_deref(), &mut out),
         Command::Prune { dry_run } => innohook::commands::prune(config, dry_run, &mut out),
         Command::Status { message_id } => innohook::commands::status(config, &message_id, &mut out),
-        Command::Batch { uid } => innohook::commands::batch(config, &uid, &mut out),
+        Command::Batch { uid, csv } => innohook::commands::batch(config, &uid, csv, &mut out),
         Command::Healthcheck => innohook::commands::healthcheck(config, &mut out),
         Command::Validate { file } => innohook::commands::validate(&file, &mut out),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "innohook", &mut out);
+            Ok(0)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             eprintln!("innohook: {e:#}");
-            ExitCode::from(2)
+            // Docker reserves 2 in a HEALTHCHECK.
+            ExitCode::from(if healthcheck { 1 } else { 2 })
         }
     }
 }

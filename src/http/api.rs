@@ -91,6 +91,7 @@ async fn messages_by_wamid(
     State(s): State<ApiState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    only_known(&q, &["wamid"])?;
     let Some(wamid) = q.get("wamid") else {
         return Err(ApiError::BadQuery(
             "Give ?wamid=..., or ask for /api/messages/{id}.".into(),
@@ -162,14 +163,11 @@ fn csv_row(m: &Message) -> [String; 12] {
     ]
 }
 
-async fn batch_csv(
-    State(s): State<ApiState>,
-    Path(uid): Path<String>,
-) -> Result<Response, ApiError> {
-    if s.store.batch(&uid).await.map_err(read_failed)?.is_none() {
-        return Err(ApiError::Missing(format!(
-            "No message of batch {uid} has been received."
-        )));
+/// A batch's messages as CSV, one row each, by message id (`None`: no such batch). The
+/// API's download and `innohook batch --csv` both write it.
+pub async fn batch_csv_bytes(store: &dyn Store, uid: &str) -> Result<Option<Vec<u8>>, ApiError> {
+    if store.batch(uid).await.map_err(read_failed)?.is_none() {
+        return Ok(None);
     }
     let mut out = csv::Writer::from_writer(Vec::new());
     let written = |r: csv::Result<()>| {
@@ -181,9 +179,8 @@ async fn batch_csv(
     written(out.write_record(CSV_HEADER))?;
     let mut after: Option<String> = None;
     loop {
-        let page = s
-            .store
-            .batch_messages(&uid, after.as_deref(), CSV_PAGE)
+        let page = store
+            .batch_messages(uid, after.as_deref(), CSV_PAGE)
             .await
             .map_err(read_failed)?;
         for m in &page {
@@ -198,6 +195,18 @@ async fn batch_csv(
         tracing::error!(error = %e, "Could not write the CSV.");
         ApiError::Internal
     })?;
+    Ok(Some(csv))
+}
+
+async fn batch_csv(
+    State(s): State<ApiState>,
+    Path(uid): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(csv) = batch_csv_bytes(s.store.as_ref(), &uid).await? else {
+        return Err(ApiError::Missing(format!(
+            "No message of batch {uid} has been received."
+        )));
+    };
     let disposition = format!(
         "attachment; filename=\"batch-{}.csv\"",
         uid.replace(['"', '\\', '\r', '\n'], "_")
@@ -214,10 +223,30 @@ async fn batch_csv(
 
 /// `GET /api/events?status=failed&since=RFC3339&limit=N&cursor=SEQ`: events in commit
 /// order; `nextCursor` continues after the last one (null once there is no more).
+/// Refuses query parameters the endpoint does not take, naming them: a misspelt filter
+/// silently ignored would answer something else than what was asked.
+fn only_known(q: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    let mut unknown: Vec<&str> = q
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !known.contains(k))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort_unstable();
+    Err(ApiError::BadQuery(format!(
+        "Unknown query parameter(s) {}; this takes {}.",
+        unknown.join(", "),
+        known.join(", ")
+    )))
+}
+
 async fn events(
     State(s): State<ApiState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    only_known(&q, &["status", "since", "limit", "cursor"])?;
     let limit = match q.get("limit") {
         None => 100,
         Some(l) => l

@@ -4,6 +4,8 @@
 //! `oneshot` or serve it on a real listener.
 
 mod api;
+
+pub use api::batch_csv_bytes;
 mod auth;
 mod error;
 mod handlers;

@@ -65,6 +65,29 @@ struct Appender {
 }
 
 impl FileSinkConfig {
+    /// Whether the file's directory (or the one it would be created in) takes files.
+    pub(super) fn check_writable(&self) -> anyhow::Result<()> {
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let existing = dir
+            .ancestors()
+            .find(|d| d.is_dir())
+            .unwrap_or(Path::new("."));
+        let probe = existing.join(format!(".innohook-check-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{} cannot be written: cannot write in {}: {e}",
+                    self.path.display(),
+                    existing.display()
+                )
+            })
+    }
+
     pub(super) fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(!self.path.as_os_str().is_empty(), "path must not be empty");
         anyhow::ensure!(self.keep >= 1, "keep must be at least 1");

@@ -234,6 +234,34 @@ impl SinkConfig {
 
     /// Checks what can be checked without opening anything (for `check-config` too).
     pub fn check(&self) -> anyhow::Result<()> {
+        // A filter value that can never match is a mistake to say, not to ignore: the
+        // documented values are case-sensitive.
+        let known_statuses = ["delivered", "read", "failed", "SMECL:FAILED"];
+        for s in &self.common.statuses {
+            if let Some(k) = known_statuses
+                .iter()
+                .find(|k| **k != s && k.eq_ignore_ascii_case(s))
+            {
+                anyhow::bail!(
+                    "statuses: {s:?} never matches (statuses are case-sensitive); did you mean {k:?}?"
+                );
+            }
+            if !known_statuses.contains(&s.as_str()) {
+                tracing::warn!(
+                    sink = self.name(),
+                    status = s,
+                    "A sink filters on a status InnoPaaS does not document; it matches only events that carry exactly it."
+                );
+            }
+        }
+        for t in &self.common.types {
+            if t != &t.to_ascii_lowercase() && t.to_ascii_lowercase().starts_with("whatsapp_") {
+                anyhow::bail!(
+                    "types: {t:?} never matches (event types are lower case); did you mean {:?}?",
+                    t.to_ascii_lowercase()
+                );
+            }
+        }
         match &self.kind {
             SinkKind::Log(_) => Ok(()),
             SinkKind::File(c) => c.check(),
@@ -241,6 +269,39 @@ impl SinkConfig {
             #[cfg(feature = "nats")]
             SinkKind::Nats(c) => c.check(),
         }
+    }
+
+    /// What `check-config` says of the sink: its type, name, target and filters. A file
+    /// sink's directory must take files.
+    pub fn describe(&self) -> anyhow::Result<String> {
+        let target = match &self.kind {
+            SinkKind::Log(_) => String::new(),
+            SinkKind::File(c) => {
+                c.check_writable()?;
+                format!(" -> {}", c.path.display())
+            }
+            SinkKind::Forward(c) => format!(" -> {}", c.url),
+            #[cfg(feature = "nats")]
+            SinkKind::Nats(c) => format!(" -> stream {}", c.stream),
+        };
+        let c = &self.common;
+        let mut filters = Vec::new();
+        if !c.statuses.is_empty() {
+            filters.push(format!("statuses {}", c.statuses.join(", ")));
+        }
+        if !c.types.is_empty() {
+            filters.push(format!("types {}", c.types.join(", ")));
+        }
+        let filters = if filters.is_empty() {
+            "every event".to_owned()
+        } else {
+            filters.join("; ")
+        };
+        Ok(format!(
+            "{} {:?}{target} ({filters})",
+            self.kind.type_name(),
+            self.name()
+        ))
     }
 
     /// Builds the sink before the server starts (connecting where it connects). The

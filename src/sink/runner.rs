@@ -366,6 +366,13 @@ impl Runner {
             parked_gauge.set(self.parked.len() as f64);
             delivered.increment(done as u64);
             dead_lettered.increment(undelivered as u64);
+            if replaying && done > 0 {
+                tracing::info!(
+                    sink = name,
+                    events = done,
+                    "Delivered replayed dead letters."
+                );
+            }
             if cursor.is_some() {
                 pending.set((*committed.borrow() - self.cursor).max(0) as f64);
             }

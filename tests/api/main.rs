@@ -6,6 +6,7 @@ mod event_props;
 mod event_rules;
 mod event_seeds;
 mod faults;
+mod first_hour;
 mod http_receiver;
 #[cfg(feature = "nats")]
 mod nats;

@@ -1,0 +1,398 @@
+//! What a new user meets in the first hour: commands that run without the server's
+//! secrets, one exit-code convention, errors that say where and what, check-config's
+//! summary, helpful refusals, completions, and a Dockerfile that finds every target.
+
+use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = innohook();
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The commands that only use the store run without the webhook's secret or a sink's
+/// `${ENV}` headers, which only a server needs.
+#[tokio::test]
+async fn store_commands_run_without_the_servers_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "{}[auth]\nusername = \"acme\"\n[[sinks]]\ntype = \"forward\"\nname = \"crm\"\nurl = \"http://127.0.0.1:9/x\"\n[sinks.headers]\nX-Key = \"${{FIRST_HOUR_UNSET_SECRET}}\"\n",
+        server_toml(dir.path())
+    );
+    let config = write_config(dir.path(), &toml);
+    let config = config.to_str().unwrap();
+    // A store to read: made by a server with the secrets given.
+    let server = {
+        let mut c = innohook();
+        c.args(["--config", config])
+            .env("INNOHOOK_AUTH__AUTHORIZATION", "s")
+            .env("FIRST_HOUR_UNSET_SECRET", "k");
+        BinaryServer::start_command(c)
+    };
+    server.kill();
+    // Serving without them is refused, as it should be...
+    let out = run(&["check-config", "--config", config], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    // ...but reading the store is not.
+    for (args, code) in [
+        (vec!["dead-letters"], 0),
+        (vec!["status", "nothing"], 1),
+        (vec!["batch", "nothing"], 1),
+        (vec!["prune", "--dry-run"], 0),
+        (vec!["replay", "--sink", "crm"], 0),
+        (vec!["healthcheck"], 1),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--config", config]);
+        let out = run(&all, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            !text(&out.stderr).contains("not set"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+/// Exit codes: 0 done, 1 the answer is no, 2 the command could not run; messages about
+/// a "no" or an error on stderr, stdout left for results (so scripts can pipe it).
+#[test]
+fn one_exit_code_convention_and_errors_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{}[[sinks]]\ntype = \"log\"\nname = \"audit\"\n",
+            server_toml(dir.path())
+        ),
+    );
+    let config = config.to_str().unwrap();
+    // No store yet: the command cannot run.
+    let out = run(&["dead-letters", "--config", config], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no store at"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::create_dir_all(dir.path().join("store")).unwrap();
+    let server = BinaryServer::start(std::path::Path::new(config));
+    server.kill();
+    let out = run(&["dead-letters", "--config", config], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    assert!(
+        text(&out.stderr).contains("No dead letters"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["status", "m-unknown", "--config", config], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(text(&out.stderr).contains("no status has been received for message m-unknown"));
+    let out = run(&["replay", "--sink", "crm", "--config", config], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("no sink named \"crm\" in the configuration; its sinks are: audit"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Docker reserves 2 in a HEALTHCHECK: an unreadable configuration is 1 there.
+    let out = run(&["healthcheck", "--config", "/no/such/file.toml"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&["status", "x", "--config", "/no/such/file.toml"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("config file /no/such/file.toml does not exist"));
+}
+
+/// Configuration errors name the key as written, where it was set (the file and line, or
+/// the environment variable), and a near key; never figment's "default." profile.
+#[test]
+fn config_errors_say_where_and_suggest_the_key_meant() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nretian_events = \"3d\"\n",
+    );
+    let out = run(&["check-config", "--config", path.to_str().unwrap()], &[]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(said.contains("unknown key store.retian_events"), "{said}");
+    assert!(
+        said.contains(&format!("{}, line 5", path.display())),
+        "{said}"
+    );
+    assert!(said.contains("did you mean retain_events?"), "{said}");
+    assert!(!said.contains("default."), "{said}");
+    let out = run(&["check-config"], &[("INNOHOOK_STORE__DRI", "/tmp")]);
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("from the environment: INNOHOOK_STORE__DRI")
+            && said.contains("did you mean dir?"),
+        "{said}"
+    );
+    // A host name to listen on is resolved rather than refused.
+    let path = write_config(dir.path(), "[server]\nlisten = \"localhost:9000\"\n");
+    let out = run(&["check-config", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("listen 127.0.0.1:9000")
+            || text(&out.stdout).contains("listen [::1]:9000")
+    );
+    // A filter that can never match.
+    let path = write_config(
+        dir.path(),
+        "[[sinks]]\ntype = \"log\"\nstatuses = [\"Failed\"]\n",
+    );
+    let out = run(&["check-config", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains(
+            "\"Failed\" never matches (statuses are case-sensitive); did you mean \"failed\"?"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+/// check-config checks what a start would and says what it found.
+#[test]
+fn check_config_summarises_what_a_start_would_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "{}[api]\ntoken = \"t\"\n[[sinks]]\ntype = \"file\"\npath = {:?}\nstatuses = [\"failed\"]\n",
+        server_toml(dir.path()),
+        dir.path().join("out/events.jsonl")
+    );
+    let path = write_config(dir.path(), &toml);
+    let out = run(&["check-config", "--config", path.to_str().unwrap()], &[]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    for line in [
+        "store: SQLite store in",
+        "auth: off",
+        "api: on",
+        "sink: file \"file\" -> ",
+        "(statuses failed)",
+    ] {
+        assert!(said.contains(line), "{line:?} in {said}");
+    }
+    // A file sink whose directory cannot be written.
+    let toml = format!(
+        "{}[[sinks]]\ntype = \"file\"\npath = \"/proc/innohook/e.jsonl\"\n",
+        server_toml(dir.path())
+    );
+    let path = write_config(dir.path(), &toml);
+    let out = run(&["check-config", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("/proc/innohook/e.jsonl cannot be written"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+/// A refused push is logged with which header was missing or wrong, never its value,
+/// and at most once every few seconds however many come.
+#[tokio::test]
+async fn a_refused_push_says_which_header_at_a_bounded_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = server_toml(dir.path()) + "[auth]\nusername = \"acme\"\n";
+    let path = write_config(dir.path(), &toml);
+    let mut c = innohook();
+    c.arg("--config")
+        .arg(&path)
+        .env("INNOHOOK_AUTH__AUTHORIZATION", "Bearer right-secret");
+    let server = BinaryServer::start_command(c);
+    let client = reqwest::Client::new();
+    for _ in 0..20 {
+        let res = client
+            .post(format!("http://{}/webhook", server.addr))
+            .header("content-type", "application/json")
+            .header("UserName", "acme")
+            .header("Authorization", "Bearer wrong-secret")
+            .body(seed_bytes("read"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    let logs = server.log_lines.clone();
+    let refusals = || -> Vec<Value> {
+        logs.lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| {
+                v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("Refused a push with 401"))
+            })
+            .collect()
+    };
+    wait_until("the refusal's log line", Duration::from_secs(10), || {
+        !refusals().is_empty()
+    });
+    let lines = refusals();
+    assert_eq!(lines.len(), 1, "rate-limited: {lines:?}");
+    assert_eq!(lines[0]["problem"], "Authorization does not match");
+    let all = logs.lock().unwrap().join("\n");
+    assert!(!all.contains("wrong-secret") && !all.contains("right-secret"));
+}
+
+/// /api refuses query parameters it does not take, naming them.
+#[tokio::test]
+async fn unknown_query_parameters_are_named() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    config.api.token = Some("t".into());
+    let app = TestApp::spawn(config, dir).await;
+    let res = app
+        .client
+        .get(app.url("/api/events?stauts=failed&limit=5"))
+        .bearer_auth("t")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(res).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Unknown query parameter(s) stauts"),
+        "{body}"
+    );
+}
+
+/// `innohook batch --csv` writes the batch's messages as the API's CSV does; completions
+/// come out for the common shells.
+#[tokio::test]
+async fn batch_csv_on_the_command_line_and_completions() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = TestApp::spawn(test_config(dir.path()), dir.clone()).await;
+    for s in ["delivered", "read"] {
+        assert_eq!(
+            app.post(status_event(s, "m1", s).to_string())
+                .await
+                .status(),
+            200
+        );
+    }
+    let (config, dir) = app.stop().await;
+    let file = write_config(
+        dir.path(),
+        &format!("[store]\ndir = {:?}\n", config.store.dir),
+    );
+    let uid = seed("read")["body"]["uid"].as_str().unwrap().to_owned();
+    let out = run(
+        &["batch", &uid, "--csv", "--config", file.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let csv = text(&out.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(
+        lines[0].starts_with("messageId,wamid,sendPhone,status"),
+        "{csv}"
+    );
+    assert_eq!(lines.len(), 2);
+    assert!(lines[1].starts_with("m1,"), "{csv}");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell], &[]);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(text(&out.stdout).contains("dead-letters"), "{shell}");
+    }
+    let help = text(&run(&["--help"], &[]).stdout);
+    for sub in [
+        "serve",
+        "check-config",
+        "dead-letters",
+        "replay",
+        "status",
+        "batch",
+        "prune",
+        "healthcheck",
+        "validate",
+        "completions",
+    ] {
+        assert!(
+            help.contains(&format!("innohook {sub}")) || help.contains(&format!("  {sub} ")),
+            "{sub} in --help"
+        );
+    }
+}
+
+/// The image builds from the whole crate: every target Cargo.toml names is copied in, so
+/// adding one can never break `docker build` again (no Docker engine runs here, so this
+/// checks the Dockerfile and .dockerignore against `cargo metadata`).
+#[test]
+fn the_docker_image_copies_every_cargo_target() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    assert!(
+        dockerfile.lines().any(|l| l.trim() == "COPY . ."),
+        "the build stage copies the whole crate"
+    );
+    let ignored: Vec<String> = std::fs::read_to_string(root.join(".dockerignore"))
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let metadata: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut targets = 0;
+    for target in metadata["packages"][0]["targets"].as_array().unwrap() {
+        let path = std::path::Path::new(target["src_path"].as_str().unwrap());
+        let relative = path.strip_prefix(root).unwrap();
+        assert!(root.join(relative).exists());
+        for part in relative.components() {
+            let part = part.as_os_str().to_string_lossy();
+            for pattern in &ignored {
+                let hit = match pattern.strip_prefix('*') {
+                    Some(suffix) => part.ends_with(suffix),
+                    None => part == pattern.trim_end_matches('/'),
+                };
+                assert!(
+                    !hit,
+                    "{} is left out of the image by .dockerignore's {pattern}",
+                    relative.display()
+                );
+            }
+        }
+        targets += 1;
+    }
+    assert!(targets >= 6, "{targets} targets");
+}

@@ -396,3 +396,47 @@ fn the_docker_image_copies_every_cargo_target() {
     }
     assert!(targets >= 6, "{targets} targets");
 }
+
+/// The README's quick start tells the story it says: two messages of one campaign, one
+/// read and one failed with 131026, and the batch answers as shown there.
+#[tokio::test]
+async fn the_quick_start_ends_with_the_story_it_tells() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    config.api.token = Some("try-me".into());
+    let app = TestApp::spawn(config, dir).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    let mut files: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3);
+    for f in &files {
+        let (status, body) = answer(app.post(std::fs::read(f).unwrap()).await).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("accepted")),
+            "{f:?}"
+        );
+    }
+    let (status, body) = answer(app.post(std::fs::read(&files[0]).unwrap()).await).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("duplicate")));
+    let res = app
+        .client
+        .get(app.url("/api/batches/spring-campaign"))
+        .bearer_auth("try-me")
+        .send()
+        .await
+        .unwrap();
+    let (status, batch) = answer(res).await;
+    assert_eq!(status, 200);
+    let readme = std::fs::read_to_string(root.join("../../README.md")).unwrap();
+    let shown = readme
+        .split("```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("the README shows the batch");
+    let shown: Value = serde_json::from_str(&shown.replace('\n', "")).unwrap();
+    assert_eq!(batch, shown, "the README shows what the API answers");
+}

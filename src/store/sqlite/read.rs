@@ -7,10 +7,15 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
+use chrono::{DateTime, Utc};
+
 use super::{parse_time, time_column, tracking};
 use crate::event::Status;
-use crate::event::tracking::{Batch, Message};
-use crate::store::{DeadLetter, EventQuery, StoreError, StoreResult, StoredEvent};
+use crate::event::tracking::{Batch, Message, hour_start};
+use crate::store::{
+    BatchHour, BatchQuery, Counted, DeadLetter, DeadLetterEntry, DeadLetterQuery, EventQuery,
+    HourCount, SinkState, StoreError, StoreResult, StoredEvent,
+};
 
 const EVENT_COLUMNS: &str =
     "seq, received_at, event_id, event_type, message_id, status, warnings, body";
@@ -162,32 +167,151 @@ impl Reader {
 
     /// Every dead letter, oldest first.
     pub(super) fn dead_letters(&self) -> rusqlite::Result<Vec<DeadLetter>> {
+        let sql = format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters ORDER BY id");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([], dead_letter_from_row)?;
+        rows.collect()
+    }
+
+    pub(super) fn event_counts(&self, from_hour: i64) -> rusqlite::Result<Vec<HourCount>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, created_at, source, sink, event_seq, code, field, reason, body, replayed_at
-             FROM dead_letters ORDER BY id",
+            "SELECT hour, outcome, status, events FROM event_counts
+             WHERE hour >= ?1 ORDER BY hour, outcome, status",
         )?;
-        let rows = stmt.query_map([], |r| {
-            let body: Option<Vec<u8>> = r.get(8)?;
-            let body_is_not_utf8 = body
-                .as_ref()
-                .is_some_and(|b| std::str::from_utf8(b).is_err());
-            let replayed_at: Option<String> = r.get(9)?;
-            Ok(DeadLetter {
-                id: r.get(0)?,
-                created_at: time_column(r, 1)?,
-                source: r.get(2)?,
-                sink: r.get(3)?,
-                event_seq: r.get(4)?,
-                code: r.get(5)?,
-                field: r.get(6)?,
-                reason: r.get(7)?,
-                body: body.map(|b| String::from_utf8_lossy(&b).into_owned()),
-                body_is_not_utf8,
-                replayed_at: replayed_at.as_deref().and_then(parse_time),
+        let rows = stmt.query_map([from_hour], |r| {
+            let outcome: String = r.get(1)?;
+            Ok(HourCount {
+                hour: hour_start(r.get(0)?),
+                outcome: Counted::parse(&outcome).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        1,
+                        rusqlite::types::Type::Text,
+                        format!("not an outcome: {outcome:?}").into(),
+                    )
+                })?,
+                status: r.get(2)?,
+                events: r.get(3)?,
             })
         })?;
         rows.collect()
     }
+
+    pub(super) fn recent_batches(&self, q: &BatchQuery) -> rusqlite::Result<Vec<Batch>> {
+        tracking::recent_batches(&self.conn, q)
+    }
+
+    pub(super) fn batch_timeline(&self, uid: &str) -> rusqlite::Result<Vec<BatchHour>> {
+        tracking::batch_timeline(&self.conn, uid)
+    }
+
+    pub(super) fn batch_message_statuses(
+        &self,
+        uid: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<(String, Status)>> {
+        tracking::batch_message_statuses(&self.conn, uid, after, limit)
+    }
+
+    pub(super) fn messages_by_phone(&self, phone: &str) -> rusqlite::Result<Vec<Message>> {
+        tracking::by_phone(&self.conn, phone)
+    }
+
+    /// A page of dead letters, newest first, each with its event and whether it waits in
+    /// its sink's replay queue.
+    pub(super) fn dead_letter_page(
+        &self,
+        q: &DeadLetterQuery,
+    ) -> rusqlite::Result<Vec<DeadLetterEntry>> {
+        let columns = DEAD_LETTER_COLUMNS.replace(", ", ", d.");
+        let sql = format!(
+            "SELECT d.{columns}, EXISTS (SELECT 1 FROM sink_replay r
+                 WHERE r.sink = d.sink AND r.event_seq = d.event_seq)
+             FROM dead_letters d WHERE d.source = ?1 AND d.id < ?2 ORDER BY d.id DESC LIMIT ?3"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            rusqlite::params![q.source, q.before.unwrap_or(i64::MAX), q.limit as i64],
+            |r| Ok((dead_letter_from_row(r)?, r.get::<_, bool>(10)?)),
+        )?;
+        let mut event = self.conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1"
+        ))?;
+        let mut page = Vec::new();
+        for row in rows {
+            let (letter, queued) = row?;
+            let event = match letter.event_seq {
+                Some(seq) => event.query_row([seq], event_from_row).optional()?,
+                None => None,
+            };
+            page.push(DeadLetterEntry {
+                letter,
+                event,
+                queued,
+            });
+        }
+        Ok(page)
+    }
+
+    /// Every sink that has a cursor, a recorded failure or dead letters waiting.
+    pub(super) fn sink_states(&self) -> rusqlite::Result<Vec<SinkState>> {
+        let mut stmt = self.conn.prepare_cached(
+            "WITH dead AS (
+                 SELECT sink, count(*) AS n, max(id) AS last FROM dead_letters
+                 WHERE source = 'sink' AND replayed_at IS NULL GROUP BY sink
+             ), names AS (
+                 SELECT sink FROM sink_cursors UNION SELECT sink FROM sink_status
+                 UNION SELECT sink FROM dead
+             )
+             SELECT names.sink, c.seq, s.failing_since, s.last_error, s.last_error_at,
+                 coalesce(dead.n, 0), l.created_at
+             FROM names LEFT JOIN sink_cursors c ON c.sink = names.sink
+                 LEFT JOIN sink_status s ON s.sink = names.sink
+                 LEFT JOIN dead ON dead.sink = names.sink
+                 LEFT JOIN dead_letters l ON l.id = dead.last
+             ORDER BY names.sink",
+        )?;
+        let time = |r: &Row<'_>, i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
+            Ok(r.get_ref(i)?.as_str_or_null()?.and_then(parse_time))
+        };
+        let rows = stmt.query_map([], |r| {
+            Ok(SinkState {
+                sink: r.get(0)?,
+                cursor: r.get(1)?,
+                failing_since: time(r, 2)?,
+                last_error: r.get(3)?,
+                last_error_at: time(r, 4)?,
+                dead_letters: r.get(5)?,
+                last_dead_letter_at: time(r, 6)?,
+            })
+        })?;
+        rows.collect()
+    }
+}
+
+const DEAD_LETTER_COLUMNS: &str =
+    "id, created_at, source, sink, event_seq, code, field, reason, body, replayed_at";
+
+/// A dead letter row, in [`DEAD_LETTER_COLUMNS`] order.
+fn dead_letter_from_row(r: &Row<'_>) -> rusqlite::Result<DeadLetter> {
+    let body: Option<Vec<u8>> = r.get(8)?;
+    let body_is_not_utf8 = body
+        .as_ref()
+        .is_some_and(|b| std::str::from_utf8(b).is_err());
+    let replayed_at: Option<String> = r.get(9)?;
+    Ok(DeadLetter {
+        id: r.get(0)?,
+        created_at: time_column(r, 1)?,
+        source: r.get(2)?,
+        sink: r.get(3)?,
+        event_seq: r.get(4)?,
+        code: r.get(5)?,
+        field: r.get(6)?,
+        reason: r.get(7)?,
+        body: body.map(|b| String::from_utf8_lossy(&b).into_owned()),
+        body_is_not_utf8,
+        replayed_at: replayed_at.as_deref().and_then(parse_time),
+    })
 }
 
 /// Read connections: taken, used on the blocking pool, put back.

@@ -51,6 +51,17 @@ pub struct Runner {
     cursor: i64,
     /// The cursor the store held for this sink at startup.
     recorded: i64,
+    /// What the store last heard from this runner about the sink's failures.
+    health: std::sync::Mutex<Health>,
+}
+
+/// A sink's failure state as recorded in the store ([`Store::record_sink_error`]).
+#[derive(Debug, Clone, PartialEq)]
+enum Health {
+    /// Not recorded by this runner yet (the store may hold a failure from before).
+    Unknown,
+    Delivering,
+    Failing(String),
 }
 
 /// Returned when the runner was asked to stop in the middle of something.
@@ -85,6 +96,31 @@ impl Runner {
             store,
             cursor,
             recorded,
+            health: std::sync::Mutex::new(Health::Unknown),
+        }
+    }
+
+    /// Records in the store that the sink is failing with `error`, or delivering again,
+    /// when that differs from what it last recorded: a write per change, not per attempt
+    /// (and retries are spaced by the backoff). Best effort: a failure is only logged.
+    async fn report(&self, error: Option<String>) {
+        let now = match &error {
+            Some(e) => Health::Failing(e.clone()),
+            None => Health::Delivering,
+        };
+        let changed = {
+            let mut health = self.health.lock().expect("health lock");
+            let changed = *health != now;
+            *health = now;
+            changed
+        };
+        if changed
+            && let Err(e) = self
+                .store
+                .record_sink_error(self.sink.name(), error.as_deref())
+                .await
+        {
+            tracing::warn!(sink = self.sink.name(), error = %e, "Could not record the sink's health.");
         }
     }
 
@@ -348,6 +384,7 @@ impl Runner {
             };
             let mut retry = Vec::new();
             let mut last_error = String::new();
+            let mut failed = None;
             assert_eq!(
                 results.len(),
                 pending.len(),
@@ -364,6 +401,7 @@ impl Runner {
                             error = e.message,
                             "Sink refused the event; it is a dead letter."
                         );
+                        failed = Some(e.message.clone());
                         dead.push(UndeliveredEvent {
                             seq: event.seq,
                             code: "rejected_by_sink",
@@ -371,11 +409,13 @@ impl Runner {
                         });
                     }
                     Err(e) => {
+                        failed = Some(e.message.clone());
                         last_error = e.message;
                         retry.push(event);
                     }
                 }
             }
+            self.report(failed).await;
             pending = retry;
             if pending.is_empty() {
                 break;

@@ -166,7 +166,13 @@ async fn batch_csv(
     State(s): State<ApiState>,
     Path(uid): Path<String>,
 ) -> Result<Response, ApiError> {
-    if s.store.batch(&uid).await.map_err(read_failed)?.is_none() {
+    csv_download(s.store.as_ref(), &uid).await
+}
+
+/// A batch's messages as a CSV download (`batch-{uid}.csv`), read a page at a time; the
+/// dashboard offers the same file.
+pub(super) async fn csv_download(store: &dyn Store, uid: &str) -> Result<Response, ApiError> {
+    if store.batch(uid).await.map_err(read_failed)?.is_none() {
         return Err(ApiError::Missing(format!(
             "No message of batch {uid} has been received."
         )));
@@ -181,9 +187,8 @@ async fn batch_csv(
     written(out.write_record(CSV_HEADER))?;
     let mut after: Option<String> = None;
     loop {
-        let page = s
-            .store
-            .batch_messages(&uid, after.as_deref(), CSV_PAGE)
+        let page = store
+            .batch_messages(uid, after.as_deref(), CSV_PAGE)
             .await
             .map_err(read_failed)?;
         for m in &page {

@@ -384,6 +384,8 @@ impl Runner {
             };
             let mut retry = Vec::new();
             let mut last_error = String::new();
+            // The sink is failing while it retries; an event it refused for good is a
+            // dead letter, with its own reason, and says nothing about the sink.
             let mut failed = None;
             assert_eq!(
                 results.len(),
@@ -401,7 +403,6 @@ impl Runner {
                             error = e.message,
                             "Sink refused the event; it is a dead letter."
                         );
-                        failed = Some(e.message.clone());
                         dead.push(UndeliveredEvent {
                             seq: event.seq,
                             code: "rejected_by_sink",

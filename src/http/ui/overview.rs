@@ -258,9 +258,8 @@ fn sink_row(name: String, kind: &'static str, s: Option<&SinkState>, head: i64) 
         position: s
             .cursor
             .map_or("–".to_owned(), |c| format!("#{}", thousands(c))),
-        behind: s
-            .cursor
-            .map_or("–".to_owned(), |c| thousands((head - c).max(0))),
+        // A sink without a recorded position starts from the first event.
+        behind: thousands((head - s.cursor.unwrap_or(0)).max(0)),
         state,
         state_class,
         last_error,

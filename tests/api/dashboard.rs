@@ -148,31 +148,43 @@ pub fn campaign_outcome(m: usize) -> &'static str {
     }
 }
 
+/// The WhatsApp error codes a campaign's failures carry (message `m` the `m % 3`th).
+pub const ERRORS: [(&str, &str); 3] = [
+    ("131026", "Message undeliverable"),
+    ("131047", "Re-engagement message"),
+    ("131053", "Media upload error"),
+];
+
 /// The status events of a campaign of `n` messages in batch `uid`: each message's
-/// delivered (except those in no documented status) and its outcome, message ids
-/// `{uid}-m{NNN}`.
+/// delivered (except those in no documented status) from 09:00 on, two a minute, and its
+/// outcome 20 minutes to 4 hours later. Message ids `{uid}-m{NNN}`, wamids
+/// `wamid.{id}`, phone numbers 6581000000 + m.
 pub fn campaign(uid: &str, n: usize) -> Vec<Value> {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
+        .unwrap()
+        .to_utc();
     let mut events = Vec::new();
     for m in 0..n {
         let msg = format!("{uid}-m{m:03}");
         let outcome = campaign_outcome(m);
+        let delivered_at = start + chrono::Duration::minutes((m / 2) as i64);
+        let outcome_at = delivered_at + chrono::Duration::minutes(20 + (m * 37 % 220) as i64);
+        let mut event = |env: String, status: &str, at: chrono::DateTime<chrono::Utc>| {
+            let mut v = campaign_status(&env, &msg, uid, status, 0);
+            v["eventTime"] = innohook::event::format_time(&at).into();
+            v["body"]["sendPhone"] = format!("{}", 6_581_000_000u64 + m as u64).into();
+            if status == "failed" {
+                let (code, text) = ERRORS[m % 3];
+                v["body"]["errorData"] =
+                    serde_json::json!({"errorCode": code, "errorMessage": text});
+            }
+            events.push(v);
+        };
         if outcome != "sent" {
-            events.push(campaign_status(
-                &format!("{msg}-d"),
-                &msg,
-                uid,
-                "delivered",
-                1,
-            ));
+            event(format!("{msg}-d"), "delivered", delivered_at);
         }
         if outcome != "delivered" {
-            events.push(campaign_status(
-                &format!("{msg}-o"),
-                &msg,
-                uid,
-                outcome,
-                2 + (m % 50) as u32,
-            ));
+            event(format!("{msg}-o"), outcome, outcome_at);
         }
     }
     events
@@ -185,6 +197,32 @@ pub fn campaign_counts(n: usize) -> BTreeMap<&'static str, i64> {
         *counts.entry(campaign_outcome(m)).or_default() += 1;
     }
     counts
+}
+
+/// A campaign's status events per hour of eventTime, as the batch page's table writes
+/// its rows (delivered, read, failed, other).
+fn timeline_rows(events: &[Value]) -> Vec<String> {
+    let mut hours: BTreeMap<String, [i64; 4]> = BTreeMap::new();
+    for v in events {
+        let at = v["eventTime"].as_str().unwrap();
+        let hour = format!("{} {}:00", &at[..10], &at[11..13]);
+        let slot = match v["body"]["status"].as_str().unwrap() {
+            "delivered" => 0,
+            "read" => 1,
+            "failed" => 2,
+            _ => 3,
+        };
+        hours.entry(hour).or_default()[slot] += 1;
+    }
+    hours
+        .into_iter()
+        .map(|(hour, n)| {
+            format!(
+                "<tr><td>{hour}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                n[0], n[1], n[2], n[3]
+            )
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,7 +473,10 @@ async fn a_failing_sink_shows_on_the_overview_until_it_delivers_again() {
         row.contains("Delivering").then_some(row)
     })
     .await;
-    assert!(delivering.contains("class=\"num behind\">0</td>"), "{delivering}");
+    assert!(
+        delivering.contains("class=\"num behind\">0</td>"),
+        "{delivering}"
+    );
     // The last error stays, with its time.
     assert!(delivering.contains(&format!("http://{addr}/in")));
     assert_eq!(target.received_keys().len(), 1);
@@ -467,13 +508,20 @@ async fn a_batch_page_shows_its_counts_failures_timeline_and_messages() {
     assert_eq!(text_by_id(&page, "pct-delivered"), pct(delivered));
     assert_eq!(text_by_id(&page, "pct-read"), pct(read));
     assert_eq!(text_by_id(&page, "pct-failed"), pct(failed));
-    // Failures by code; the timeline's numbers (delivered at 10:01, outcomes at 10:02-51).
-    assert!(page.contains("<code>E-failed</code>"));
-    let statuses_at_10 = format!(
-        "<td>2026-03-01 10:00</td><td>{}</td><td>{read}</td><td>{failed}</td><td>{other}</td>",
-        N as i64 - other
-    );
-    assert!(page.contains(&statuses_at_10), "{statuses_at_10}");
+    // Failures by code, each with its message and count; the timeline's numbers.
+    for (i, (code, text)) in ERRORS.iter().enumerate() {
+        let n = (0..N)
+            .filter(|m| campaign_outcome(*m) == "failed" && m % 3 == i)
+            .count();
+        let row =
+            format!("<tr><td><code>{code}</code></td><td>{text}</td><td class=\"num\">{n}</td>");
+        assert!(page.contains(&row), "{row}");
+    }
+    let rows = timeline_rows(&campaign("spring", N));
+    assert!(rows.len() >= 4, "the campaign spans hours");
+    for row in rows {
+        assert!(page.contains(&row), "{row}");
+    }
     // The first page of messages, then the next.
     let ids_on = |page: &str| -> Vec<String> {
         page.match_indices("href=\"/ui/messages?q=spring-m")

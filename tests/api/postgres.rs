@@ -348,7 +348,7 @@ async fn check_config_connects_and_names_what_is_wrong() {
     open(&db.config()).await.close().await;
     let (code, out) = check(&db.url);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("schema version 1"), "{out}");
+    assert!(out.contains("schema version 2"), "{out}");
     // Nothing listens on port 1.
     let (code, out) = check("postgres://postgres@127.0.0.1:1/x?sslmode=disable");
     assert_eq!(code, Some(1), "{out}");

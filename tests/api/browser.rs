@@ -116,17 +116,19 @@ impl Browser {
         self.client.goto(url).await.unwrap();
     }
 
-    /// The text of the element `css` selects, once there is one.
-    async fn text(&self, css: &str) -> String {
+    /// The element `css` selects, once there is one.
+    async fn element(&self, css: &str) -> fantoccini::elements::Element {
         self.client
             .wait()
             .at_most(STEP)
             .for_element(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .text()
-            .await
-            .unwrap()
+    }
+
+    /// The text of the element `css` selects, once there is one.
+    async fn text(&self, css: &str) -> String {
+        self.element(css).await.text().await.unwrap()
     }
 
     async fn number(&self, css: &str) -> i64 {
@@ -134,15 +136,7 @@ impl Browser {
     }
 
     async fn click(&self, css: &str) {
-        self.client
-            .wait()
-            .at_most(STEP)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .click()
-            .await
-            .unwrap();
+        self.element(css).await.click().await.unwrap();
     }
 
     /// Types into the field `css` selects.
@@ -164,12 +158,7 @@ impl Browser {
     async fn sign_in(&self) {
         self.fill("#token", TOKEN).await;
         self.click("form.signin-box button[type=submit]").await;
-        self.client
-            .wait()
-            .at_most(STEP)
-            .for_element(Locator::Css("form.signout"))
-            .await
-            .expect("signed in");
+        self.element("form.signout").await;
     }
 
     /// Saves the page as `NAME-desktop.png` and `NAME-phone.png`, each the whole page.
@@ -311,12 +300,7 @@ async fn a_person_signs_in_reads_a_batch_and_looks_a_message_up() {
 
     // Signing out ends it.
     b.click("form.signout button").await;
-    b.client
-        .wait()
-        .at_most(STEP)
-        .for_element(Locator::Id("token"))
-        .await
-        .unwrap();
+    b.element("#token").await;
     b.goto(&app.url("/ui/")).await;
     assert!(b.path().await.starts_with("/ui/login"));
     b.close().await;

@@ -42,14 +42,23 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// POSTs a form to a dashboard path with these headers.
+pub async fn post(
+    app: &TestApp,
+    path: &str,
+    headers: &[(&str, &str)],
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = client().post(app.url(path)).form(form);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
 /// Signs in with `token`; returns the `Cookie` header value of the session.
 pub async fn sign_in(app: &TestApp) -> String {
-    let res = client()
-        .post(app.url("/ui/login"))
-        .form(&[("token", TOKEN)])
-        .send()
-        .await
-        .unwrap();
+    let res = post(app, "/ui/login", &[], &[("token", TOKEN)]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(res.headers()[LOCATION], "/ui/");
     session_cookie(res.headers()).expect("a session cookie")
@@ -61,14 +70,19 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
     Some(set.split(';').next().unwrap().to_owned())
 }
 
-/// GETs a dashboard path with the session; returns the status and the page.
-pub async fn get(app: &TestApp, cookie: &str, path: &str) -> (StatusCode, String) {
-    let res = client()
+/// GETs a dashboard path with the session.
+pub async fn get_response(app: &TestApp, cookie: &str, path: &str) -> reqwest::Response {
+    client()
         .get(app.url(path))
         .header("cookie", cookie)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// GETs a dashboard path with the session; returns the status and the page.
+pub async fn get(app: &TestApp, cookie: &str, path: &str) -> (StatusCode, String) {
+    let res = get_response(app, cookie, path).await;
     (res.status(), res.text().await.unwrap())
 }
 
@@ -79,14 +93,8 @@ pub async fn post_form(
     path: &str,
     form: &[(&str, &str)],
 ) -> reqwest::Response {
-    client()
-        .post(app.url(path))
-        .header("cookie", cookie)
-        .header("sec-fetch-site", "same-origin")
-        .form(form)
-        .send()
-        .await
-        .unwrap()
+    let headers = [("cookie", cookie), ("sec-fetch-site", "same-origin")];
+    post(app, path, &headers, form).await
 }
 
 /// The text of the element with this id (up to its first child element).
@@ -238,12 +246,7 @@ async fn the_dashboard_is_absent_without_an_api_token() {
         let res = client().get(app.url(path)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
     }
-    let res = client()
-        .post(app.url("/ui/login"))
-        .form(&[("token", "anything")])
-        .send()
-        .await
-        .unwrap();
+    let res = post(&app, "/ui/login", &[], &[("token", "anything")]).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
@@ -262,12 +265,7 @@ async fn without_a_session_every_page_sends_its_reader_to_sign_in() {
         ("/ui/dead-letters", "%2Fui%2Fdead-letters"),
     ] {
         for cookie in ["", "innohook_session=1.2.3", "innohook_session=garbage"] {
-            let res = client()
-                .get(app.url(path))
-                .header("cookie", cookie)
-                .send()
-                .await
-                .unwrap();
+            let res = get_response(&app, cookie, path).await;
             assert_eq!(res.status(), StatusCode::SEE_OTHER, "{path}");
             assert_eq!(
                 res.headers()[LOCATION],
@@ -288,11 +286,7 @@ async fn without_a_session_every_page_sends_its_reader_to_sign_in() {
     let (status, page) = get(&app, "", "/ui/login").await;
     assert_eq!(status, 200);
     assert!(page.contains("name=\"token\""));
-    let res = client()
-        .get(app.url("/ui/static/ui.js"))
-        .send()
-        .await
-        .unwrap();
+    let res = get_response(&app, "", "/ui/static/ui.js").await;
     assert_eq!(res.status(), 200);
     assert_eq!(
         res.headers()["content-type"],
@@ -304,12 +298,7 @@ async fn without_a_session_every_page_sends_its_reader_to_sign_in() {
 async fn signing_in_sets_a_strict_expiring_cookie_and_signing_out_ends_the_session() {
     let app = app_with_dashboard("").await;
     // A wrong token: the form again, 401, no cookie.
-    let res = client()
-        .post(app.url("/ui/login"))
-        .form(&[("token", "wrong")])
-        .send()
-        .await
-        .unwrap();
+    let res = post(&app, "/ui/login", &[], &[("token", "wrong")]).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(res.headers().get(SET_COOKIE).is_none());
     assert!(res.text().await.unwrap().contains("not this server"));
@@ -318,24 +307,19 @@ async fn signing_in_sets_a_strict_expiring_cookie_and_signing_out_ends_the_sessi
         ("sec-fetch-site", "cross-site"),
         ("origin", "http://evil.example"),
     ] {
-        let res = client()
-            .post(app.url("/ui/login"))
-            .header(header, value)
-            .form(&[("token", TOKEN)])
-            .send()
-            .await
-            .unwrap();
+        let res = post(&app, "/ui/login", &[(header, value)], &[("token", TOKEN)]).await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{header}");
         assert!(res.headers().get(SET_COOKIE).is_none());
     }
     // The right token, with where to go next.
-    let res = client()
-        .post(app.url("/ui/login"))
-        .header("sec-fetch-site", "same-origin")
-        .form(&[("token", TOKEN), ("next", "/ui/dead-letters")])
-        .send()
-        .await
-        .unwrap();
+    let form = [("token", TOKEN), ("next", "/ui/dead-letters")];
+    let res = post(
+        &app,
+        "/ui/login",
+        &[("sec-fetch-site", "same-origin")],
+        &form,
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(res.headers()[LOCATION], "/ui/dead-letters");
     let set = res.headers()[SET_COOKIE].to_str().unwrap().to_owned();
@@ -345,12 +329,7 @@ async fn signing_in_sets_a_strict_expiring_cookie_and_signing_out_ends_the_sessi
     assert!(!set.contains(TOKEN), "the token is not the cookie");
     let cookie = session_cookie(res.headers()).unwrap();
     // A page: no inline scripts or styles allowed, never cached.
-    let res = client()
-        .get(app.url("/ui/"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let res = get_response(&app, &cookie, "/ui/").await;
     assert_eq!(res.status(), 200);
     let csp = res.headers()["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("script-src 'self'") && csp.contains("style-src 'self'"));
@@ -552,12 +531,7 @@ async fn a_batch_page_shows_its_counts_failures_timeline_and_messages() {
     assert_eq!(ids_on(&failed_page), want);
     assert!(!failed_page.contains("id=\"next-page\""));
     // The CSV: a header and a row per message.
-    let res = client()
-        .get(app.url("/ui/batches/spring/messages.csv"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let res = get_response(&app, &cookie, "/ui/batches/spring/messages.csv").await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "text/csv; charset=utf-8");
     assert_eq!(res.text().await.unwrap().lines().count(), N + 1);
@@ -706,14 +680,11 @@ async fn dead_letters_are_shown_and_replayed_by_a_post_from_the_page_only() {
         let res = post_form(&app, &cookie, &path, form).await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN);
     }
-    let res = client()
-        .post(app.url(&path))
-        .header("cookie", &cookie)
-        .header("sec-fetch-site", "cross-site")
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let cross_site = [
+        ("cookie", cookie.as_str()),
+        ("sec-fetch-site", "cross-site"),
+    ];
+    let res = post(&app, &path, &cross_site, &[("csrf", &csrf)]).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(app.store.replay_queue("crm", 10).await.unwrap().is_empty());
     // From the page: queued, delivered, shown as replayed.

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 
-use super::chart::{self, Column, Drawn, Series, Stage};
+use super::chart::{self, Column, Drawn, STATUS_SERIES, Series, Stage};
 use super::session::Session;
 use super::{
     Chrome, Ui, batch_href, encode, message_href, percent, read_failed, render, thousands, when,
@@ -123,25 +123,8 @@ pub(super) async fn list(
     )
 }
 
-/// The series of a batch's timeline, bottom up.
-const TIMELINE_SERIES: [Series; 4] = [
-    Series {
-        name: "Delivered",
-        class: "s-delivered",
-    },
-    Series {
-        name: "Read",
-        class: "s-read",
-    },
-    Series {
-        name: "Failed",
-        class: "s-failed",
-    },
-    Series {
-        name: "Other status",
-        class: "s-other",
-    },
-];
+/// The series of a batch's timeline: its status events (no other types).
+const TIMELINE_SERIES: &[Series] = STATUS_SERIES.split_at(4).0;
 
 struct FailureRow {
     code: String,
@@ -310,12 +293,7 @@ pub(super) async fn page(
     let (columns, hourly) = timeline_columns(&timeline);
     let timeline_chart = (!columns.is_empty()).then(|| {
         let format = if hourly { "%m-%d %H:00" } else { "%Y-%m-%d" };
-        chart::stacked_both(
-            &columns,
-            &TIMELINE_SERIES,
-            format,
-            "Status events over time",
-        )
+        chart::stacked_both(&columns, TIMELINE_SERIES, format, "Status events over time")
     });
     let timeline_rows = columns
         .iter()
@@ -362,7 +340,7 @@ pub(super) async fn page(
                 .collect(),
             timeline: timeline_chart,
             timeline_rows,
-            series: &TIMELINE_SERIES,
+            series: TIMELINE_SERIES,
             tabs,
             rows: page.messages.iter().map(MessageRow::from).collect(),
             filter_name: FILTERS[filter].1,

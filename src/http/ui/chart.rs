@@ -13,6 +13,31 @@ pub(crate) struct Series {
     pub class: &'static str,
 }
 
+/// The series of the status charts, bottom up: events by the status they brought, then
+/// (on the overview only) events of other types.
+pub(crate) const STATUS_SERIES: [Series; 5] = [
+    Series {
+        name: "Delivered",
+        class: "s-delivered",
+    },
+    Series {
+        name: "Read",
+        class: "s-read",
+    },
+    Series {
+        name: "Failed",
+        class: "s-failed",
+    },
+    Series {
+        name: "Other status",
+        class: "s-other",
+    },
+    Series {
+        name: "Other event types",
+        class: "s-event",
+    },
+];
+
 /// One column of a stacked chart: when, and a value per series.
 pub(crate) struct Column {
     pub at: DateTime<Utc>,

@@ -33,7 +33,34 @@ pub(super) struct PageQuery {
 struct SinkSummary {
     name: String,
     waiting: String,
-    action: String,
+    replay: Replay,
+}
+
+/// A replay button: its form's action, the question it asks first, its label.
+pub(super) struct Replay {
+    pub action: String,
+    pub question: String,
+    pub label: String,
+}
+
+impl Replay {
+    /// Replays every waiting dead letter of `sink` (`waiting` of them).
+    pub(super) fn sink(sink: &str, waiting: i64) -> Self {
+        let n = thousands(waiting);
+        Self {
+            action: format!("/ui/sinks/{}/replay", encode(sink)),
+            question: format!("Put the {n} dead letters of sink {sink} back in its queue?"),
+            label: format!("Replay all {n}"),
+        }
+    }
+
+    fn one(id: i64, sink: &str) -> Self {
+        Self {
+            action: format!("/ui/dead-letters/{id}/replay"),
+            question: format!("Put dead letter #{id} back in the queue of sink {sink}?"),
+            label: "Replay".to_owned(),
+        }
+    }
 }
 
 struct SinkLetter {
@@ -47,7 +74,7 @@ struct SinkLetter {
     reason: String,
     state: String,
     state_class: &'static str,
-    replay_action: Option<String>,
+    replay: Option<Replay>,
 }
 
 struct Rejected {
@@ -137,7 +164,7 @@ pub(super) async fn page(
                 .into_iter()
                 .filter(|s| s.dead_letters > 0)
                 .map(|s| SinkSummary {
-                    action: format!("/ui/sinks/{}/replay", encode(&s.sink)),
+                    replay: Replay::sink(&s.sink, s.dead_letters),
                     waiting: thousands(s.dead_letters),
                     name: s.sink,
                 })
@@ -178,10 +205,12 @@ fn sink_letter(d: &DeadLetterEntry) -> SinkLetter {
         (Some(at), true) => (format!("Replay queued at {}", when(at)), "idle"),
         (Some(at), false) => (format!("Replayed at {}", when(at)), "ok"),
     };
+    let sink = l.sink.clone().unwrap_or_default();
     SinkLetter {
         id: l.id,
         at: when(&l.created_at),
-        sink: l.sink.clone().unwrap_or_default(),
+        replay: l.replayed_at.is_none().then(|| Replay::one(l.id, &sink)),
+        sink,
         event,
         event_href,
         body,
@@ -189,10 +218,6 @@ fn sink_letter(d: &DeadLetterEntry) -> SinkLetter {
         reason: l.reason.clone(),
         state,
         state_class,
-        replay_action: l
-            .replayed_at
-            .is_none()
-            .then(|| format!("/ui/dead-letters/{}/replay", l.id)),
     }
 }
 

@@ -11,36 +11,13 @@ use axum::response::Response;
 use chrono::Utc;
 
 use super::batches::BatchRow;
-use super::chart::{self, Column, Drawn, Series};
+use super::chart::{self, Column, Drawn, STATUS_SERIES, Series};
+use super::dead_letters::Replay;
 use super::session::Session;
-use super::{Chrome, Ui, encode, read_failed, render, thousands, when};
+use super::{Chrome, Ui, read_failed, render, thousands, when};
 use crate::event::tracking::{hour_of, hour_start};
 use crate::http::ApiError;
 use crate::store::{BatchQuery, Counted, HourCount, SinkState};
-
-/// The accepted pushes' series, bottom up: by the status they brought.
-pub(super) const PUSH_SERIES: [Series; 5] = [
-    Series {
-        name: "Delivered",
-        class: "s-delivered",
-    },
-    Series {
-        name: "Read",
-        class: "s-read",
-    },
-    Series {
-        name: "Failed",
-        class: "s-failed",
-    },
-    Series {
-        name: "Other status",
-        class: "s-other",
-    },
-    Series {
-        name: "Other event types",
-        class: "s-event",
-    },
-];
 
 /// Which series an accepted push of this counted status is in.
 fn series_of(status: &str) -> usize {
@@ -78,8 +55,7 @@ struct SinkRow {
     state_class: &'static str,
     last_error: String,
     dead_letters: String,
-    dead_count: i64,
-    replay_action: String,
+    replay: Option<Replay>,
 }
 
 #[derive(Template)]
@@ -169,11 +145,11 @@ pub(super) async fn page(
             dead_letters: thousands(states.iter().map(|s| s.dead_letters).sum()),
             chart: chart::stacked_both(
                 &columns,
-                &PUSH_SERIES,
+                &STATUS_SERIES,
                 "%H:00",
                 "Accepted events per hour, last 24 hours",
             ),
-            series: &PUSH_SERIES,
+            series: &STATUS_SERIES,
             hours: hours
                 .iter()
                 .enumerate()
@@ -252,7 +228,7 @@ fn sink_row(name: String, kind: &'static str, s: Option<&SinkState>, head: i64) 
         _ => String::new(),
     };
     SinkRow {
-        replay_action: format!("/ui/sinks/{}/replay", encode(&name)),
+        replay: (s.dead_letters > 0).then(|| Replay::sink(&name, s.dead_letters)),
         name,
         kind,
         position: s
@@ -264,6 +240,5 @@ fn sink_row(name: String, kind: &'static str, s: Option<&SinkState>, head: i64) 
         state_class,
         last_error,
         dead_letters: thousands(s.dead_letters),
-        dead_count: s.dead_letters,
     }
 }

@@ -150,6 +150,36 @@ impl PgStore {
         Ok(self.pool.get().await?)
     }
 
+    /// Puts the sink dead letters not replayed yet that `which` (a condition on `$1`,
+    /// which is `key`) selects back in their sinks' queues, in one transaction; returns
+    /// how many.
+    async fn replay_matching(
+        &self,
+        which: &str,
+        key: &(dyn tokio_postgres::types::ToSql + Sync),
+    ) -> StoreResult<usize> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let filter = format!("source = 'sink' AND replayed_at IS NULL AND {which}");
+        tx.execute(
+            &format!(
+                "INSERT INTO sink_replay (sink, event_seq)
+                 SELECT sink, event_seq FROM dead_letters WHERE {filter}
+                 ON CONFLICT DO NOTHING"
+            ),
+            &[key],
+        )
+        .await?;
+        let n = tx
+            .execute(
+                &format!("UPDATE dead_letters SET replayed_at = now() WHERE {filter}"),
+                &[key],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(n as usize)
+    }
+
     /// Names in the lease table: sinks and jobs apart.
     fn lease_name(sink: &str) -> String {
         format!("sink:{sink}")
@@ -423,27 +453,9 @@ impl Store for PgStore {
     }
 
     async fn replay(&self, sink: Option<&str>) -> StoreResult<usize> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
         let sink = sink.map(text);
-        let filter = "source = 'sink' AND replayed_at IS NULL AND ($1::text IS NULL OR sink = $1)";
-        tx.execute(
-            &format!(
-                "INSERT INTO sink_replay (sink, event_seq)
-                 SELECT sink, event_seq FROM dead_letters WHERE {filter}
-                 ON CONFLICT DO NOTHING"
-            ),
-            &[&sink],
-        )
-        .await?;
-        let n = tx
-            .execute(
-                &format!("UPDATE dead_letters SET replayed_at = now() WHERE {filter}"),
-                &[&sink],
-            )
-            .await?;
-        tx.commit().await?;
-        Ok(n as usize)
+        self.replay_matching("($1::text IS NULL OR sink = $1)", &sink)
+            .await
     }
 
     async fn message(&self, id: &str) -> StoreResult<Option<Message>> {
@@ -780,26 +792,7 @@ impl Store for PgStore {
     }
 
     async fn replay_dead_letter(&self, id: i64) -> StoreResult<bool> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let filter = "id = $1 AND source = 'sink' AND replayed_at IS NULL";
-        tx.execute(
-            &format!(
-                "INSERT INTO sink_replay (sink, event_seq)
-                 SELECT sink, event_seq FROM dead_letters WHERE {filter}
-                 ON CONFLICT DO NOTHING"
-            ),
-            &[&id],
-        )
-        .await?;
-        let n = tx
-            .execute(
-                &format!("UPDATE dead_letters SET replayed_at = now() WHERE {filter}"),
-                &[&id],
-            )
-            .await?;
-        tx.commit().await?;
-        Ok(n == 1)
+        Ok(self.replay_matching("id = $1", &id).await? == 1)
     }
 
     /// Writes and deletes a row, and commits: a database that cannot take a write (down,

@@ -226,6 +226,23 @@ pub(super) fn check(dir: &Path) -> anyhow::Result<String> {
     })
 }
 
+/// Puts the sink dead letters not replayed yet that `which` (a condition on `?1`, which is
+/// `key`) selects back in their sinks' queues; returns how many.
+fn replay_matching(tx: &Tx<'_>, which: &str, key: &dyn rusqlite::ToSql) -> rusqlite::Result<usize> {
+    let filter = format!("source = 'sink' AND replayed_at IS NULL AND {which}");
+    tx.conn.execute(
+        &format!(
+            "INSERT OR IGNORE INTO sink_replay (sink, event_seq)
+             SELECT sink, event_seq FROM dead_letters WHERE {filter}"
+        ),
+        [key],
+    )?;
+    tx.conn.execute(
+        &format!("UPDATE dead_letters SET replayed_at = ?2 WHERE {filter}"),
+        params![key, tx.at.text],
+    )
+}
+
 /// One server per store: a second one would keep its own sink cursors in memory and
 /// deliver everything twice.
 fn take_lock(dir: &Path) -> anyhow::Result<std::fs::File> {
@@ -411,21 +428,8 @@ impl Store for SqliteStore {
 
     async fn replay(&self, sink: Option<&str>) -> StoreResult<usize> {
         let sink = sink.map(str::to_owned);
-        self.write(move |tx| {
-            let filter = "source = 'sink' AND replayed_at IS NULL AND (?1 IS NULL OR sink = ?1)";
-            tx.conn.execute(
-                &format!(
-                    "INSERT OR IGNORE INTO sink_replay (sink, event_seq)
-                     SELECT sink, event_seq FROM dead_letters WHERE {filter}"
-                ),
-                [&sink],
-            )?;
-            tx.conn.execute(
-                &format!("UPDATE dead_letters SET replayed_at = ?2 WHERE {filter}"),
-                params![sink, tx.at.text],
-            )
-        })
-        .await
+        self.write(move |tx| replay_matching(tx, "(?1 IS NULL OR sink = ?1)", &sink))
+            .await
     }
 
     async fn message(&self, id: &str) -> StoreResult<Option<Message>> {
@@ -539,22 +543,8 @@ impl Store for SqliteStore {
     }
 
     async fn replay_dead_letter(&self, id: i64) -> StoreResult<bool> {
-        self.write(move |tx| {
-            let filter = "id = ?1 AND source = 'sink' AND replayed_at IS NULL";
-            tx.conn.execute(
-                &format!(
-                    "INSERT OR IGNORE INTO sink_replay (sink, event_seq)
-                     SELECT sink, event_seq FROM dead_letters WHERE {filter}"
-                ),
-                [id],
-            )?;
-            let n = tx.conn.execute(
-                &format!("UPDATE dead_letters SET replayed_at = ?2 WHERE {filter}"),
-                params![id, tx.at.text],
-            )?;
-            Ok(n == 1)
-        })
-        .await
+        self.write(move |tx| replay_matching(tx, "id = ?1", &id).map(|n| n == 1))
+            .await
     }
 
     /// Allocates about two pages, frees them again, and commits (so a full disk or a

@@ -143,11 +143,28 @@ pub struct Message {
 pub struct EventRecord {
     /// The envelope id (`id` of the push).
     pub envelope_id: String,
-    /// When innohook stored it.
-    #[serde(serialize_with = "time_format::serialize")]
+    /// When innohook stored it; kept as milliseconds since the epoch (this map is written
+    /// with every event of the message, and read back with it).
+    #[serde(with = "millis")]
     pub received_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<RecordedWarning>,
+}
+
+/// A time as milliseconds since the epoch, for [`EventRecord`].
+mod millis {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(at.timestamp_millis())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let ms = i64::deserialize(d)?;
+        DateTime::from_timestamp_millis(ms)
+            .ok_or_else(|| serde::de::Error::custom(format!("no time: {ms} ms")))
+    }
 }
 
 /// A warning of a stored event, as kept with its message.
@@ -451,12 +468,15 @@ impl BatchDeltas {
                 hours: BTreeMap::new(),
             }),
         };
-        // The timeline: the message's events leave with `old` and come with `new` (for a
-        // message that stays, all but the new status cancel out).
-        for (m, sign) in [(old, -1), (new, 1)] {
-            for (status, at) in m.iter().flat_map(|m| &m.statuses) {
-                let slot = slot(Status::parse(status).bucket()) - 1;
-                d.hours.entry(hour_of(at)).or_default()[slot] += sign;
+        // The timeline: the message's events leave with `old` and come with `new`; a
+        // message that stays only adds its new status.
+        let (before, after) = (old.map(|m| &m.statuses), new.map(|m| &m.statuses));
+        for (side, other, sign) in [(before, after, -1), (after, before, 1)] {
+            for (status, at) in side.into_iter().flatten() {
+                if other.and_then(|o| o.get(status)) != Some(at) {
+                    let slot = slot(Status::parse(status).bucket()) - 1;
+                    d.hours.entry(hour_of(at)).or_default()[slot] += sign;
+                }
             }
         }
         if let Some(old) = old {

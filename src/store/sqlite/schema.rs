@@ -176,7 +176,7 @@ CREATE TABLE sink_status (
     last_error    TEXT,
     last_error_at TEXT
 );
-ALTER TABLE messages ADD COLUMN events TEXT;       -- JSON {status: {envelopeId, receivedAt, warnings}}
+ALTER TABLE messages ADD COLUMN events TEXT;       -- JSON {status: {envelopeId, receivedAt (ms), warnings}}
 CREATE INDEX messages_send_phone ON messages (send_phone);
 CREATE INDEX batches_last_event_at ON batches (last_event_at);
 CREATE INDEX dead_letters_source ON dead_letters (source, id);

@@ -1,6 +1,7 @@
 //! Queries on a store of 1 million events (500,000 messages, delivered + read; one batch
 //! of 100,000 messages). Targets: a message lookup under 1 ms, the summary of the
-//! 100,000-message batch under 50 ms.
+//! 100,000-message batch under 50 ms, and what each dashboard page reads well under a
+//! second.
 //!
 //! The store is built once through the real accept path (group commit, dedup, tracking)
 //! and kept in target/bench-store-1m for later runs; delete it to rebuild.
@@ -12,7 +13,8 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use innohook::config::StoreConfig;
 use innohook::event;
-use innohook::store::{Role, Store};
+use innohook::event::Bucket;
+use innohook::store::{BatchQuery, DeadLetterQuery, Role, Store};
 
 const MESSAGES: usize = 500_000;
 const BIG_BATCH: usize = 100_000;
@@ -123,5 +125,105 @@ fn queries(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, queries);
+/// What each dashboard page reads, as its handler reads it.
+fn dashboard(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = store(&runtime);
+    let mut rng = fastrand::Rng::with_seed(2);
+    c.bench_function("dashboard_overview_1m_events", |b| {
+        b.to_async(&runtime).iter(|| {
+            let store = store.clone();
+            async move {
+                let since = chrono::Utc::now() - chrono::Duration::hours(23);
+                let recent = BatchQuery {
+                    limit: 5,
+                    ..BatchQuery::default()
+                };
+                let (counts, sinks, batches) = tokio::join!(
+                    store.event_counts(since),
+                    store.sink_states(),
+                    store.recent_batches(&recent)
+                );
+                black_box((counts.unwrap(), sinks.unwrap(), batches.unwrap()))
+            }
+        })
+    });
+    c.bench_function("dashboard_batches_list_1m_events", |b| {
+        b.to_async(&runtime).iter(|| {
+            let store = store.clone();
+            async move {
+                let query = BatchQuery {
+                    uid_prefix: Some("b1".into()),
+                    limit: 50,
+                    ..BatchQuery::default()
+                };
+                black_box(store.recent_batches(&query).await.unwrap())
+            }
+        })
+    });
+    c.bench_function("dashboard_batch_page_100k_messages", |b| {
+        b.to_async(&runtime).iter(|| {
+            let store = store.clone();
+            async move {
+                let (batch, timeline, page) = tokio::join!(
+                    store.batch("big"),
+                    store.batch_timeline("big"),
+                    store.batch_messages("big", None, 50)
+                );
+                black_box((batch.unwrap(), timeline.unwrap(), page.unwrap()))
+            }
+        })
+    });
+    // The page of failed messages: ids and statuses a thousand at a time (every 20th
+    // failed), then the 50 messages.
+    c.bench_function("dashboard_failed_page_100k_messages", |b| {
+        b.to_async(&runtime).iter(|| {
+            let store = store.clone();
+            async move {
+                let slice = store
+                    .batch_message_statuses("big", None, 1000)
+                    .await
+                    .unwrap();
+                let mut page = Vec::new();
+                for (id, _) in slice
+                    .iter()
+                    .filter(|(_, s)| s.bucket() == Bucket::Failed)
+                    .take(50)
+                {
+                    page.push(store.message(id).await.unwrap().unwrap());
+                }
+                assert_eq!(page.len(), 50);
+                black_box(page)
+            }
+        })
+    });
+    c.bench_function("dashboard_dead_letters_page_1m_events", |b| {
+        b.to_async(&runtime).iter(|| {
+            let store = store.clone();
+            async move {
+                let query = |source| DeadLetterQuery {
+                    source,
+                    before: None,
+                    limit: 25,
+                };
+                let (sinks, http) = (query("sink"), query("http"));
+                let (a, b, states) = tokio::join!(
+                    store.dead_letter_page(&sinks),
+                    store.dead_letter_page(&http),
+                    store.sink_states()
+                );
+                black_box((a.unwrap(), b.unwrap(), states.unwrap()))
+            }
+        })
+    });
+    c.bench_function("phone_lookup_1m_events", |b| {
+        b.to_async(&runtime).iter(|| {
+            let phone = format!("65{:09}", rng.usize(..MESSAGES));
+            let store = store.clone();
+            async move { black_box(store.messages_by_phone(&phone).await.unwrap()) }
+        })
+    });
+}
+
+criterion_group!(benches, queries, dashboard);
 criterion_main!(benches);

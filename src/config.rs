@@ -102,11 +102,13 @@ pub struct AuthConfig {
     pub authorization: Option<String>,
 }
 
-/// The query API under `/api`; it shows phone numbers, so it is off without a token.
+/// The query API under `/api` and the dashboard under `/ui`; they show phone numbers, so
+/// both are off without a token.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// Bearer token for `/api` (`Authorization: Bearer <token>`); unset: no API.
+    /// Bearer token for `/api` (`Authorization: Bearer <token>`) and the dashboard's
+    /// sign-in; unset: no API and no dashboard.
     pub token: Option<String>,
 }
 

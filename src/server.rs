@@ -105,7 +105,7 @@ impl App {
             config.store.min_free_percent,
             low_disk.clone(),
         ));
-        let app = http::router(state, &config.server, config.api.token.as_deref());
+        let app = http::router(state, &config);
         tracing::info!(addr = %listener.local_addr()?, path = %config.server.path, store = %config.store.describe(), "Listening.");
 
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);

@@ -13,7 +13,11 @@
 //! conflict.
 //!
 //! A batch (`uid`) is a set of counters kept in step with its messages ([`BatchDeltas`]),
-//! so a summary reads a handful of values however large the batch is.
+//! so a summary reads a handful of values however large the batch is; so is its timeline
+//! (its messages' status events per hour of eventTime).
+//!
+//! A message also keeps, per status, the stored event that brought it ([`EventRecord`]:
+//! envelope id, time received, warnings), so its timeline is read with the message.
 
 use std::collections::BTreeMap;
 
@@ -21,11 +25,14 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::types::{Bucket, Envelope, Status, time_format};
+use super::parse::Accepted;
+use super::types::{Bucket, Status, time_format};
 
 /// What one status event says about its message.
 #[derive(Debug, Clone)]
 pub struct StatusUpdate {
+    envelope_id: String,
+    warnings: Vec<RecordedWarning>,
     message_id: String,
     wamid: String,
     uid: Option<String>,
@@ -40,8 +47,9 @@ pub struct StatusUpdate {
 }
 
 impl StatusUpdate {
-    /// The update a status event brings; `None` for other event types.
-    pub fn from_envelope(env: &Envelope) -> Option<Self> {
+    /// The update an accepted status event brings; `None` for other event types.
+    pub fn from_accepted(accepted: &Accepted) -> Option<Self> {
+        let env = &accepted.envelope;
         let s = env.message_status()?;
         let conversation = s.conversation().map(|c| {
             serde_json::json!({
@@ -51,6 +59,16 @@ impl StatusUpdate {
             })
         });
         Some(Self {
+            envelope_id: env.id().to_owned(),
+            warnings: accepted
+                .warnings
+                .iter()
+                .map(|w| RecordedWarning {
+                    code: w.code.to_owned(),
+                    field: w.field.clone(),
+                    message: w.message.clone(),
+                })
+                .collect(),
             message_id: s.message_id().to_owned(),
             wamid: s.wamid().to_owned(),
             uid: s.uid().map(str::to_owned),
@@ -117,6 +135,48 @@ pub struct Message {
     /// eventTime is the sender's).
     #[serde(skip)]
     pub touched_at: DateTime<Utc>,
+    /// Per status reached, the stored event that brought it (empty for statuses stored
+    /// before a store kept them).
+    #[serde(skip)]
+    pub events: BTreeMap<String, EventRecord>,
+}
+
+/// The stored event that brought a message one of its statuses.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRecord {
+    /// The envelope id (`id` of the push).
+    pub envelope_id: String,
+    /// When innohook stored it; kept as milliseconds since the epoch (this map is written
+    /// with every event of the message, and read back with it).
+    #[serde(with = "millis")]
+    pub received_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<RecordedWarning>,
+}
+
+/// A time as milliseconds since the epoch, for [`EventRecord`].
+mod millis {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(at.timestamp_millis())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let ms = i64::deserialize(d)?;
+        DateTime::from_timestamp_millis(ms)
+            .ok_or_else(|| serde::de::Error::custom(format!("no time: {ms} ms")))
+    }
+}
+
+/// A warning of a stored event, as kept with its message.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RecordedWarning {
+    pub code: String,
+    pub field: String,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -201,6 +261,7 @@ pub fn track(old: Option<&Message>, u: &StatusUpdate, received_at: DateTime<Utc>
             conversation_status: None,
             identity_status: Some(u.status.clone()),
             touched_at: received_at,
+            events: BTreeMap::new(),
         },
     };
     let identity_changed = old.is_some_and(|o| {
@@ -219,6 +280,14 @@ pub fn track(old: Option<&Message>, u: &StatusUpdate, received_at: DateTime<Utc>
         m.identity_status = Some(u.status.clone());
     }
     m.statuses.insert(u.status.as_str().to_owned(), at);
+    m.events.insert(
+        u.status.as_str().to_owned(),
+        EventRecord {
+            envelope_id: u.envelope_id.clone(),
+            received_at: received_at.trunc_subsecs(3),
+            warnings: u.warnings.clone(),
+        },
+    );
     if u.status.outranks(&m.status) {
         m.status = u.status.clone();
     }
@@ -321,6 +390,19 @@ pub struct BatchDelta {
     pub touched_at: DateTime<Utc>,
     /// Messages per error code, with the code's message (the first one seen).
     pub errors: BTreeMap<String, (i64, Option<String>)>,
+    /// Status events per hour of their eventTime ([`hour_of`]), as delivered, read,
+    /// failed, other.
+    pub hours: BTreeMap<i64, [i64; 4]>,
+}
+
+/// The hour a time falls in, as hours since the Unix epoch (UTC).
+pub fn hour_of(at: &DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(3600)
+}
+
+/// The start of an hour given by [`hour_of`].
+pub fn hour_start(hour: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(hour.saturating_mul(3600), 0).unwrap_or_default()
 }
 
 impl BatchDelta {
@@ -332,6 +414,19 @@ impl BatchDelta {
     /// Whether an error code lost messages (then it may be left with none).
     pub fn lost_errors(&self) -> bool {
         self.errors.values().any(|(n, _)| *n < 0)
+    }
+
+    /// Whether an hour lost events (then it may be left with none).
+    pub fn lost_hours(&self) -> bool {
+        self.hours.values().flatten().any(|n| *n < 0)
+    }
+
+    /// The hours whose counts move, in hour order.
+    pub fn moved_hours(&self) -> impl Iterator<Item = (i64, [i64; 4])> + '_ {
+        self.hours
+            .iter()
+            .filter(|(_, counts)| counts.iter().any(|n| *n != 0))
+            .map(|(hour, counts)| (*hour, *counts))
     }
 }
 
@@ -379,8 +474,20 @@ impl BatchDeltas {
                 last_event_at: times.last_event_at,
                 touched_at: times.touched_at,
                 errors: BTreeMap::new(),
+                hours: BTreeMap::new(),
             }),
         };
+        // The timeline: the message's events leave with `old` and come with `new`; a
+        // message that stays only adds its new status.
+        let (before, after) = (old.map(|m| &m.statuses), new.map(|m| &m.statuses));
+        for (side, other, sign) in [(before, after, -1), (after, before, 1)] {
+            for (status, at) in side.into_iter().flatten() {
+                if other.and_then(|o| o.get(status)) != Some(at) {
+                    let slot = slot(Status::parse(status).bucket()) - 1;
+                    d.hours.entry(hour_of(at)).or_default()[slot] += sign;
+                }
+            }
+        }
         if let Some(old) = old {
             d.counts[slot(old.status.bucket())] -= 1;
         }
@@ -451,7 +558,7 @@ mod tests {
             body["body"]["conversation"] = serde_json::json!({"id": "c1"});
         }
         let accepted = crate::event::parse(body.to_string().as_bytes()).expect("valid");
-        StatusUpdate::from_envelope(&accepted.envelope).expect("a status event")
+        StatusUpdate::from_accepted(&accepted).expect("a status event")
     }
 
     fn replay(events: &[&StatusUpdate]) -> Option<Message> {
@@ -525,6 +632,8 @@ mod tests {
             let mut want = names.clone();
             want.sort();
             assert_eq!(reached, want);
+            // Each status keeps the envelope that brought it.
+            assert!(m.events.keys().eq(m.statuses.keys()), "{names:?}");
             let failure = names.iter().any(|s| s.to_lowercase().contains("failed"));
             let success = names.iter().any(|s| matches!(*s, "delivered" | "read"));
             assert_eq!(m.conflict, failure && success, "{names:?}");
@@ -592,6 +701,14 @@ mod tests {
                 deltas.iter().map(|(u, d)| (u, d.counts)).collect();
             assert_eq!(counts["second"], [1, 0, 0, 1, 0]);
             assert_eq!(counts.get("first").map_or([0; 5], |c| *c), [0; 5]);
+            // The timeline follows too: all three events in the second batch's hour.
+            let hours: BTreeMap<&str, Vec<(i64, [i64; 4])>> = deltas
+                .iter()
+                .map(|(u, d)| (u, d.moved_hours().collect()))
+                .collect();
+            let hour = hour_of(&m.first_event_at);
+            assert_eq!(hours["second"], [(hour, [1, 1, 1, 0])]);
+            assert!(hours.get("first").is_none_or(Vec::is_empty));
         }
     }
 

@@ -164,7 +164,7 @@ fn csv_row(m: &Message) -> [String; 12] {
 }
 
 /// A batch's messages as CSV, one row each, by message id (`None`: no such batch). The
-/// API's download and `innohook batch --csv` both write it.
+/// API's download, the dashboard's and `innohook batch --csv` all write it.
 pub async fn batch_csv_bytes(store: &dyn Store, uid: &str) -> Result<Option<Vec<u8>>, ApiError> {
     if store.batch(uid).await.map_err(read_failed)?.is_none() {
         return Ok(None);
@@ -202,7 +202,13 @@ async fn batch_csv(
     State(s): State<ApiState>,
     Path(uid): Path<String>,
 ) -> Result<Response, ApiError> {
-    let Some(csv) = batch_csv_bytes(s.store.as_ref(), &uid).await? else {
+    csv_download(s.store.as_ref(), &uid).await
+}
+
+/// A batch's messages as a CSV download (`batch-{uid}.csv`); the dashboard offers the
+/// same file.
+pub(super) async fn csv_download(store: &dyn Store, uid: &str) -> Result<Response, ApiError> {
+    let Some(csv) = batch_csv_bytes(store, uid).await? else {
         return Err(ApiError::Missing(format!(
             "No message of batch {uid} has been received."
         )));
@@ -221,8 +227,6 @@ async fn batch_csv(
         .into_response())
 }
 
-/// `GET /api/events?status=failed&since=RFC3339&limit=N&cursor=SEQ`: events in commit
-/// order; `nextCursor` continues after the last one (null once there is no more).
 /// Refuses query parameters the endpoint does not take, naming them: a misspelt filter
 /// silently ignored would answer something else than what was asked.
 fn only_known(q: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
@@ -242,6 +246,8 @@ fn only_known(q: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiErro
     )))
 }
 
+/// `GET /api/events?status=failed&since=RFC3339&limit=N&cursor=SEQ`: events in commit
+/// order; `nextCursor` continues after the last one (null once there is no more).
 async fn events(
     State(s): State<ApiState>,
     Query(q): Query<HashMap<String, String>>,

@@ -39,6 +39,10 @@ pub enum ApiError {
     BadQuery(String),
     /// A read failed; the details are in the log.
     Internal,
+    /// `/ui`: a state-changing request sent by a page of another site.
+    CrossSite,
+    /// `/ui`: a form without this session's synchronizer token.
+    BadCsrfToken,
     ShuttingDown,
 }
 
@@ -68,6 +72,18 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "Something went wrong reading the store; it is in the server log.".to_owned(),
+                None,
+            ),
+            Self::CrossSite => (
+                StatusCode::FORBIDDEN,
+                "cross_site_request",
+                "This request came from a page of another site; use the dashboard's own pages.".to_owned(),
+                None,
+            ),
+            Self::BadCsrfToken => (
+                StatusCode::FORBIDDEN,
+                "bad_csrf_token",
+                "This form is not from your current session; reload the page and try again.".to_owned(),
                 None,
             ),
             Self::UnreadableBody => (

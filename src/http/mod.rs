@@ -1,4 +1,5 @@
-//! The HTTP surface: `POST {path}` for pushes, `/healthz`, `/readyz`.
+//! The HTTP surface: `POST {path}` for pushes, `/healthz`, `/readyz`, `/metrics`, and with
+//! an `[api] token` the query API (`/api/`) and the dashboard (`/ui/`).
 //!
 //! [`router`] builds the whole axum app from its state, so tests can drive it with
 //! `oneshot` or serve it on a real listener.
@@ -10,6 +11,7 @@ mod auth;
 mod error;
 mod handlers;
 mod middleware;
+mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -27,7 +29,7 @@ use tower_http::timeout::TimeoutLayer;
 pub use auth::Auth;
 pub use error::ApiError;
 
-use crate::config::ServerConfig;
+use crate::config::Config;
 use crate::store::Store;
 
 /// What every handler shares.
@@ -45,15 +47,24 @@ pub struct AppState {
 }
 
 /// Whether `path` belongs to innohook itself and cannot be the webhook path: the probes,
-/// the metrics, and everything under `/api/` (even without a token, so that setting one
-/// later cannot clash).
+/// the metrics, and everything under `/api/` and `/ui` (even without a token, so that
+/// setting one later cannot clash).
 pub fn is_reserved_path(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics") || path.starts_with("/api/")
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/ui")
+        || path.starts_with("/api/")
+        || path.starts_with("/ui/")
 }
 
-pub fn router(state: AppState, cfg: &ServerConfig, api_token: Option<&str>) -> Router {
-    let api = match api_token {
-        Some(token) => api::router(token, state.store.clone()),
+/// The whole app: the webhook, the probes and metrics, and with an `[api] token` the query
+/// API and the dashboard.
+pub fn router(state: AppState, config: &Config) -> Router {
+    let cfg = &config.server;
+    let api = match config.api.token.as_deref() {
+        Some(token) => api::router(token, state.store.clone()).merge(ui::router(
+            token,
+            state.store.clone(),
+            config,
+        )),
         None => Router::new(),
     };
     Router::new()

@@ -178,7 +178,8 @@ pub enum SinkKind {
 }
 
 impl SinkKind {
-    fn type_name(&self) -> &'static str {
+    /// The `type` key's value.
+    pub(crate) fn type_name(&self) -> &'static str {
         match self {
             Self::Log(_) => "log",
             Self::File(_) => "file",

@@ -60,6 +60,8 @@ pub struct Runner {
     started_at: i64,
     /// Events set aside (sinks that keep each message's order).
     parked: Parked,
+    /// What the store last heard from this runner about the sink's failures.
+    health: std::sync::Mutex<Health>,
 }
 
 /// What became of a batch.
@@ -69,6 +71,15 @@ struct Delivery {
     dead: Vec<UndeliveredEvent>,
     /// Set aside: failed while others got through, or behind such an event.
     parked: Vec<(ParkedEvent, StoredEvent)>,
+}
+
+/// A sink's failure state as recorded in the store ([`Store::record_sink_error`]).
+#[derive(Debug, Clone, PartialEq)]
+enum Health {
+    /// Not recorded by this runner yet (the store may hold a failure from before).
+    Unknown,
+    Delivering,
+    Failing(String),
 }
 
 /// Returned when the runner was asked to stop in the middle of something.
@@ -105,6 +116,31 @@ impl Runner {
             recorded: 0,
             started_at,
             parked: Parked::default(),
+            health: std::sync::Mutex::new(Health::Unknown),
+        }
+    }
+
+    /// Records in the store that the sink is failing with `error`, or delivering again,
+    /// when that differs from what it last recorded: a write per change, not per attempt
+    /// (and retries are spaced by the backoff). Best effort: a failure is only logged.
+    async fn report(&self, error: Option<String>) {
+        let now = match &error {
+            Some(e) => Health::Failing(e.clone()),
+            None => Health::Delivering,
+        };
+        let changed = {
+            let mut health = self.health.lock().expect("health lock");
+            let changed = *health != now;
+            *health = now;
+            changed
+        };
+        if changed
+            && let Err(e) = self
+                .store
+                .record_sink_error(self.sink.name(), error.as_deref())
+                .await
+        {
+            tracing::warn!(sink = self.sink.name(), error = %e, "Could not record the sink's health.");
         }
     }
 
@@ -459,6 +495,9 @@ impl Runner {
                 r = self.sink.deliver(&pending) => r,
                 _ = stop.wait_for(|s| *s) => return Err(Stopped),
             };
+            // The sink is failing while it retries; an event it refused for good is a
+            // dead letter, with its own reason, and says nothing about the sink.
+            let mut failed = None;
             assert_eq!(
                 results.len(),
                 pending.len(),
@@ -495,12 +534,14 @@ impl Runner {
                     }
                     Err(e) => {
                         if !e.held_back {
+                            failed = Some(e.message.clone());
                             last_error.clone_from(&e.message);
                         }
                         retry.push((event, e));
                     }
                 }
             }
+            self.report(failed).await;
             if retry.is_empty() {
                 break;
             }
@@ -593,6 +634,7 @@ impl Runner {
         );
         let now = Utc::now();
         let mut out = Retried::default();
+        let mut failed = None;
         for ((mut p, event), result) in due.into_iter().zip(results) {
             self.parked.remove(p.seq);
             let first = p.first_attempt_at.unwrap_or(now);
@@ -612,6 +654,9 @@ impl Runner {
                         || (now - first)
                             .to_std()
                             .is_ok_and(|age| age >= policy.max_age);
+                    if e.retryable {
+                        failed = Some(e.message.clone());
+                    }
                     if e.retryable && !exhausted {
                         metrics::counter!(m::SINK_RETRIED, "sink" => name.clone()).increment(1);
                         p.first_attempt_at = Some(first);
@@ -642,6 +687,9 @@ impl Runner {
                     });
                 }
             }
+        }
+        if failed.is_some() || out.delivered > 0 {
+            self.report(failed).await;
         }
         Ok(out)
     }

@@ -318,6 +318,133 @@ pub struct EventQuery {
     pub limit: usize,
 }
 
+/// What became of pushes, as counted per hour in the store (see [`Store::event_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Counted {
+    Accepted,
+    Duplicate,
+    /// Rejected with 400 (kept as a dead letter).
+    Rejected,
+}
+
+impl Counted {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Duplicate => "duplicate",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Accepted, Self::Duplicate, Self::Rejected]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+}
+
+/// How a pushed event's status is counted: a documented status, `other` for any other
+/// (so a sender cannot create new rows), and `""` for other event types and rejections.
+pub fn counted_status(status: Option<&Status>) -> &'static str {
+    match status {
+        None => "",
+        Some(Status::Delivered) => "delivered",
+        Some(Status::Read) => "read",
+        Some(Status::Failed) => "failed",
+        Some(Status::SmeclFailed) => "SMECL:FAILED",
+        Some(Status::Unknown(_)) => "other",
+    }
+}
+
+/// Pushes of one hour with one outcome and counted status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourCount {
+    /// The start of the hour (UTC) the store received them in.
+    pub hour: DateTime<Utc>,
+    pub outcome: Counted,
+    /// As [`counted_status`] spells it.
+    pub status: String,
+    pub events: i64,
+}
+
+/// Most hours of a batch's timeline [`Store::batch_timeline`] gives (90 days).
+pub const TIMELINE_HOURS: i64 = 90 * 24;
+
+/// A batch's status events in one hour of their eventTime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchHour {
+    pub hour: DateTime<Utc>,
+    /// delivered, read, failed (with `SMECL:FAILED`), other.
+    pub events: [i64; 4],
+}
+
+/// Which batches [`Store::recent_batches`] wants: most recent last event first.
+#[derive(Debug, Clone, Default)]
+pub struct BatchQuery {
+    /// Only uids starting with this.
+    pub uid_prefix: Option<String>,
+    /// Only batches after this one in that order: its last event time and uid.
+    pub before: Option<(DateTime<Utc>, String)>,
+    pub limit: usize,
+}
+
+/// Which dead letters [`Store::dead_letter_page`] wants: newest first.
+#[derive(Debug, Clone)]
+pub struct DeadLetterQuery {
+    /// `http` (rejected pushes) or `sink` (events a sink gave up on).
+    pub source: &'static str,
+    /// Only ids below this.
+    pub before: Option<i64>,
+    pub limit: usize,
+}
+
+/// A dead letter with what a person needs to decide about it.
+#[derive(Debug, Clone)]
+pub struct DeadLetterEntry {
+    pub letter: DeadLetter,
+    /// A sink's dead letter: the event it could not deliver.
+    pub event: Option<StoredEvent>,
+    /// Replayed and still in its sink's replay queue (not delivered yet).
+    pub queued: bool,
+}
+
+/// A sink as the store knows it, whichever process runs it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SinkState {
+    pub sink: String,
+    /// The last seq it is done with (`None`: it never recorded progress).
+    pub cursor: Option<i64>,
+    /// Failing since then, until a delivery succeeds again.
+    pub failing_since: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// Its dead letters not replayed yet.
+    pub dead_letters: i64,
+    pub last_dead_letter_at: Option<DateTime<Utc>>,
+    /// Events it set aside to retry on their own (and those waiting behind them).
+    pub parked: i64,
+}
+
+/// [`Store::sink_states`] in SQL both backends read: every sink with a cursor, a recorded
+/// failure, dead letters waiting or events set aside.
+pub(crate) const SINK_STATES_SQL: &str = "WITH dead AS (
+         SELECT sink, count(*) AS n, max(id) AS last FROM dead_letters
+         WHERE source = 'sink' AND replayed_at IS NULL GROUP BY sink
+     ), parked AS (
+         SELECT sink, count(*) AS n FROM sink_parked GROUP BY sink
+     ), names AS (
+         SELECT sink FROM sink_cursors UNION SELECT sink FROM sink_status
+         UNION SELECT sink FROM dead UNION SELECT sink FROM parked
+     )
+     SELECT names.sink, c.seq, s.failing_since, s.last_error, s.last_error_at,
+         coalesce(dead.n, 0), l.created_at, coalesce(parked.n, 0)
+     FROM names LEFT JOIN sink_cursors c ON c.sink = names.sink
+         LEFT JOIN sink_status s ON s.sink = names.sink
+         LEFT JOIN dead ON dead.sink = names.sink
+         LEFT JOIN dead_letters l ON l.id = dead.last
+         LEFT JOIN parked ON parked.sink = names.sink
+     ORDER BY names.sink";
+
 /// The store. See the module documentation for what every backend promises.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -388,6 +515,43 @@ pub trait Store: Send + Sync {
 
     /// Every dead letter, oldest first.
     async fn dead_letters(&self) -> StoreResult<Vec<DeadLetter>>;
+
+    // The dashboard's queries: each reads counters or an index, a page at a time.
+
+    /// Pushes counted per hour received, from the hour of `since` on, in hour order.
+    async fn event_counts(&self, since: DateTime<Utc>) -> StoreResult<Vec<HourCount>>;
+
+    /// Batch summaries by last event time, newest first (without their failures).
+    async fn recent_batches(&self, query: &BatchQuery) -> StoreResult<Vec<Batch>>;
+
+    /// A batch's status events per hour of eventTime, in hour order (the latest
+    /// [`TIMELINE_HOURS`]).
+    async fn batch_timeline(&self, uid: &str) -> StoreResult<Vec<BatchHour>>;
+
+    /// The ids and current statuses of up to `limit` messages of a batch after message id
+    /// `after`, by message id: cheap enough to filter a large batch a slice at a time.
+    async fn batch_message_statuses(
+        &self,
+        uid: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Status)>>;
+
+    /// The tracked messages sent to this phone number (sendPhone as received; at most 100).
+    async fn messages_by_phone(&self, phone: &str) -> StoreResult<Vec<Message>>;
+
+    /// A page of dead letters of one source, newest first, with their events.
+    async fn dead_letter_page(&self, query: &DeadLetterQuery) -> StoreResult<Vec<DeadLetterEntry>>;
+
+    /// Every sink the store has heard of: position, failure, dead letters; by name.
+    async fn sink_states(&self) -> StoreResult<Vec<SinkState>>;
+
+    /// Records that `sink` is failing with `error`, or (`None`) delivering again.
+    async fn record_sink_error(&self, sink: &str, error: Option<&str>) -> StoreResult<()>;
+
+    /// Puts one sink dead letter back in its sink's queue, as [`Store::replay`] does for
+    /// all; false when there is no such sink dead letter waiting for a replay.
+    async fn replay_dead_letter(&self, id: i64) -> StoreResult<bool>;
 
     // Administration.
 

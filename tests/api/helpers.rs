@@ -239,6 +239,37 @@ pub fn status_event(envelope_id: &str, message_id: &str, status: &str) -> Value 
     v
 }
 
+/// A status event of message `msg` in batch `uid`, at minute `minute` of 2026-03-01 10:00
+/// UTC, with wamid `wamid.{msg}` and sendPhone 6512345; failures carry an error code
+/// (`E-{status}`) and message.
+pub fn campaign_status(env: &str, msg: &str, uid: &str, status: &str, minute: u32) -> Value {
+    let mut v = serde_json::json!({
+        "id": env, "type": "whatsapp_message_status_updated",
+        "eventTime": format!("2026-03-01T10:{minute:02}:00.000Z"),
+        "body": {"id": msg, "accountName": "acct", "wabaId": "waba", "status": status,
+                 "wamid": format!("wamid.{msg}"), "sendPhone": "6512345", "uid": uid}
+    });
+    if status.to_lowercase().contains("failed") {
+        v["body"]["errorData"] =
+            serde_json::json!({"errorCode": format!("E-{status}"), "errorMessage": "no"});
+    }
+    v
+}
+
+/// `[[sinks]]` tables, as the config file would give them.
+pub fn parse_sinks(toml: &str) -> Vec<innohook::sink::SinkConfig> {
+    #[derive(serde::Deserialize)]
+    struct Sinks {
+        sinks: Vec<innohook::sink::SinkConfig>,
+    }
+    let parsed: Sinks = figment::Figment::from(
+        <figment::providers::Toml as figment::providers::Format>::string(toml),
+    )
+    .extract()
+    .unwrap();
+    parsed.sinks
+}
+
 /// Polls `check` (which may await) until it gives a value, for at most `secs` seconds.
 pub async fn poll_until<T>(what: &str, secs: u64, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);

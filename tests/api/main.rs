@@ -2,6 +2,8 @@
 
 mod helpers;
 
+mod browser;
+mod dashboard;
 mod event_props;
 mod event_rules;
 mod event_seeds;

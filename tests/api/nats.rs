@@ -105,16 +105,7 @@ impl Drop for TestStream {
 async fn app_with(toml: &str) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(dir.path());
-    #[derive(serde::Deserialize)]
-    struct Sinks {
-        sinks: Vec<innohook::sink::SinkConfig>,
-    }
-    let parsed: Sinks = figment::Figment::from(
-        <figment::providers::Toml as figment::providers::Format>::string(toml),
-    )
-    .extract()
-    .unwrap();
-    config.sinks = parsed.sinks;
+    config.sinks = parse_sinks(toml);
     TestApp::spawn(config, dir).await
 }
 
@@ -183,16 +174,7 @@ async fn a_stream_that_cannot_take_the_events_stops_startup() {
     let build = |toml: String| async move {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
-        #[derive(serde::Deserialize)]
-        struct Sinks {
-            sinks: Vec<innohook::sink::SinkConfig>,
-        }
-        let parsed: Sinks = figment::Figment::from(
-            <figment::providers::Toml as figment::providers::Format>::string(&toml),
-        )
-        .extract()
-        .unwrap();
-        config.sinks = parsed.sinks;
+        config.sinks = parse_sinks(&toml);
         format!(
             "{:#}",
             innohook::server::App::build(config)

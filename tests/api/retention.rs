@@ -19,17 +19,8 @@ async fn app(retain_events: u64, retain_messages: u64, sinks: &str) -> TestApp {
     config.api.token = Some(TOKEN.into());
     config.store.retain_events = Retain(Some(Duration::from_secs(retain_events)));
     config.store.retain_messages = Retain(Some(Duration::from_secs(retain_messages)));
-    #[derive(serde::Deserialize)]
-    struct Sinks {
-        sinks: Vec<innohook::sink::SinkConfig>,
-    }
     let toml = sinks.replace("$DIR", &dir.path().display().to_string());
-    let parsed: Sinks = figment::Figment::from(
-        <figment::providers::Toml as figment::providers::Format>::string(&toml),
-    )
-    .extract()
-    .unwrap();
-    config.sinks = parsed.sinks;
+    config.sinks = parse_sinks(&toml);
     TestApp::spawn(config, dir).await
 }
 

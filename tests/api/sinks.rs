@@ -6,24 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use innohook::sink::SinkConfig;
 use innohook::store::{Progress, UndeliveredEvent};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-
-fn sinks(toml: &str) -> Vec<SinkConfig> {
-    #[derive(serde::Deserialize)]
-    struct Sinks {
-        sinks: Vec<SinkConfig>,
-    }
-    let parsed: Sinks = figment::Figment::from(
-        <figment::providers::Toml as figment::providers::Format>::string(toml),
-    )
-    .extract()
-    .unwrap();
-    parsed.sinks
-}
 
 fn forward_toml(url: &str) -> String {
     format!(
@@ -34,7 +20,7 @@ fn forward_toml(url: &str) -> String {
 async fn app_with_sinks(toml: &str) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(dir.path());
-    config.sinks = sinks(&toml.replace("$DIR", &dir.path().display().to_string()));
+    config.sinks = parse_sinks(&toml.replace("$DIR", &dir.path().display().to_string()));
     TestApp::spawn(config, dir).await
 }
 
@@ -167,7 +153,7 @@ async fn a_sink_left_behind_the_in_memory_window_catches_up_from_the_store() {
     let toml = forward_toml(&target.url())
         .replace("\"crm\"", "\"crm-behind\"")
         .replace("timeout_secs = 2", "timeout_secs = 30\nbatch_size = 4");
-    config.sinks = sinks(&toml);
+    config.sinks = parse_sinks(&toml);
     let app = TestApp::spawn(config, dir).await;
     let (addr, state) = target.stop().await;
 
@@ -325,7 +311,7 @@ async fn a_body_over_several_lines_is_written_and_shown_as_received() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(dir.path());
     config.api.token = Some("t".into());
-    config.sinks = sinks(&format!(
+    config.sinks = parse_sinks(&format!(
         "[[sinks]]\ntype = \"file\"\npath = \"{}\"\n",
         dir.path().join("all.jsonl").display()
     ));
@@ -749,7 +735,7 @@ async fn a_new_sink_starts_now_unless_told_to_start_at_the_beginning() {
     }
     let (mut config, dir) = app.stop().await;
     let path = |name: &str| dir.path().join(format!("{name}.jsonl"));
-    config.sinks = sinks(&format!(
+    config.sinks = parse_sinks(&format!(
         "[[sinks]]\ntype = \"file\"\nname = \"now\"\npath = {:?}\n[[sinks]]\ntype = \"file\"\nname = \"all\"\npath = {:?}\nstart = \"beginning\"\n",
         path("now"),
         path("all")

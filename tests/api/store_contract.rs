@@ -6,9 +6,12 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use innohook::event::{self, Accepted};
-use innohook::store::{EventQuery, Outcome, Progress, Store, UndeliveredEvent};
+use innohook::store::{
+    BatchQuery, Counted, DeadLetterQuery, EventQuery, Outcome, Progress, Store, UndeliveredEvent,
+};
 use serde_json::{Value, json};
 
+use crate::helpers::campaign_status as status;
 use crate::helpers::*;
 
 /// A backend under test: opens its store, and opens it again after a close (a restart).
@@ -95,6 +98,12 @@ contract!(
     parked_events_are_kept_until_done,
     retention_removes_only_what_no_sink_needs,
     probe_and_prune,
+    pushes_are_counted_per_hour_by_outcome_and_status,
+    recent_batches_come_newest_first_by_prefix_and_page,
+    a_batch_timeline_counts_status_events_per_hour,
+    messages_keep_their_events_and_are_found_by_phone,
+    dead_letter_pages_carry_their_events_and_replay_one_at_a_time,
+    sink_states_show_positions_failures_and_dead_letters,
 );
 
 fn parsed(v: &Value) -> (Accepted, Bytes) {
@@ -105,21 +114,6 @@ fn parsed(v: &Value) -> (Accepted, Bytes) {
 async fn accept(store: &Arc<dyn Store>, v: &Value) -> Outcome {
     let (accepted, body) = parsed(v);
     store.accept(&accepted, body).await.expect("stored")
-}
-
-/// A status event of message `msg` in batch `uid`, at minute `minute`; failures carry an
-/// error code.
-fn status(env: &str, msg: &str, uid: &str, status: &str, minute: u32) -> Value {
-    let mut v = json!({
-        "id": env, "type": "whatsapp_message_status_updated",
-        "eventTime": format!("2026-03-01T10:{minute:02}:00.000Z"),
-        "body": {"id": msg, "accountName": "acct", "wabaId": "waba", "status": status,
-                 "wamid": format!("wamid.{msg}"), "sendPhone": "6512345", "uid": uid}
-    });
-    if status.to_lowercase().contains("failed") {
-        v["body"]["errorData"] = json!({"errorCode": format!("E-{status}"), "errorMessage": "no"});
-    }
-    v
 }
 
 fn other(env: &str, text: &str) -> Value {
@@ -775,5 +769,492 @@ async fn probe_and_prune(b: &impl Backend) {
     // Keys younger than a day stay: the redelivery is still a duplicate.
     assert_eq!(store.prune_dedup(1).await.unwrap(), 0);
     assert_eq!(accept(&store, &other("o1", "hi")).await, Outcome::Duplicate);
+    store.close().await;
+}
+
+/// A status event as [`status`] makes it, at an arbitrary eventTime.
+fn status_at(env: &str, msg: &str, uid: &str, s: &str, at: &str) -> Value {
+    let mut v = status(env, msg, uid, s, 0);
+    v["eventTime"] = at.into();
+    v
+}
+
+/// Accepted, duplicate and rejected pushes land in the hour they were received, by
+/// status (unknown ones as `other`, other event types as `""`).
+async fn pushes_are_counted_per_hour_by_outcome_and_status(b: &impl Backend) {
+    let store = b.open().await;
+    let before = chrono::Utc::now();
+    for (i, s) in [
+        "delivered",
+        "read",
+        "failed",
+        "SMECL:FAILED",
+        "sent",
+        "read",
+    ]
+    .iter()
+    .enumerate()
+    {
+        accept(
+            &store,
+            &status(&format!("e{i}"), &format!("m{i}"), "b", s, 1),
+        )
+        .await;
+    }
+    // Duplicates: a status again (another envelope), an event of another type again.
+    accept(&store, &status("again", "m1", "b", "read", 2)).await;
+    accept(&store, &other("o1", "hi")).await;
+    accept(&store, &other("o1", "hi")).await;
+    let body = br#"{"id":"x","type":"whatsapp_message_status_updated","body":{}}"#;
+    for _ in 0..2 {
+        let rejection = event::parse(body).unwrap_err();
+        store
+            .dead_letter_rejected(&rejection, Bytes::from_static(body))
+            .await
+            .unwrap();
+    }
+    let counts = store
+        .event_counts(before - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    let mut got: BTreeMap<(Counted, String), i64> = BTreeMap::new();
+    for c in &counts {
+        assert!(c.hour <= chrono::Utc::now() && c.hour > before - chrono::Duration::hours(1));
+        *got.entry((c.outcome, c.status.clone())).or_default() += c.events;
+    }
+    let want: BTreeMap<(Counted, String), i64> = [
+        ((Counted::Accepted, "delivered"), 1),
+        ((Counted::Accepted, "read"), 2),
+        ((Counted::Accepted, "failed"), 1),
+        ((Counted::Accepted, "SMECL:FAILED"), 1),
+        ((Counted::Accepted, "other"), 1),
+        ((Counted::Accepted, ""), 1),
+        ((Counted::Duplicate, "read"), 1),
+        ((Counted::Duplicate, ""), 1),
+        ((Counted::Rejected, ""), 2),
+    ]
+    .into_iter()
+    .map(|((o, s), n)| ((o, s.to_owned()), n))
+    .collect();
+    assert_eq!(got, want);
+    // Nothing counted from an hour from now on.
+    let later = store
+        .event_counts(chrono::Utc::now() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(later.is_empty());
+    store.close().await;
+}
+
+async fn recent_batches_come_newest_first_by_prefix_and_page(b: &impl Backend) {
+    let store = b.open().await;
+    // Batch k's last event is at minute k; "camp-k" and "other-k".
+    for k in 0..6u32 {
+        for prefix in ["camp", "other"] {
+            let uid = format!("{prefix}-{k}");
+            let at = format!("2026-03-01T10:{k:02}:00.000Z");
+            accept(
+                &store,
+                &status_at(&uid, &format!("{uid}-m"), &uid, "read", &at),
+            )
+            .await;
+        }
+    }
+    let uids = |batches: &[innohook::event::tracking::Batch]| -> Vec<String> {
+        batches.iter().map(|b| b.uid.clone()).collect()
+    };
+    let all = store
+        .recent_batches(&BatchQuery {
+            limit: 100,
+            ..BatchQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 12);
+    assert_eq!(&uids(&all)[..4], ["other-5", "camp-5", "other-4", "camp-4"]);
+    assert!(all.iter().all(|b| b.messages == 1 && b.read == 1));
+    // Paged by prefix: each page continues after the last of the one before.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .recent_batches(&BatchQuery {
+                uid_prefix: Some("camp".into()),
+                before: before.clone(),
+                limit: 4,
+            })
+            .await
+            .unwrap();
+        seen.extend(uids(&page));
+        match page.last() {
+            Some(last) if page.len() == 4 => before = Some((last.last_event_at, last.uid.clone())),
+            _ => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ["camp-5", "camp-4", "camp-3", "camp-2", "camp-1", "camp-0"]
+    );
+    let none = store
+        .recent_batches(&BatchQuery {
+            uid_prefix: Some("nobody".into()),
+            limit: 10,
+            ..BatchQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    store.close().await;
+}
+
+/// The timeline counts every status event of the batch's messages in the hour of its
+/// eventTime, follows a message that moves to another batch, and the ids and statuses
+/// come a slice at a time.
+async fn a_batch_timeline_counts_status_events_per_hour(b: &impl Backend) {
+    let store = b.open().await;
+    // m0-m4 delivered at 09:xx; m0-m2 read at 10:xx; m4 failed at 12:xx.
+    for m in 0..5 {
+        let msg = format!("m{m}");
+        let at = format!("2026-03-01T09:{m:02}:00.000Z");
+        accept(
+            &store,
+            &status_at(&format!("{msg}-d"), &msg, "t", "delivered", &at),
+        )
+        .await;
+    }
+    for m in 0..3 {
+        let msg = format!("m{m}");
+        let at = format!("2026-03-01T10:{m:02}:00.000Z");
+        accept(
+            &store,
+            &status_at(&format!("{msg}-r"), &msg, "t", "read", &at),
+        )
+        .await;
+    }
+    accept(
+        &store,
+        &status_at("m4-f", "m4", "t", "failed", "2026-03-01T12:30:00.000Z"),
+    )
+    .await;
+    // A duplicate changes nothing.
+    accept(
+        &store,
+        &status_at("m0-again", "m0", "t", "read", "2026-03-01T11:00:00.000Z"),
+    )
+    .await;
+    let hour = |h: u32| {
+        chrono::DateTime::parse_from_rfc3339(&format!("2026-03-01T{h:02}:00:00Z"))
+            .unwrap()
+            .to_utc()
+    };
+    let timeline: Vec<_> = store
+        .batch_timeline("t")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.hour, h.events))
+        .collect();
+    assert_eq!(
+        timeline,
+        [
+            (hour(9), [5, 0, 0, 0]),
+            (hour(10), [0, 3, 0, 0]),
+            (hour(12), [0, 0, 1, 0])
+        ]
+    );
+    // m3's read comes with another uid (a read outranks a delivered): m3 and both its
+    // events move to batch "moved".
+    accept(
+        &store,
+        &status_at("m3-r", "m3", "moved", "read", "2026-03-01T10:30:00.000Z"),
+    )
+    .await;
+    let moved: Vec<_> = store
+        .batch_timeline("moved")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.hour, h.events))
+        .collect();
+    assert_eq!(moved, [(hour(9), [1, 0, 0, 0]), (hour(10), [0, 1, 0, 0])]);
+    assert_eq!(
+        store.batch_timeline("t").await.unwrap()[0].events,
+        [4, 0, 0, 0]
+    );
+    assert!(store.batch_timeline("nobody").await.unwrap().is_empty());
+    // Ids and statuses, two at a time.
+    let mut got = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let slice = store
+            .batch_message_statuses("t", after.as_deref(), 2)
+            .await
+            .unwrap();
+        got.extend(
+            slice
+                .iter()
+                .map(|(id, s)| (id.clone(), s.as_str().to_owned())),
+        );
+        match slice.last() {
+            Some((id, _)) if slice.len() == 2 => after = Some(id.clone()),
+            _ => break,
+        }
+    }
+    let want: Vec<(String, String)> = [
+        ("m0", "read"),
+        ("m1", "read"),
+        ("m2", "read"),
+        ("m4", "failed"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(got, want);
+    store.close().await;
+}
+
+/// Each status keeps the envelope that brought it (id, time received, warnings), and a
+/// phone number finds its messages.
+async fn messages_keep_their_events_and_are_found_by_phone(b: &impl Backend) {
+    let store = b.open().await;
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    accept(&store, &status("env-d", "p1", "b", "delivered", 1)).await;
+    let mut read = status("env-r", "p1", "b", "read", 2);
+    read["extra"] = json!(true);
+    accept(&store, &read).await;
+    accept(&store, &status("env-dup", "p1", "b", "read", 3)).await;
+    let mut elsewhere = status("env-2", "p2", "b", "read", 2);
+    elsewhere["body"]["sendPhone"] = "6599999".into();
+    accept(&store, &elsewhere).await;
+
+    let warned = |v: &Value| -> Vec<String> {
+        parsed(v)
+            .0
+            .warnings
+            .iter()
+            .map(|w| w.field.clone())
+            .collect()
+    };
+    let want = [
+        (
+            "delivered",
+            "env-d",
+            warned(&status("env-d", "p1", "b", "delivered", 1)),
+        ),
+        ("read", "env-r", warned(&read)),
+    ];
+    assert!(want[1].2.contains(&"extra".to_owned()));
+    let m = store.message("p1").await.unwrap().unwrap();
+    let events: Vec<(&str, &str, Vec<String>)> = m
+        .events
+        .iter()
+        .map(|(s, e)| {
+            assert!(e.received_at >= before && e.received_at <= chrono::Utc::now());
+            (
+                s.as_str(),
+                e.envelope_id.as_str(),
+                e.warnings.iter().map(|w| w.field.clone()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(events, want);
+    assert!(
+        m.events["read"]
+            .warnings
+            .iter()
+            .any(|w| w.code == "unknown_field" && w.field == "extra")
+    );
+    let ids = |found: Vec<innohook::event::tracking::Message>| -> Vec<String> {
+        found.into_iter().map(|m| m.id).collect()
+    };
+    assert_eq!(
+        ids(store.messages_by_phone("6512345").await.unwrap()),
+        ["p1"]
+    );
+    assert_eq!(
+        ids(store.messages_by_phone("6599999").await.unwrap()),
+        ["p2"]
+    );
+    assert!(store.messages_by_phone("65").await.unwrap().is_empty());
+    store.close().await;
+}
+
+async fn dead_letter_pages_carry_their_events_and_replay_one_at_a_time(b: &impl Backend) {
+    let store = b.open().await;
+    let mut seqs = Vec::new();
+    for i in 0..4 {
+        let v = status(&format!("e{i}"), &format!("m{i}"), "b", "read", 1);
+        if let Outcome::Accepted { seq } = accept(&store, &v).await {
+            seqs.push(seq);
+        }
+    }
+    let lease = store.claim_sink("crm").await.unwrap().unwrap();
+    let dead = seqs[..3]
+        .iter()
+        .map(|&seq| UndeliveredEvent {
+            seq,
+            code: "rejected_by_sink",
+            reason: format!("400 for {seq}"),
+            attempts: 1,
+            first_attempt_at: chrono::Utc::now(),
+        })
+        .collect();
+    store
+        .sink_progress(
+            &lease,
+            Progress {
+                cursor: Some(seqs[3]),
+                dead,
+                ..Progress::default()
+            },
+        )
+        .await
+        .unwrap();
+    let body = br#"{"id":"x","type":"whatsapp_message_status_updated","body":{}}"#;
+    let rejection = event::parse(body).unwrap_err();
+    let http_id = store
+        .dead_letter_rejected(&rejection, Bytes::from_static(body))
+        .await
+        .unwrap();
+    let page = |before: Option<i64>, limit| DeadLetterQuery {
+        source: "sink",
+        before,
+        limit,
+    };
+    let first = store.dead_letter_page(&page(None, 2)).await.unwrap();
+    let rest = store
+        .dead_letter_page(&page(Some(first[1].letter.id), 2))
+        .await
+        .unwrap();
+    let shown: Vec<(Option<i64>, i64, String)> = first
+        .iter()
+        .chain(&rest)
+        .map(|d| {
+            let e = d.event.as_ref().expect("the event comes along");
+            assert!(!d.queued && d.letter.replayed_at.is_none());
+            (d.letter.event_seq, e.seq, d.letter.reason.clone())
+        })
+        .collect();
+    let want: Vec<(Option<i64>, i64, String)> = seqs[..3]
+        .iter()
+        .rev()
+        .map(|&s| (Some(s), s, format!("400 for {s}")))
+        .collect();
+    assert_eq!(shown, want, "newest first, paged");
+    let http = store
+        .dead_letter_page(&DeadLetterQuery {
+            source: "http",
+            before: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(http.len(), 1);
+    assert_eq!(http[0].letter.id, http_id);
+    assert!(http[0].event.is_none());
+    assert_eq!(
+        http[0].letter.body.as_deref().map(str::as_bytes),
+        Some(&body[..])
+    );
+
+    // One replayed: it joins the queue, alone, once; a rejected push is not replayed.
+    let one = first[0].letter.id;
+    assert!(store.replay_dead_letter(one).await.unwrap());
+    assert!(
+        !store.replay_dead_letter(one).await.unwrap(),
+        "already replayed"
+    );
+    assert!(!store.replay_dead_letter(http_id).await.unwrap());
+    assert!(!store.replay_dead_letter(9_999_999).await.unwrap());
+    let queued = store.replay_queue("crm", 10).await.unwrap();
+    assert_eq!(queued.iter().map(|e| e.seq).collect::<Vec<_>>(), [seqs[2]]);
+    let now = store.dead_letter_page(&page(None, 10)).await.unwrap();
+    let states: Vec<(i64, bool, bool)> = now
+        .iter()
+        .map(|d| (d.letter.id, d.letter.replayed_at.is_some(), d.queued))
+        .collect();
+    assert_eq!(states[0], (one, true, true));
+    assert!(states[1..].iter().all(|s| !s.1 && !s.2));
+    // Delivered: out of the queue, shown as replayed.
+    store
+        .sink_progress(
+            &lease,
+            Progress {
+                replayed: vec![seqs[2]],
+                ..Progress::default()
+            },
+        )
+        .await
+        .unwrap();
+    let after = store.dead_letter_page(&page(None, 1)).await.unwrap();
+    assert!(after[0].letter.replayed_at.is_some() && !after[0].queued);
+    // Replaying the sink takes the other two.
+    assert_eq!(store.replay(Some("crm")).await.unwrap(), 2);
+    store.close().await;
+}
+
+async fn sink_states_show_positions_failures_and_dead_letters(b: &impl Backend) {
+    let store = b.open().await;
+    assert!(store.sink_states().await.unwrap().is_empty());
+    let Outcome::Accepted { seq } = accept(&store, &status("e1", "m1", "b", "read", 1)).await
+    else {
+        panic!("a new event")
+    };
+    let lease = store.claim_sink("crm").await.unwrap().unwrap();
+    store
+        .sink_progress(
+            &lease,
+            Progress {
+                cursor: Some(seq),
+                dead: vec![UndeliveredEvent {
+                    seq,
+                    code: "retries_exhausted",
+                    reason: "503".into(),
+                    attempts: 3,
+                    first_attempt_at: chrono::Utc::now(),
+                }],
+                ..Progress::default()
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .record_sink_error("crm", Some("connection refused"))
+        .await
+        .unwrap();
+    store
+        .record_sink_error("file", Some("disk full"))
+        .await
+        .unwrap();
+    let states = store.sink_states().await.unwrap();
+    assert_eq!(
+        states.iter().map(|s| s.sink.as_str()).collect::<Vec<_>>(),
+        ["crm", "file"]
+    );
+    let crm = &states[0];
+    assert_eq!(crm.cursor, Some(seq));
+    assert_eq!(crm.dead_letters, 1);
+    assert!(crm.last_dead_letter_at.is_some());
+    assert_eq!(crm.last_error.as_deref(), Some("connection refused"));
+    let since = crm.failing_since.expect("failing");
+    assert_eq!(states[1].cursor, None);
+    assert_eq!(states[1].dead_letters, 0);
+    // Another error: still failing since the first; then delivering again, the last
+    // error kept.
+    store
+        .record_sink_error("crm", Some("timed out"))
+        .await
+        .unwrap();
+    let crm = store.sink_states().await.unwrap().remove(0);
+    assert_eq!(
+        (crm.failing_since, crm.last_error.as_deref()),
+        (Some(since), Some("timed out"))
+    );
+    store.record_sink_error("crm", None).await.unwrap();
+    store.replay(Some("crm")).await.unwrap();
+    let crm = store.sink_states().await.unwrap().remove(0);
+    assert_eq!(crm.failing_since, None);
+    assert_eq!(crm.last_error.as_deref(), Some("timed out"));
+    assert_eq!(crm.dead_letters, 0, "replayed");
     store.close().await;
 }

@@ -27,8 +27,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use super::connect::{describe, is_connection, text};
 use super::rows::{MESSAGE_COLUMNS, message_from_row};
 use crate::event::Status;
-use crate::event::tracking::{BatchDeltas, Message, StatusUpdate, Tracked, track};
-use crate::store::{Outcome, StoreError, StoreResult};
+use crate::event::tracking::{BatchDeltas, Message, StatusUpdate, Tracked, hour_of, track};
+use crate::store::{Counted, Outcome, StoreError, StoreResult, counted_status};
 
 /// Most accepts in one transaction.
 const MAX_BATCH: usize = 512;
@@ -311,6 +311,7 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
         seqs = rows.iter().map(|r| r.get::<_, i64>(0)).collect();
         seqs.sort_unstable();
     }
+    write_counts(&tx, &received_at, batch, &outcomes).await?;
     tx.commit().await?;
     let mut seqs = seqs.into_iter();
     Ok(outcomes
@@ -322,6 +323,42 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
             false => Outcome::Duplicate,
         })
         .collect())
+}
+
+/// Adds the batch's pushes to the counts of its hour, rows in key order. After the events,
+/// so under the `seq_counter` lock: commits of other replicas wait there anyway.
+async fn write_counts(
+    tx: &deadpool_postgres::Transaction<'_>,
+    received_at: &DateTime<Utc>,
+    batch: &[Accept],
+    stored: &[bool],
+) -> Result<(), tokio_postgres::Error> {
+    let mut counted: BTreeMap<(Counted, &str), i64> = BTreeMap::new();
+    for (a, new) in batch.iter().zip(stored) {
+        let outcome = if *new {
+            Counted::Accepted
+        } else {
+            Counted::Duplicate
+        };
+        *counted
+            .entry((outcome, counted_status(a.status.as_ref())))
+            .or_default() += 1;
+    }
+    let (outcomes, statuses, events): (Vec<&str>, Vec<&str>, Vec<i64>) = counted
+        .iter()
+        .map(|((outcome, status), n)| (outcome.as_str(), *status, *n))
+        .collect();
+    tx.execute(
+        &tx.prepare_cached(
+            "INSERT INTO event_counts AS c (hour, outcome, status, events)
+             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[])
+             ON CONFLICT (hour, outcome, status) DO UPDATE SET events = c.events + excluded.events",
+        )
+        .await?,
+        &[&hour_of(received_at), &outcomes, &statuses, &events],
+    )
+    .await?;
+    Ok(())
 }
 
 async fn write_messages<'a>(
@@ -336,7 +373,8 @@ async fn write_messages<'a>(
         "INSERT INTO messages ({MESSAGE_COLUMNS})
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
              $7::text[], $8::text[], $9::text[], $10::bool[], $11::text[], $12::text[], $13::text[],
-             $14::text[], $15::timestamptz[], $16::timestamptz[], $17::text[], $18::timestamptz[])
+             $14::text[], $15::timestamptz[], $16::timestamptz[], $17::text[], $18::timestamptz[],
+             $19::text[])
          ON CONFLICT (message_id) DO UPDATE SET
              wamid = excluded.wamid, status = excluded.status, statuses = excluded.statuses,
              error_code = excluded.error_code, error_message = excluded.error_message,
@@ -345,7 +383,7 @@ async fn write_messages<'a>(
              uid = excluded.uid, send_phone = excluded.send_phone, waba_id = excluded.waba_id,
              account_name = excluded.account_name, first_event_at = excluded.first_event_at,
              last_event_at = excluded.last_event_at, identity_status = excluded.identity_status,
-             touched_at = excluded.touched_at"
+             touched_at = excluded.touched_at, events = excluded.events"
     );
     tx.execute(
         &tx.prepare_cached(&sql).await?,
@@ -368,6 +406,7 @@ async fn write_messages<'a>(
             &c.last_event_at,
             &c.identity_status,
             &c.touched_at,
+            &c.events,
         ],
     )
     .await?;
@@ -395,6 +434,7 @@ struct MessageColumns {
     last_event_at: Vec<DateTime<Utc>>,
     identity_status: Vec<Option<String>>,
     touched_at: Vec<DateTime<Utc>>,
+    events: Vec<String>,
 }
 
 impl MessageColumns {
@@ -429,6 +469,9 @@ impl MessageColumns {
         self.identity_status
             .push(m.identity_status.as_ref().map(|s| t(s.as_str())));
         self.touched_at.push(m.touched_at);
+        self.events.push(t(
+            &serde_json::to_string(&m.events).expect("a map serialises")
+        ));
     }
 }
 
@@ -443,9 +486,19 @@ async fn write_batches(
     let (mut firsts, mut lasts, mut touched) = (Vec::new(), Vec::new(), Vec::new());
     let (mut e_uids, mut e_codes, mut e_messages, mut e_counts) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut lost_messages, mut lost_errors) = (false, false);
+    let (mut h_uids, mut h_hours, mut h_counts) =
+        (Vec::new(), Vec::new(), <[Vec<i64>; 4]>::default());
+    let (mut lost_messages, mut lost_errors, mut lost_hours) = (false, false, false);
     for (uid, d) in deltas.iter() {
         let uid = text(uid).into_owned();
+        for (hour, counts) in d.moved_hours() {
+            h_uids.push(uid.clone());
+            h_hours.push(hour);
+            for (column, n) in h_counts.iter_mut().zip(counts) {
+                column.push(n);
+            }
+        }
+        lost_hours |= d.lost_hours();
         for (column, n) in counts.iter_mut().zip(d.counts) {
             column.push(n);
         }
@@ -493,10 +546,42 @@ async fn write_batches(
         )
         .await?;
     }
+    if !h_uids.is_empty() {
+        tx.execute(
+            &tx.prepare_cached(
+                "INSERT INTO batch_hours AS h (uid, hour, delivered, read, failed, other)
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])
+             ON CONFLICT (uid, hour) DO UPDATE SET
+                 delivered = h.delivered + excluded.delivered, read = h.read + excluded.read,
+                 failed = h.failed + excluded.failed, other = h.other + excluded.other",
+            )
+            .await?,
+            &[
+                &h_uids,
+                &h_hours,
+                &h_counts[0],
+                &h_counts[1],
+                &h_counts[2],
+                &h_counts[3],
+            ],
+        )
+        .await?;
+    }
     if lost_errors {
         tx.execute(
             &tx.prepare_cached("DELETE FROM batch_errors WHERE uid = ANY($1) AND messages <= 0")
                 .await?,
+            &[&uids],
+        )
+        .await?;
+    }
+    if lost_hours {
+        tx.execute(
+            &tx.prepare_cached(
+                "DELETE FROM batch_hours WHERE uid = ANY($1)
+                 AND delivered = 0 AND read = 0 AND failed = 0 AND other = 0",
+            )
+            .await?,
             &[&uids],
         )
         .await?;

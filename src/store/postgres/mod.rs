@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::body::Bytes;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -31,12 +32,13 @@ use self::rows::{
     message_from_row,
 };
 use super::{
-    DeadLetter, EventQuery, Outcome, ParkedEvent, Progress, PruneState, Pruned, Retention, Role,
-    SinkLease, Store, StoreError, StoreResult, StoreStats, StoredEvent,
+    BatchHour, BatchQuery, Counted, DeadLetter, DeadLetterEntry, DeadLetterQuery, EventQuery,
+    HourCount, Outcome, ParkedEvent, Progress, PruneState, Pruned, Retention, Role, SinkLease,
+    SinkState, Store, StoreError, StoreResult, StoreStats, StoredEvent, TIMELINE_HOURS,
 };
 use crate::config::StoreConfig;
-use crate::event::tracking::{Batch, FailureGroup, Message, StatusUpdate};
-use crate::event::{Accepted, DedupKey, Rejection};
+use crate::event::tracking::{Batch, FailureGroup, Message, StatusUpdate, hour_of, hour_start};
+use crate::event::{Accepted, DedupKey, Rejection, Status};
 
 /// How often a replica looks for commits of the others.
 const HEAD_POLL: Duration = Duration::from_millis(200);
@@ -148,6 +150,36 @@ impl PgStore {
         Ok(self.pool.get().await?)
     }
 
+    /// Puts the sink dead letters not replayed yet that `which` (a condition on `$1`,
+    /// which is `key`) selects back in their sinks' queues, in one transaction; returns
+    /// how many.
+    async fn replay_matching(
+        &self,
+        which: &str,
+        key: &(dyn tokio_postgres::types::ToSql + Sync),
+    ) -> StoreResult<usize> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let filter = format!("source = 'sink' AND replayed_at IS NULL AND {which}");
+        tx.execute(
+            &format!(
+                "INSERT INTO sink_replay (sink, event_seq)
+                 SELECT sink, event_seq FROM dead_letters WHERE {filter}
+                 ON CONFLICT DO NOTHING"
+            ),
+            &[key],
+        )
+        .await?;
+        let n = tx
+            .execute(
+                &format!("UPDATE dead_letters SET replayed_at = now() WHERE {filter}"),
+                &[key],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(n as usize)
+    }
+
     /// Names in the lease table: sinks and jobs apart.
     fn lease_name(sink: &str) -> String {
         format!("sink:{sink}")
@@ -238,7 +270,7 @@ async fn follow_head(pool: Pool, head: Arc<watch::Sender<i64>>) {
 impl Store for PgStore {
     async fn accept(&self, accepted: &Accepted, body: Bytes) -> StoreResult<Outcome> {
         let env = &accepted.envelope;
-        let update = StatusUpdate::from_envelope(env);
+        let update = StatusUpdate::from_accepted(accepted);
         let key = update.is_none().then(|| dedup_text(&env.dedup_key()));
         let (reply, answer) = oneshot::channel();
         let accept = Accept {
@@ -264,8 +296,15 @@ impl Store for PgStore {
             .client()
             .await?
             .query_one(
-                "INSERT INTO dead_letters (created_at, source, code, field, reason, body)
-                 VALUES (now(), 'http', $1, $2, $3, $4) RETURNING id",
+                "WITH d AS (
+                     INSERT INTO dead_letters (created_at, source, code, field, reason, body)
+                     VALUES (now(), 'http', $1, $2, $3, $4) RETURNING id
+                 ), c AS (
+                     INSERT INTO event_counts AS c (hour, outcome, status, events)
+                     VALUES (floor(extract(epoch FROM now()) / 3600)::int8, 'rejected', '', 1)
+                     ON CONFLICT (hour, outcome, status) DO UPDATE SET events = c.events + 1
+                 )
+                 SELECT id FROM d",
                 &[
                     &rejection.code.as_str(),
                     &rejection.field.as_deref().map(text),
@@ -480,27 +519,9 @@ impl Store for PgStore {
     }
 
     async fn replay(&self, sink: Option<&str>) -> StoreResult<usize> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
         let sink = sink.map(text);
-        let filter = "source = 'sink' AND replayed_at IS NULL AND ($1::text IS NULL OR sink = $1)";
-        tx.execute(
-            &format!(
-                "INSERT INTO sink_replay (sink, event_seq)
-                 SELECT sink, event_seq FROM dead_letters WHERE {filter}
-                 ON CONFLICT DO NOTHING"
-            ),
-            &[&sink],
-        )
-        .await?;
-        let n = tx
-            .execute(
-                &format!("UPDATE dead_letters SET replayed_at = now() WHERE {filter}"),
-                &[&sink],
-            )
-            .await?;
-        tx.commit().await?;
-        Ok(n as usize)
+        self.replay_matching("($1::text IS NULL OR sink = $1)", &sink)
+            .await
     }
 
     async fn message(&self, id: &str) -> StoreResult<Option<Message>> {
@@ -621,6 +642,211 @@ impl Store for PgStore {
         );
         let rows = self.client().await?.query(&sql, &[]).await?;
         Ok(rows.iter().map(dead_letter_from_row).collect())
+    }
+
+    async fn event_counts(&self, since: DateTime<Utc>) -> StoreResult<Vec<HourCount>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT hour, outcome, status, events FROM event_counts
+                 WHERE hour >= $1 ORDER BY hour, outcome, status",
+                &[&hour_of(&since)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let outcome: &str = r.get(1);
+                Ok(HourCount {
+                    hour: hour_start(r.get(0)),
+                    outcome: Counted::parse(outcome)
+                        .ok_or_else(|| backend(format!("not an outcome: {outcome:?}")))?,
+                    status: r.get(2),
+                    events: r.get(3),
+                })
+            })
+            .collect()
+    }
+
+    async fn recent_batches(&self, query: &BatchQuery) -> StoreResult<Vec<Batch>> {
+        let (at, uid) = match &query.before {
+            Some((at, uid)) => (Some(*at), Some(text(uid))),
+            None => (None, None),
+        };
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT uid, messages, delivered, read, failed, other, first_event_at, last_event_at
+                 FROM batches
+                 WHERE ($1::text IS NULL OR left(uid, length($1)) = $1)
+                     AND ($2::timestamptz IS NULL OR (last_event_at, uid) < ($2, $3::text))
+                 ORDER BY last_event_at DESC, uid DESC LIMIT $4",
+                &[
+                    &query.uid_prefix.as_deref().map(text),
+                    &at,
+                    &uid,
+                    &(query.limit as i64),
+                ],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                Batch::new(
+                    r.get(0),
+                    [r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)],
+                    Vec::new(),
+                    r.get(6),
+                    r.get(7),
+                )
+            })
+            .collect())
+    }
+
+    async fn batch_timeline(&self, uid: &str) -> StoreResult<Vec<BatchHour>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT hour, delivered, read, failed, other FROM (
+                     SELECT * FROM batch_hours WHERE uid = $1 ORDER BY hour DESC LIMIT $2
+                 ) AS latest ORDER BY hour",
+                &[&text(uid), &TIMELINE_HOURS],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| BatchHour {
+                hour: hour_start(r.get(0)),
+                events: [r.get(1), r.get(2), r.get(3), r.get(4)],
+            })
+            .collect())
+    }
+
+    async fn batch_message_statuses(
+        &self,
+        uid: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Status)>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT message_id, status FROM messages WHERE uid = $1 AND message_id > $2
+                 ORDER BY message_id LIMIT $3",
+                &[&text(uid), &text(after.unwrap_or("")), &(limit as i64)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), Status::parse(r.get(1))))
+            .collect())
+    }
+
+    async fn messages_by_phone(&self, phone: &str) -> StoreResult<Vec<Message>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE send_phone = $1 ORDER BY message_id LIMIT 100"
+        );
+        let rows = self.client().await?.query(&sql, &[&text(phone)]).await?;
+        rows.iter()
+            .map(message_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(backend)
+    }
+
+    async fn dead_letter_page(&self, query: &DeadLetterQuery) -> StoreResult<Vec<DeadLetterEntry>> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {DEAD_LETTER_COLUMNS}, EXISTS (SELECT 1 FROM sink_replay r
+                 WHERE r.sink = d.sink AND r.event_seq = d.event_seq)
+             FROM dead_letters d LEFT JOIN events e ON e.seq = d.event_seq
+             WHERE d.source = $1 AND d.id < $2 ORDER BY d.id DESC LIMIT $3"
+        );
+        let rows = client
+            .query(
+                &sql,
+                &[
+                    &query.source,
+                    &query.before.unwrap_or(i64::MAX),
+                    &(query.limit as i64),
+                ],
+            )
+            .await?;
+        let seqs: Vec<i64> = rows.iter().filter_map(|r| r.get(4)).collect();
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = ANY($1)");
+        let mut events: std::collections::HashMap<i64, StoredEvent> = client
+            .query(&sql, &[&seqs])
+            .await?
+            .iter()
+            .map(|r| {
+                let e = event_from_row(r);
+                (e.seq, e)
+            })
+            .collect();
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let letter = dead_letter_from_row(r);
+                DeadLetterEntry {
+                    event: letter.event_seq.and_then(|seq| events.remove(&seq)),
+                    queued: r.get(16),
+                    letter,
+                }
+            })
+            .collect())
+    }
+
+    async fn sink_states(&self) -> StoreResult<Vec<SinkState>> {
+        let rows = self
+            .client()
+            .await?
+            .query(super::SINK_STATES_SQL, &[])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SinkState {
+                sink: r.get(0),
+                cursor: r.get(1),
+                failing_since: r.get(2),
+                last_error: r.get(3),
+                last_error_at: r.get(4),
+                dead_letters: r.get(5),
+                last_dead_letter_at: r.get(6),
+                parked: r.get(7),
+            })
+            .collect())
+    }
+
+    async fn record_sink_error(&self, sink: &str, error: Option<&str>) -> StoreResult<()> {
+        let client = self.client().await?;
+        match error {
+            Some(error) => client
+                .execute(
+                    "INSERT INTO sink_status AS s (sink, failing_since, last_error, last_error_at)
+                     VALUES ($1, now(), $2, now())
+                     ON CONFLICT (sink) DO UPDATE SET
+                         failing_since = coalesce(s.failing_since, excluded.failing_since),
+                         last_error = excluded.last_error,
+                         last_error_at = excluded.last_error_at",
+                    &[&text(sink), &text(error)],
+                )
+                .await?,
+            None => {
+                client
+                    .execute(
+                        "UPDATE sink_status SET failing_since = NULL WHERE sink = $1",
+                        &[&text(sink)],
+                    )
+                    .await?
+            }
+        };
+        Ok(())
+    }
+
+    async fn replay_dead_letter(&self, id: i64) -> StoreResult<bool> {
+        Ok(self.replay_matching("id = $1", &id).await? == 1)
     }
 
     /// Writes and deletes a row, and commits: a database that cannot take a write (down,

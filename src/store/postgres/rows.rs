@@ -11,7 +11,7 @@ use crate::store::{DeadLetter, EventSummary, StoredEvent};
 
 pub(super) const MESSAGE_COLUMNS: &str = "message_id, wamid, status, statuses, error_code, \
      error_message, error_status, conversation, conversation_status, conflict, uid, send_phone, \
-     waba_id, account_name, first_event_at, last_event_at, identity_status, touched_at";
+     waba_id, account_name, first_event_at, last_event_at, identity_status, touched_at, events";
 
 /// A message row (in [`MESSAGE_COLUMNS`] order). Dedup of status events rests on its
 /// statuses: an unreadable map is an error, never silently empty.
@@ -53,6 +53,11 @@ pub(super) fn message_from_row(r: &Row) -> Result<Message, String> {
         touched_at: r
             .get::<_, Option<chrono::DateTime<chrono::Utc>>>(17)
             .unwrap_or_else(|| r.get(15)),
+        // Without one (stored before a store kept them) or unreadable: none known.
+        events: r
+            .get::<_, Option<&str>>(18)
+            .and_then(|e| serde_json::from_str(e).ok())
+            .unwrap_or_default(),
     })
 }
 

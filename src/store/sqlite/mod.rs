@@ -27,11 +27,12 @@ use self::read::ReaderPool;
 use self::recent::Recent;
 use self::writer::{FnOp, Queued, Tx};
 use super::{
-    DeadLetter, EventQuery, Outcome, ParkedEvent, Progress, PruneState, Pruned, Retention, Role,
-    SinkLease, Store, StoreError, StoreResult, StoreStats, StoredEvent,
+    BatchHour, BatchQuery, Counted, DeadLetter, DeadLetterEntry, DeadLetterQuery, EventQuery,
+    HourCount, Outcome, ParkedEvent, Progress, PruneState, Pruned, Retention, Role, SinkLease,
+    SinkState, Store, StoreError, StoreResult, StoreStats, StoredEvent,
 };
-use crate::event::tracking::{Batch, Message, StatusUpdate};
-use crate::event::{Accepted, DedupKey, Rejection};
+use crate::event::tracking::{Batch, Message, StatusUpdate, hour_of};
+use crate::event::{Accepted, DedupKey, Rejection, Status};
 
 /// File name of the database inside `[store] dir`.
 pub const DB_FILE: &str = "innohook.db";
@@ -228,6 +229,23 @@ pub(super) fn check(dir: &Path) -> anyhow::Result<String> {
     })
 }
 
+/// Puts the sink dead letters not replayed yet that `which` (a condition on `?1`, which is
+/// `key`) selects back in their sinks' queues; returns how many.
+fn replay_matching(tx: &Tx<'_>, which: &str, key: &dyn rusqlite::ToSql) -> rusqlite::Result<usize> {
+    let filter = format!("source = 'sink' AND replayed_at IS NULL AND {which}");
+    tx.conn.execute(
+        &format!(
+            "INSERT OR IGNORE INTO sink_replay (sink, event_seq)
+             SELECT sink, event_seq FROM dead_letters WHERE {filter}"
+        ),
+        [key],
+    )?;
+    tx.conn.execute(
+        &format!("UPDATE dead_letters SET replayed_at = ?2 WHERE {filter}"),
+        params![key, tx.at.text],
+    )
+}
+
 /// One server per store: a second one would keep its own sink cursors in memory and
 /// deliver everything twice.
 fn take_lock(dir: &Path) -> anyhow::Result<std::fs::File> {
@@ -251,7 +269,7 @@ impl Store for SqliteStore {
     /// are still honoured.
     async fn accept(&self, accepted: &Accepted, body: Bytes) -> StoreResult<Outcome> {
         let env = &accepted.envelope;
-        let update = StatusUpdate::from_envelope(env);
+        let update = StatusUpdate::from_accepted(accepted);
         // The dedup table is only consulted for other event types, and for status events
         // when it still holds keys from before schema v3.
         let key =
@@ -268,6 +286,7 @@ impl Store for SqliteStore {
         } else {
             body
         };
+        let counted = super::counted_status(status.as_ref());
         self.write(move |tx| {
             if let Some(key) = &key
                 && tx
@@ -275,11 +294,13 @@ impl Store for SqliteStore {
                     .prepare_cached("SELECT 1 FROM dedup WHERE key = ?1")?
                     .exists([key])?
             {
+                tx.count(Counted::Duplicate, counted);
                 return Ok(Outcome::Duplicate);
             }
             if let Some(u) = &update
                 && !tracking::apply(tx, u)?
             {
+                tx.count(Counted::Duplicate, counted);
                 return Ok(Outcome::Duplicate);
             }
             tx.conn
@@ -297,6 +318,7 @@ impl Store for SqliteStore {
                     &body[..]
                 ])?;
             let seq = tx.conn.last_insert_rowid();
+            tx.count(Counted::Accepted, counted);
             if update.is_none() {
                 tx.conn
                     .prepare_cached("INSERT INTO dedup (key, seq, created_at) VALUES (?1, ?2, ?3)")?
@@ -329,6 +351,7 @@ impl Store for SqliteStore {
                      VALUES (?1, 'http', ?2, ?3, ?4, ?5)",
                 )?
                 .execute(params![tx.at.text, code, field, reason, &body[..]])?;
+            tx.count(Counted::Rejected, "");
             Ok(tx.conn.last_insert_rowid())
         })
         .await
@@ -445,21 +468,8 @@ impl Store for SqliteStore {
 
     async fn replay(&self, sink: Option<&str>) -> StoreResult<usize> {
         let sink = sink.map(str::to_owned);
-        self.write(move |tx| {
-            let filter = "source = 'sink' AND replayed_at IS NULL AND (?1 IS NULL OR sink = ?1)";
-            tx.conn.execute(
-                &format!(
-                    "INSERT OR IGNORE INTO sink_replay (sink, event_seq)
-                     SELECT sink, event_seq FROM dead_letters WHERE {filter}"
-                ),
-                [&sink],
-            )?;
-            tx.conn.execute(
-                &format!("UPDATE dead_letters SET replayed_at = ?2 WHERE {filter}"),
-                params![sink, tx.at.text],
-            )
-        })
-        .await
+        self.write(move |tx| replay_matching(tx, "(?1 IS NULL OR sink = ?1)", &sink))
+            .await
     }
 
     async fn message(&self, id: &str) -> StoreResult<Option<Message>> {
@@ -502,6 +512,79 @@ impl Store for SqliteStore {
 
     async fn dead_letters(&self) -> StoreResult<Vec<DeadLetter>> {
         self.readers.read(|r| r.dead_letters()).await
+    }
+
+    async fn event_counts(&self, since: DateTime<Utc>) -> StoreResult<Vec<HourCount>> {
+        let from = hour_of(&since);
+        self.readers.read(move |r| r.event_counts(from)).await
+    }
+
+    async fn recent_batches(&self, query: &BatchQuery) -> StoreResult<Vec<Batch>> {
+        let query = query.clone();
+        self.readers.read(move |r| r.recent_batches(&query)).await
+    }
+
+    async fn batch_timeline(&self, uid: &str) -> StoreResult<Vec<BatchHour>> {
+        let uid = uid.to_owned();
+        self.readers.read(move |r| r.batch_timeline(&uid)).await
+    }
+
+    async fn batch_message_statuses(
+        &self,
+        uid: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Status)>> {
+        let (uid, after) = (uid.to_owned(), after.map(str::to_owned));
+        self.readers
+            .read(move |r| r.batch_message_statuses(&uid, after.as_deref(), limit))
+            .await
+    }
+
+    async fn messages_by_phone(&self, phone: &str) -> StoreResult<Vec<Message>> {
+        let phone = phone.to_owned();
+        self.readers
+            .read(move |r| r.messages_by_phone(&phone))
+            .await
+    }
+
+    async fn dead_letter_page(&self, query: &DeadLetterQuery) -> StoreResult<Vec<DeadLetterEntry>> {
+        let query = query.clone();
+        self.readers.read(move |r| r.dead_letter_page(&query)).await
+    }
+
+    async fn sink_states(&self) -> StoreResult<Vec<SinkState>> {
+        self.readers.read(|r| r.sink_states()).await
+    }
+
+    async fn record_sink_error(&self, sink: &str, error: Option<&str>) -> StoreResult<()> {
+        let (sink, error) = (sink.to_owned(), error.map(str::to_owned));
+        self.write(move |tx| {
+            match &error {
+                Some(error) => tx
+                    .conn
+                    .prepare_cached(
+                        "INSERT INTO sink_status (sink, failing_since, last_error, last_error_at)
+                         VALUES (?1, ?2, ?3, ?2)
+                         ON CONFLICT (sink) DO UPDATE SET
+                             failing_since = coalesce(failing_since, excluded.failing_since),
+                             last_error = excluded.last_error,
+                             last_error_at = excluded.last_error_at",
+                    )?
+                    .execute(params![sink, tx.at.text, error])?,
+                None => tx
+                    .conn
+                    .prepare_cached("UPDATE sink_status SET failing_since = NULL WHERE sink = ?1")?
+                    .execute([&sink])?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    async fn replay_dead_letter(&self, id: i64) -> StoreResult<bool> {
+        self.write(move |tx| replay_matching(tx, "id = ?1", &id).map(|n| n == 1))
+            .await
     }
 
     /// Allocates about two pages, frees them again, and commits (so a full disk or a

@@ -7,11 +7,14 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
+use chrono::{DateTime, Utc};
+
 use super::{parse_time, time_column, tracking};
 use crate::event::Status;
-use crate::event::tracking::{Batch, Message};
+use crate::event::tracking::{Batch, Message, hour_start};
 use crate::store::{
-    DeadLetter, EventQuery, EventSummary, ParkedEvent, StoreError, StoreResult, StoredEvent,
+    BatchHour, BatchQuery, Counted, DeadLetter, DeadLetterEntry, DeadLetterQuery, EventQuery,
+    EventSummary, HourCount, ParkedEvent, SinkState, StoreError, StoreResult, StoredEvent,
 };
 
 const EVENT_COLUMNS: &str =
@@ -174,48 +177,154 @@ impl Reader {
 
     /// Every dead letter, oldest first, a sink's with its event.
     pub(super) fn dead_letters(&self) -> rusqlite::Result<Vec<DeadLetter>> {
+        let sql =
+            format!("SELECT {DEAD_LETTER_COLUMNS} FROM {DEAD_LETTERS_WITH_EVENTS} ORDER BY d.id");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([], dead_letter_from_row)?;
+        rows.collect()
+    }
+
+    pub(super) fn event_counts(&self, from_hour: i64) -> rusqlite::Result<Vec<HourCount>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT d.id, d.created_at, d.source, d.sink, d.event_seq, d.code, d.field, d.reason,
-                 COALESCE(d.body, e.body), d.replayed_at, d.attempts, d.first_attempt_at,
-                 e.event_id, e.event_type, e.message_id, e.status
-             FROM dead_letters d LEFT JOIN events e ON e.seq = d.event_seq
-             ORDER BY d.id",
+            "SELECT hour, outcome, status, events FROM event_counts
+             WHERE hour >= ?1 ORDER BY hour, outcome, status",
         )?;
-        let rows = stmt.query_map([], |r| {
-            let body: Option<Vec<u8>> = r.get(8)?;
-            let body_is_not_utf8 = body
-                .as_ref()
-                .is_some_and(|b| std::str::from_utf8(b).is_err());
-            let replayed_at: Option<String> = r.get(9)?;
-            let first_attempt_at: Option<String> = r.get(11)?;
-            let event_id: Option<String> = r.get(12)?;
-            Ok(DeadLetter {
-                id: r.get(0)?,
-                created_at: time_column(r, 1)?,
-                source: r.get(2)?,
-                sink: r.get(3)?,
-                event_seq: r.get(4)?,
-                event: match event_id {
-                    Some(id) => Some(EventSummary {
-                        id,
-                        event_type: r.get(13)?,
-                        message_id: r.get(14)?,
-                        status: r.get(15)?,
-                    }),
-                    None => None,
-                },
-                code: r.get(5)?,
-                field: r.get(6)?,
-                reason: r.get(7)?,
-                attempts: r.get(10)?,
-                first_attempt_at: first_attempt_at.as_deref().and_then(parse_time),
-                body: body.map(|b| String::from_utf8_lossy(&b).into_owned()),
-                body_is_not_utf8,
-                replayed_at: replayed_at.as_deref().and_then(parse_time),
+        let rows = stmt.query_map([from_hour], |r| {
+            let outcome: String = r.get(1)?;
+            Ok(HourCount {
+                hour: hour_start(r.get(0)?),
+                outcome: Counted::parse(&outcome).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        1,
+                        rusqlite::types::Type::Text,
+                        format!("not an outcome: {outcome:?}").into(),
+                    )
+                })?,
+                status: r.get(2)?,
+                events: r.get(3)?,
             })
         })?;
         rows.collect()
     }
+
+    pub(super) fn recent_batches(&self, q: &BatchQuery) -> rusqlite::Result<Vec<Batch>> {
+        tracking::recent_batches(&self.conn, q)
+    }
+
+    pub(super) fn batch_timeline(&self, uid: &str) -> rusqlite::Result<Vec<BatchHour>> {
+        tracking::batch_timeline(&self.conn, uid)
+    }
+
+    pub(super) fn batch_message_statuses(
+        &self,
+        uid: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<(String, Status)>> {
+        tracking::batch_message_statuses(&self.conn, uid, after, limit)
+    }
+
+    pub(super) fn messages_by_phone(&self, phone: &str) -> rusqlite::Result<Vec<Message>> {
+        tracking::by_phone(&self.conn, phone)
+    }
+
+    /// A page of dead letters, newest first, each with its event and whether it waits in
+    /// its sink's replay queue.
+    pub(super) fn dead_letter_page(
+        &self,
+        q: &DeadLetterQuery,
+    ) -> rusqlite::Result<Vec<DeadLetterEntry>> {
+        let sql = format!(
+            "SELECT {DEAD_LETTER_COLUMNS}, EXISTS (SELECT 1 FROM sink_replay r
+                 WHERE r.sink = d.sink AND r.event_seq = d.event_seq)
+             FROM {DEAD_LETTERS_WITH_EVENTS} WHERE d.source = ?1 AND d.id < ?2 ORDER BY d.id DESC LIMIT ?3"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            rusqlite::params![q.source, q.before.unwrap_or(i64::MAX), q.limit as i64],
+            |r| Ok((dead_letter_from_row(r)?, r.get::<_, bool>(16)?)),
+        )?;
+        let mut event = self.conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1"
+        ))?;
+        let mut page = Vec::new();
+        for row in rows {
+            let (letter, queued) = row?;
+            let event = match letter.event_seq {
+                Some(seq) => event.query_row([seq], event_from_row).optional()?,
+                None => None,
+            };
+            page.push(DeadLetterEntry {
+                letter,
+                event,
+                queued,
+            });
+        }
+        Ok(page)
+    }
+
+    /// Every sink that has a cursor, a recorded failure or dead letters waiting.
+    pub(super) fn sink_states(&self) -> rusqlite::Result<Vec<SinkState>> {
+        let mut stmt = self.conn.prepare_cached(crate::store::SINK_STATES_SQL)?;
+        let time = |r: &Row<'_>, i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
+            Ok(r.get_ref(i)?.as_str_or_null()?.and_then(parse_time))
+        };
+        let rows = stmt.query_map([], |r| {
+            Ok(SinkState {
+                sink: r.get(0)?,
+                cursor: r.get(1)?,
+                failing_since: time(r, 2)?,
+                last_error: r.get(3)?,
+                last_error_at: time(r, 4)?,
+                dead_letters: r.get(5)?,
+                last_dead_letter_at: time(r, 6)?,
+                parked: r.get(7)?,
+            })
+        })?;
+        rows.collect()
+    }
+}
+
+/// A dead letter and, for a sink's, its event's summary (a sink's carries its event's
+/// body, a rejected request its own).
+const DEAD_LETTER_COLUMNS: &str = "d.id, d.created_at, d.source, d.sink, d.event_seq, d.code, \
+     d.field, d.reason, COALESCE(d.body, e.body), d.replayed_at, d.attempts, d.first_attempt_at, \
+     e.event_id, e.event_type, e.message_id, e.status";
+const DEAD_LETTERS_WITH_EVENTS: &str = "dead_letters d LEFT JOIN events e ON e.seq = d.event_seq";
+
+/// A dead letter row, in [`DEAD_LETTER_COLUMNS`] order.
+fn dead_letter_from_row(r: &Row<'_>) -> rusqlite::Result<DeadLetter> {
+    let body: Option<Vec<u8>> = r.get(8)?;
+    let body_is_not_utf8 = body
+        .as_ref()
+        .is_some_and(|b| std::str::from_utf8(b).is_err());
+    let replayed_at: Option<String> = r.get(9)?;
+    let first_attempt_at: Option<String> = r.get(11)?;
+    let event_id: Option<String> = r.get(12)?;
+    Ok(DeadLetter {
+        id: r.get(0)?,
+        created_at: time_column(r, 1)?,
+        source: r.get(2)?,
+        sink: r.get(3)?,
+        event_seq: r.get(4)?,
+        event: match event_id {
+            Some(id) => Some(EventSummary {
+                id,
+                event_type: r.get(13)?,
+                message_id: r.get(14)?,
+                status: r.get(15)?,
+            }),
+            None => None,
+        },
+        code: r.get(5)?,
+        field: r.get(6)?,
+        reason: r.get(7)?,
+        attempts: r.get(10)?,
+        first_attempt_at: first_attempt_at.as_deref().and_then(parse_time),
+        body: body.map(|b| String::from_utf8_lossy(&b).into_owned()),
+        body_is_not_utf8,
+        replayed_at: replayed_at.as_deref().and_then(parse_time),
+    })
 }
 
 /// The first seq received at or after `since` (one past the last seq if none was). The

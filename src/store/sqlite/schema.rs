@@ -177,6 +177,37 @@ UPDATE messages SET touched_at = last_event_at;
 ALTER TABLE batches ADD COLUMN touched_at TEXT;
 UPDATE batches SET touched_at = last_event_at;
 "#,
+    // v8: what the dashboard reads, as counters and indexes, so that a page reads a page.
+    // Counted from this version on: nothing is backfilled.
+    r#"
+CREATE TABLE event_counts (
+    hour    INTEGER NOT NULL,                      -- hours since the epoch (UTC), received
+    outcome TEXT NOT NULL,                         -- accepted, duplicate, rejected
+    status  TEXT NOT NULL,                         -- delivered, read, failed, SMECL:FAILED, other; '' for other types
+    events  INTEGER NOT NULL,
+    PRIMARY KEY (hour, outcome, status)
+) WITHOUT ROWID;
+CREATE TABLE batch_hours (
+    uid       TEXT NOT NULL,
+    hour      INTEGER NOT NULL,                    -- hours since the epoch (UTC), of eventTime
+    delivered INTEGER NOT NULL,                    -- status events of the batch's messages
+    read      INTEGER NOT NULL,
+    failed    INTEGER NOT NULL,
+    other     INTEGER NOT NULL,
+    PRIMARY KEY (uid, hour)
+) WITHOUT ROWID;
+CREATE TABLE sink_status (
+    sink          TEXT PRIMARY KEY,
+    failing_since TEXT,                            -- set while deliveries fail
+    last_error    TEXT,
+    last_error_at TEXT
+);
+ALTER TABLE messages ADD COLUMN events TEXT;       -- JSON {status: {envelopeId, receivedAt (ms), warnings}}
+CREATE INDEX messages_send_phone ON messages (send_phone);
+CREATE INDEX batches_last_event_at ON batches (last_event_at);
+CREATE INDEX dead_letters_source ON dead_letters (source, id);
+CREATE INDEX dead_letters_pending ON dead_letters (sink, id) WHERE source = 'sink' AND replayed_at IS NULL;
+"#,
 ];
 
 /// Brings a database up to the newest schema.

@@ -112,6 +112,13 @@ async fn batch_counters_gathered_in_one_transaction_count_once() {
         results.push(result.is_ok());
     }
     assert_eq!(results, [true, true, true, false, true, true]);
+    // The writer answers the callers first, then fills the window and moves the head.
+    let last = *seqs.last().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while *store.head().borrow() < last {
+        assert!(std::time::Instant::now() < deadline, "the head never moved");
+        tokio::task::yield_now().await;
+    }
     // The window holds exactly the committed events, and the head is the last of them.
     let window: Vec<i64> = store
         .recent

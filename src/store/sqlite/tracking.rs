@@ -9,8 +9,10 @@ use super::writer::Tx;
 use super::{parse_time, time_column};
 use crate::event::Status;
 use crate::event::tracking::{
-    Batch, BatchDeltas, FailureGroup, Message, MessageError, StatusUpdate, Tracked, track,
+    Batch, BatchDeltas, FailureGroup, Message, MessageError, StatusUpdate, Tracked, hour_start,
+    track,
 };
+use crate::store::{BatchHour, BatchQuery, TIMELINE_HOURS};
 
 /// Applies one status event to its message; returns `false` if it is a duplicate (the
 /// message already has its status), `true` once the message is saved and its batch's
@@ -34,7 +36,7 @@ macro_rules! message_columns {
     () => {
         "message_id, wamid, status, statuses, error_code, error_message, error_status, \
          conversation, conversation_status, conflict, uid, send_phone, waba_id, account_name, \
-         first_event_at, last_event_at, identity_status, touched_at"
+         first_event_at, last_event_at, identity_status, touched_at, events"
     };
 }
 
@@ -96,6 +98,12 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
             Some(_) => time_column(r, 17)?,
             None => time_column(r, 15)?,
         },
+        // Without one (stored before a store kept them) or unreadable: none known.
+        events: r
+            .get_ref(18)?
+            .as_str_or_null()?
+            .and_then(|e| serde_json::from_str(e).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -154,14 +162,15 @@ fn save(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
         "INSERT INTO messages (",
         message_columns!(),
         ")
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
          ON CONFLICT (message_id) DO UPDATE SET
              status = excluded.status, statuses = excluded.statuses,
              error_code = excluded.error_code, error_message = excluded.error_message,
              error_status = excluded.error_status, conversation = excluded.conversation,
              conversation_status = excluded.conversation_status, conflict = excluded.conflict,
              first_event_at = excluded.first_event_at, last_event_at = excluded.last_event_at,
-             identity_status = excluded.identity_status, touched_at = excluded.touched_at"
+             identity_status = excluded.identity_status, touched_at = excluded.touched_at,
+             events = excluded.events"
     ))?
     .execute(params![
         m.id,
@@ -182,6 +191,7 @@ fn save(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
         crate::event::format_time(&m.last_event_at),
         m.identity_status.as_ref().map(Status::as_str),
         crate::event::format_time(&m.touched_at),
+        serde_json::to_string(&m.events).expect("a map serialises"),
     ])?;
     Ok(())
 }
@@ -243,6 +253,23 @@ pub(super) fn write_batch_deltas(conn: &Connection, deltas: &BatchDeltas) -> rus
             conn.prepare_cached("DELETE FROM batch_errors WHERE uid = ?1 AND messages <= 0")?
                 .execute([uid])?;
         }
+        for (hour, [delivered, read, failed, other]) in d.moved_hours() {
+            conn.prepare_cached(
+                "INSERT INTO batch_hours (uid, hour, delivered, read, failed, other)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (uid, hour) DO UPDATE SET
+                     delivered = delivered + excluded.delivered, read = read + excluded.read,
+                     failed = failed + excluded.failed, other = other + excluded.other",
+            )?
+            .execute(params![uid, hour, delivered, read, failed, other])?;
+        }
+        if d.lost_hours() {
+            conn.prepare_cached(
+                "DELETE FROM batch_hours
+                 WHERE uid = ?1 AND delivered = 0 AND read = 0 AND failed = 0 AND other = 0",
+            )?
+            .execute([uid])?;
+        }
         // A batch all of whose messages moved to another uid is gone, as if never seen.
         if d.lost_messages() {
             conn.prepare_cached("DELETE FROM batches WHERE uid = ?1 AND messages <= 0")?
@@ -252,21 +279,27 @@ pub(super) fn write_batch_deltas(conn: &Connection, deltas: &BatchDeltas) -> rus
     Ok(())
 }
 
+/// A batch row's counters and times, in `messages, delivered, read, failed, other,
+/// first_event_at, last_event_at` order from column `at` on.
+fn batch_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<BatchRow> {
+    let count = |i: usize| r.get::<_, i64>(at + i);
+    Ok((
+        [count(0)?, count(1)?, count(2)?, count(3)?, count(4)?],
+        time_column(r, at + 5)?,
+        time_column(r, at + 6)?,
+    ))
+}
+
+type BatchRow = ([i64; 5], DateTime<Utc>, DateTime<Utc>);
+
 /// A batch summary, from its counters.
 pub(super) fn batch(conn: &Connection, uid: &str) -> rusqlite::Result<Option<Batch>> {
-    type Row = ([i64; 5], DateTime<Utc>, DateTime<Utc>);
     let Some((counts, first, last)) = conn
         .prepare_cached(
             "SELECT messages, delivered, read, failed, other, first_event_at, last_event_at
              FROM batches WHERE uid = ?1",
         )?
-        .query_row([uid], |r| -> rusqlite::Result<Row> {
-            Ok((
-                [r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?],
-                time_column(r, 5)?,
-                time_column(r, 6)?,
-            ))
-        })
+        .query_row([uid], |r| batch_row(r, 0))
         .optional()?
     else {
         return Ok(None);
@@ -291,4 +324,76 @@ pub(super) fn batch(conn: &Connection, uid: &str) -> rusqlite::Result<Option<Bat
         first,
         last,
     )))
+}
+
+/// Batch summaries by last event time, newest first (without their failures).
+pub(super) fn recent_batches(conn: &Connection, q: &BatchQuery) -> rusqlite::Result<Vec<Batch>> {
+    let before = q
+        .before
+        .as_ref()
+        .map(|(at, uid)| (crate::event::format_time(at), uid.as_str()));
+    let mut stmt = conn.prepare_cached(
+        "SELECT uid, messages, delivered, read, failed, other, first_event_at, last_event_at
+         FROM batches
+         WHERE (?1 IS NULL OR substr(uid, 1, length(?1)) = ?1)
+             AND (?2 IS NULL OR (last_event_at, uid) < (?2, ?3))
+         ORDER BY last_event_at DESC, uid DESC LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            q.uid_prefix,
+            before.as_ref().map(|b| &b.0),
+            before.as_ref().map(|b| b.1),
+            q.limit as i64
+        ],
+        |r| {
+            let (counts, first, last) = batch_row(r, 1)?;
+            Ok(Batch::new(r.get(0)?, counts, Vec::new(), first, last))
+        },
+    )?;
+    rows.collect()
+}
+
+/// A batch's status events per hour, the latest [`TIMELINE_HOURS`] hours in hour order.
+pub(super) fn batch_timeline(conn: &Connection, uid: &str) -> rusqlite::Result<Vec<BatchHour>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT hour, delivered, read, failed, other FROM (
+             SELECT * FROM batch_hours WHERE uid = ?1 ORDER BY hour DESC LIMIT ?2
+         ) ORDER BY hour",
+    )?;
+    let rows = stmt.query_map(params![uid, TIMELINE_HOURS], |r| {
+        Ok(BatchHour {
+            hour: hour_start(r.get(0)?),
+            events: [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?],
+        })
+    })?;
+    rows.collect()
+}
+
+/// The ids and current statuses of up to `limit` messages of a batch after `after`.
+pub(super) fn batch_message_statuses(
+    conn: &Connection,
+    uid: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> rusqlite::Result<Vec<(String, Status)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT message_id, status FROM messages
+         WHERE uid = ?1 AND message_id > ?2 ORDER BY message_id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![uid, after.unwrap_or(""), limit as i64], |r| {
+        Ok((r.get(0)?, status_column(r, 1)?))
+    })?;
+    rows.collect()
+}
+
+/// The messages sent to this phone number (at most 100).
+pub(super) fn by_phone(conn: &Connection, phone: &str) -> rusqlite::Result<Vec<Message>> {
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE send_phone = ?1 ORDER BY message_id LIMIT 100"
+    ))?;
+    let rows = stmt.query_map([phone], message_from_row)?;
+    rows.collect()
 }

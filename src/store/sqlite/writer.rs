@@ -13,8 +13,8 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::recent::Recent;
-use crate::event::tracking::BatchDeltas;
-use crate::store::{StoreError, StoredEvent};
+use crate::event::tracking::{BatchDeltas, hour_of};
+use crate::store::{Counted, StoreError, StoredEvent};
 
 /// What one write sees of the transaction it runs in.
 pub(super) struct Tx<'a> {
@@ -38,6 +38,11 @@ impl Tx<'_> {
     /// The batch counters this transaction moves, written at its end.
     pub(super) fn batch_deltas(&mut self) -> &mut BatchDeltas {
         &mut self.pending.deltas
+    }
+
+    /// Counts one push in this transaction's hour (written at its end).
+    pub(super) fn count(&mut self, outcome: Counted, status: &'static str) {
+        *self.pending.counted.entry((outcome, status)).or_default() += 1;
     }
 }
 
@@ -86,7 +91,11 @@ struct Pending {
     /// The events stored, for [`Recent`] (when it keeps events at all).
     events: Vec<StoredEvent>,
     deltas: BatchDeltas,
+    /// Pushes by outcome and counted status.
+    counted: Counts,
 }
+
+type Counts = std::collections::BTreeMap<(Counted, &'static str), i64>;
 
 impl Pending {
     /// Forgets what the writes applied so far left: the transaction is started again, or
@@ -95,6 +104,7 @@ impl Pending {
         self.last_seq = None;
         self.events.clear();
         self.deltas.clear();
+        self.counted.clear();
     }
 
     /// Where things stood before one write, to go back to if its savepoint is rolled
@@ -104,6 +114,7 @@ impl Pending {
             last_seq: self.last_seq,
             events: self.events.len(),
             deltas: self.deltas.clone(),
+            counted: self.counted.clone(),
         }
     }
 
@@ -111,6 +122,7 @@ impl Pending {
         self.last_seq = mark.last_seq;
         self.events.truncate(mark.events);
         self.deltas = mark.deltas;
+        self.counted = mark.counted;
     }
 }
 
@@ -118,6 +130,7 @@ struct Mark {
     last_seq: Option<i64>,
     events: usize,
     deltas: BatchDeltas,
+    counted: Counts,
 }
 
 /// Most writes in one transaction.
@@ -293,7 +306,7 @@ fn commit_batch(
         };
         // Stop at the first failure: after some errors (a full disk, I/O) SQLite has
         // already rolled the transaction back, and later writes must not run outside it.
-        if batch.iter_mut().all(|op| op.apply(&mut t)) && write_deferred(&tx, &t.pending.deltas) {
+        if batch.iter_mut().all(|op| op.apply(&mut t)) && write_deferred(&tx, at, t.pending) {
             tx.commit()?;
             return Ok(());
         }
@@ -323,19 +336,36 @@ fn commit_batch(
     }
     // Only I/O errors (a full disk) can fail these upserts, and those fail the commit too.
     super::tracking::write_batch_deltas(&tx, &pending.deltas)?;
+    write_counts(&tx, at, &pending.counted)?;
     tx.commit()?;
     Ok(())
 }
 
 /// Writes what the batch's writes deferred to the end of the transaction.
-fn write_deferred(conn: &Connection, deltas: &BatchDeltas) -> bool {
-    match super::tracking::write_batch_deltas(conn, deltas) {
+fn write_deferred(conn: &Connection, at: &CommitTime, pending: &Pending) -> bool {
+    let written = super::tracking::write_batch_deltas(conn, &pending.deltas)
+        .and_then(|()| write_counts(conn, at, &pending.counted));
+    match written {
         Ok(()) => true,
         Err(e) => {
-            tracing::debug!(error = %e, "Batch counters could not be written; the batch is redone write by write.");
+            tracing::debug!(error = %e, "Counters could not be written; the batch is redone write by write.");
             false
         }
     }
+}
+
+/// Adds the transaction's pushes to the counts of its hour, one upsert per outcome and
+/// status.
+fn write_counts(conn: &Connection, at: &CommitTime, counted: &Counts) -> rusqlite::Result<()> {
+    let hour = hour_of(&at.at);
+    for ((outcome, status), n) in counted {
+        conn.prepare_cached(
+            "INSERT INTO event_counts (hour, outcome, status, events) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (hour, outcome, status) DO UPDATE SET events = events + excluded.events",
+        )?
+        .execute(rusqlite::params![hour, outcome.as_str(), status, n])?;
+    }
+    Ok(())
 }
 
 /// What the writer and the checkpointer share about the WAL.

@@ -172,10 +172,12 @@ pub fn dead_letters(
     Ok(0)
 }
 
-/// `innohook replay --config PATH [--sink NAME]`: puts sinks' dead letters back in their queues.
+/// `innohook replay --config PATH [--sink NAME | --id ID]`: puts sinks' dead letters (of
+/// one sink, or one by its id) back in their queues.
 pub fn replay(
     config_path: Option<&Path>,
     sink: Option<&str>,
+    id: Option<i64>,
     out: &mut impl Write,
 ) -> anyhow::Result<i32> {
     let config = crate::config::Config::load_for_store(config_path)?;
@@ -190,6 +192,22 @@ pub fn replay(
                 names.join(", ")
             }
         );
+    }
+    if let Some(id) = id {
+        let queued = with_store(&config, |store| async move {
+            store.replay_dead_letter(id).await
+        })?;
+        if !queued {
+            eprintln!(
+                "innohook: no sink dead letter {id} waiting to be replayed (see innohook dead-letters)"
+            );
+            return Ok(1);
+        }
+        writeln!(
+            out,
+            "dead letter {id} queued for redelivery; a running server delivers it within seconds."
+        )?;
+        return Ok(0);
     }
     let sink = sink.map(str::to_owned);
     let n = with_store(&config, |store| async move {

@@ -60,8 +60,11 @@ enum Command {
     /// Put undelivered events (sink dead letters) back in their sink's queue.
     Replay {
         /// Only this sink's dead letters.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "id")]
         sink: Option<String>,
+        /// Only this dead letter (its `id` in `innohook dead-letters`).
+        #[arg(long)]
+        id: Option<i64>,
     },
     /// Apply the retention policy ([store] retain_*) once, and say what was removed.
     Prune {
@@ -108,7 +111,9 @@ fn main() -> ExitCode {
         Command::DeadLetters { payload } => {
             innohook::commands::dead_letters(config, payload, &mut out)
         }
-        Command::Replay { sink } => innohook::commands::replay(config, sink.as_deref(), &mut out),
+        Command::Replay { sink, id } => {
+            innohook::commands::replay(config, sink.as_deref(), id, &mut out)
+        }
         Command::Prune { dry_run } => innohook::commands::prune(config, dry_run, &mut out),
         Command::Status { message_id } => innohook::commands::status(config, &message_id, &mut out),
         Command::Batch { uid, csv } => innohook::commands::batch(config, &uid, csv, &mut out),

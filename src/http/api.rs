@@ -21,8 +21,27 @@ use crate::event::format_time;
 use crate::event::tracking::Message;
 use crate::store::{EventQuery, Store, StoreError, StoredEvent};
 
-/// Most events in one page of `/api/events`.
+/// Most events in one page of `/api/events` (and batches of `/api/batches`).
 pub const MAX_PAGE: usize = 1000;
+
+/// The paths this API serves, as its OpenAPI document lists them (a test holds the two
+/// together).
+pub const PATHS: [&str; 7] = [
+    "/api/messages",
+    "/api/messages/{id}",
+    "/api/batches",
+    "/api/batches/{uid}",
+    "/api/batches/{uid}/messages.csv",
+    "/api/events",
+    "/api/openapi.json",
+];
+
+/// The OpenAPI 3 document of this API.
+const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
 
 /// Messages per page while the CSV of a batch is written.
 const CSV_PAGE: usize = 1000;
@@ -42,9 +61,11 @@ pub fn router<S: Clone + Send + Sync + 'static>(token: &str, store: Arc<dyn Stor
     Router::new()
         .route("/api/messages", get(messages_by_wamid))
         .route("/api/messages/{id}", get(message))
+        .route("/api/batches", get(batches))
         .route("/api/batches/{uid}", get(batch))
         .route("/api/batches/{uid}/messages.csv", get(batch_csv))
         .route("/api/events", get(events))
+        .route("/api/openapi.json", get(openapi))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
@@ -108,6 +129,64 @@ async fn messages_by_wamid(
         )));
     }
     Ok(Json(json!({"messages": found})))
+}
+
+/// `GET /api/batches?uid=PREFIX&limit=N&cursor=C`: batches, the latest event first;
+/// `nextCursor` continues after the last one (null once there is no more).
+async fn batches(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    only_known(&q, &["uid", "limit", "cursor"])?;
+    let limit = page_limit(&q)?;
+    // The cursor is the last batch's latest event time and uid.
+    let before = match q.get("cursor") {
+        None => None,
+        Some(c) => Some(
+            c.split_once('|')
+                .and_then(|(at, uid)| {
+                    let at = chrono::DateTime::parse_from_rfc3339(at).ok()?;
+                    Some((at.to_utc(), uid.to_owned()))
+                })
+                .ok_or_else(|| {
+                    ApiError::BadQuery("cursor must be the nextCursor of a previous page.".into())
+                })?,
+        ),
+    };
+    let query = crate::store::BatchQuery {
+        uid_prefix: q.get("uid").cloned().filter(|u| !u.is_empty()),
+        before,
+        limit,
+    };
+    let page = s.store.recent_batches(&query).await.map_err(read_failed)?;
+    let next = (page.len() == limit)
+        .then(|| page.last())
+        .flatten()
+        .map(|b| format!("{}|{}", format_time(&b.last_event_at), b.uid));
+    // Their failures by error code are on each batch's own page.
+    let listed: Vec<Value> = page
+        .iter()
+        .map(|b| {
+            let mut v = json!(b);
+            v.as_object_mut().map(|o| o.remove("failures"));
+            v
+        })
+        .collect();
+    Ok(Json(json!({"batches": listed, "nextCursor": next})))
+}
+
+/// `limit`: from 1 to [`MAX_PAGE`], 100 when not given.
+fn page_limit(q: &HashMap<String, String>) -> Result<usize, ApiError> {
+    match q.get("limit") {
+        None => Ok(100),
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| {
+                ApiError::BadQuery(format!("limit must be a number from 1 to {MAX_PAGE}."))
+            }),
+    }
 }
 
 async fn batch(
@@ -253,16 +332,7 @@ async fn events(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     only_known(&q, &["status", "since", "limit", "cursor"])?;
-    let limit = match q.get("limit") {
-        None => 100,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=MAX_PAGE).contains(l))
-            .ok_or_else(|| {
-                ApiError::BadQuery(format!("limit must be a number from 1 to {MAX_PAGE}."))
-            })?,
-    };
+    let limit = page_limit(&q)?;
     let after = match q.get("cursor") {
         None => 0,
         Some(c) => c.parse::<i64>().map_err(|_| {

@@ -6,7 +6,7 @@
 
 mod api;
 
-pub use api::batch_csv_bytes;
+pub use api::{PATHS as API_PATHS, batch_csv_bytes};
 mod auth;
 mod error;
 mod handlers;

@@ -440,3 +440,130 @@ async fn the_quick_start_ends_with_the_story_it_tells() {
     let shown: Value = serde_json::from_str(&shown.replace('\n', "")).unwrap();
     assert_eq!(batch, shown, "the README shows what the API answers");
 }
+
+/// `/api/openapi.json` lists exactly the paths the API serves, and what each answers
+/// matches its schema: every required field there, no field it does not declare.
+#[tokio::test]
+async fn the_openapi_document_matches_the_api() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    config.api.token = Some("t".into());
+    let app = TestApp::spawn(config, dir).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    for f in ["1-delivered.json", "2-read.json", "3-failed.json"] {
+        assert_eq!(
+            app.post(std::fs::read(root.join(f)).unwrap())
+                .await
+                .status(),
+            200
+        );
+    }
+    let get = async |path: &str| {
+        let res = app
+            .client
+            .get(app.url(path))
+            .bearer_auth("t")
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let kind = res.headers()["content-type"].to_str().unwrap().to_owned();
+        (status, kind, res.text().await.unwrap())
+    };
+    let (status, _, doc) = get("/api/openapi.json").await;
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    let mut documented: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    documented.sort_unstable();
+    let mut served = innohook::http::API_PATHS.to_vec();
+    served.sort_unstable();
+    assert_eq!(documented, served);
+    for (path, concrete) in [
+        ("/api/messages/{id}", "/api/messages/400000000000000001"),
+        ("/api/messages", "/api/messages?wamid=wamid.QUICKSTART-0001"),
+        ("/api/batches", "/api/batches?limit=10"),
+        ("/api/batches/{uid}", "/api/batches/spring-campaign"),
+        (
+            "/api/batches/{uid}/messages.csv",
+            "/api/batches/spring-campaign/messages.csv",
+        ),
+        ("/api/events", "/api/events?status=read"),
+        ("/api/openapi.json", "/api/openapi.json"),
+    ] {
+        let (status, kind, body) = get(concrete).await;
+        let answer = &doc["paths"][path]["get"]["responses"][status.to_string()];
+        assert!(
+            answer.is_object(),
+            "{concrete} answered {status}, which {path} does not document"
+        );
+        let media = kind.split(';').next().unwrap();
+        let schema = &answer["content"][media]["schema"];
+        assert!(schema.is_object(), "{concrete}: {media} is not documented");
+        if media == "application/json" {
+            conforms(
+                &serde_json::from_str(&body).unwrap(),
+                schema,
+                &doc,
+                concrete,
+            );
+        }
+    }
+    // An error answer too.
+    let (status, _, body) = get("/api/messages/nobody").await;
+    assert_eq!(status, 404);
+    let schema = &doc["paths"]["/api/messages/{id}"]["get"]["responses"]["404"]["content"]["application/json"]
+        ["schema"];
+    conforms(&serde_json::from_str(&body).unwrap(), schema, &doc, "404");
+}
+
+/// Whether `value` fits `schema` (objects' required and declared properties, arrays'
+/// items, `$ref`s into the document's components).
+fn conforms(value: &Value, schema: &Value, doc: &Value, at: &str) {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap();
+        return conforms(value, &doc["components"]["schemas"][name], doc, at);
+    }
+    if value.is_null() {
+        assert!(
+            schema["nullable"] == true,
+            "{at}: null where {schema} is not nullable"
+        );
+        return;
+    }
+    match schema["type"].as_str() {
+        Some("object") => {
+            let object = value
+                .as_object()
+                .unwrap_or_else(|| panic!("{at}: not an object: {value}"));
+            for key in schema["required"].as_array().into_iter().flatten() {
+                assert!(
+                    object.contains_key(key.as_str().unwrap()),
+                    "{at}: no {key} in {value}"
+                );
+            }
+            if let Some(props) = schema["properties"].as_object() {
+                for (k, v) in object {
+                    let declared = props
+                        .get(k)
+                        .unwrap_or_else(|| panic!("{at}: {k} is not documented"));
+                    conforms(v, declared, doc, &format!("{at}.{k}"));
+                }
+            }
+        }
+        Some("array") => {
+            for (i, item) in value.as_array().unwrap().iter().enumerate() {
+                conforms(item, &schema["items"], doc, &format!("{at}[{i}]"));
+            }
+        }
+        Some("string") => assert!(value.is_string(), "{at}: {value} is not a string"),
+        Some("integer") => assert!(value.is_i64(), "{at}: {value} is not an integer"),
+        Some("number") => assert!(value.is_number(), "{at}: {value} is not a number"),
+        Some("boolean") => assert!(value.is_boolean(), "{at}: {value} is not a boolean"),
+        _ => {}
+    }
+}

@@ -809,4 +809,21 @@ async fn dead_letters_name_the_event_and_the_attempts() {
     assert!(d.get("body").is_none(), "no body without --payload: {d}");
     let with_payload = run(&["dead-letters", "--payload"]);
     assert_eq!(with_payload[0]["body"], body);
+    // One dead letter back in its queue by its id; then it is no longer waiting.
+    let id = d["id"].to_string();
+    let replay = |args: &[&str]| {
+        innohook()
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = replay(&["replay", "--id", &id]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("dead letter {id} queued")));
+    let out = replay(&["replay", "--id", &id]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("waiting to be replayed"));
+    assert!(run(&["dead-letters"])[0]["replayedAt"].is_string());
 }

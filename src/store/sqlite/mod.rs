@@ -184,7 +184,32 @@ impl SqliteStore {
     }
 }
 
+/// How the connection that commits is set up to keep what it commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Durability {
+    /// `wal`: readers beside the writer, one fsync per commit.
+    pub journal_mode: String,
+    /// SQLite's level: 0 OFF, 1 NORMAL, 2 FULL (fsync at every commit), 3 EXTRA.
+    pub synchronous: i64,
+}
+
 impl SqliteStore {
+    /// The journal mode and sync level of the writer's own connection, read on it: what
+    /// every 200 relies on.
+    pub async fn durability(&self) -> StoreResult<Durability> {
+        self.write(|tx| {
+            Ok(Durability {
+                journal_mode: tx
+                    .conn
+                    .pragma_query_value(None, "journal_mode", |r| r.get(0))?,
+                synchronous: tx
+                    .conn
+                    .pragma_query_value(None, "synchronous", |r| r.get(0))?,
+            })
+        })
+        .await
+    }
+
     /// Caps the database file at `pages` pages (SQLite's `max_page_count`; at least its
     /// current size), or lifts the cap: how the fault tests stand in for a full disk.
     pub async fn cap_pages(&self, pages: Option<i64>) -> StoreResult<()> {

@@ -224,7 +224,7 @@ impl Runner {
                     continue;
                 }
             };
-            let Some(last) = events.last().map(|e| e.seq) else {
+            if events.is_empty() {
                 // (Once the store is gone, `changed` fails at once: then the branch is
                 // off and the runner waits for its next poll or the stop.)
                 tokio::select! {
@@ -234,41 +234,33 @@ impl Runner {
                     _ = stop.wait_for(|s| *s) => return Halt::Stopped,
                 }
                 continue;
-            };
-            // Every replayed seq leaves the queue, also those the filters now skip.
-            let replayed: Vec<i64> = if replaying {
-                events.iter().map(|e| e.seq).collect()
-            } else {
-                Vec::new()
-            };
+            }
+            let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
             let wanted: Vec<StoredEvent> = events
                 .into_iter()
                 .filter(|e| self.config.wants(e))
                 .collect();
             // A delivery in flight when the lease is lost is abandoned: the replica that
             // took over delivers the batch again from the recorded cursor.
-            let dead = tokio::select! {
-                dead = self.deliver(&wanted, stop) => match dead {
-                    Ok(dead) => dead,
-                    Err(Stopped) => return Halt::Stopped,
-                },
+            let outcome = tokio::select! {
+                outcome = self.deliver(&wanted, stop) => outcome,
                 _ = lost.wait_for(|l| *l) => return Halt::LeaseLost,
             };
-            let cursor = (!replaying).then_some(last);
+            let unfinished = outcome.unfinished.len();
+            let progress = outcome.progress(&seqs, replaying, self.cursor);
+            let cursor = progress.cursor;
+            let undelivered = progress.dead.len();
             // The cursor moves only once the store has recorded the outcome.
-            let undelivered = dead.len();
-            let progress = Progress {
-                cursor,
-                dead,
-                replayed,
-            };
             if let Err(halt) = self.record(name, lease, progress, stop).await {
                 return halt;
             }
-            delivered.increment((wanted.len() - undelivered) as u64);
+            delivered.increment((wanted.len() - undelivered - unfinished) as u64);
             dead_lettered.increment(undelivered as u64);
             if cursor.is_some() {
                 pending.set((*committed.borrow() - self.cursor).max(0) as f64);
+            }
+            if unfinished > 0 {
+                return Halt::Stopped;
             }
             // Let the next batch fill up a little: each delivery has a fixed cost (an
             // fsync or a round of requests, a cursor write), and under
@@ -329,12 +321,12 @@ impl Runner {
         }
     }
 
-    /// Delivers `events`, retrying failures; returns the ones given up on.
-    async fn deliver(
-        &self,
-        events: &[StoredEvent],
-        stop: &mut watch::Receiver<bool>,
-    ) -> Result<Vec<UndeliveredEvent>, Stopped> {
+    /// Delivers `events`, retrying failures, until each is delivered or given up on, or a
+    /// stop comes. A delivery that has started is let finish even then (it is bounded by
+    /// the sink's own timeout, and the server waits a second for its sinks): abandoned,
+    /// it would leave done what the store does not know is done, to be done again at the
+    /// next start. A stop is heard between attempts.
+    async fn deliver(&self, events: &[StoredEvent], stop: &mut watch::Receiver<bool>) -> Outcome {
         let name = self.sink.name();
         let policy = self.config.retry_policy();
         let started = Instant::now();
@@ -342,10 +334,7 @@ impl Runner {
         let mut dead = Vec::new();
         let mut attempt = 1;
         while !pending.is_empty() {
-            let results = tokio::select! {
-                r = self.sink.deliver(&pending) => r,
-                _ = stop.wait_for(|s| *s) => return Err(Stopped),
-            };
+            let results = self.sink.deliver(&pending).await;
             let mut retry = Vec::new();
             let mut last_error = String::new();
             assert_eq!(
@@ -406,10 +395,45 @@ impl Runner {
                 error = last_error,
                 "Sink delivery failed; retrying."
             );
-            pause(wait, stop).await?;
+            if pause(wait, stop).await.is_err() {
+                break;
+            }
             attempt += 1;
         }
-        Ok(dead)
+        Outcome {
+            dead,
+            unfinished: pending.iter().map(|e| e.seq).collect(),
+        }
+    }
+}
+
+/// What became of a batch handed to [`Runner::deliver`].
+struct Outcome {
+    /// The events given up on: they become dead letters.
+    dead: Vec<UndeliveredEvent>,
+    /// The seqs still being retried when a stop came.
+    unfinished: Vec<i64>,
+}
+
+impl Outcome {
+    /// What the sink is done with, of a batch of `seqs` (every event read, wanted or
+    /// not, in seq order) read after `cursor`: all of it, or, after a stop, everything
+    /// but the unfinished events, which the next start delivers. New events move the
+    /// cursor up to the first unfinished one; replayed ones leave the queue (also those
+    /// the filters now skip).
+    fn progress(self, seqs: &[i64], replaying: bool, cursor: i64) -> Progress {
+        let done = |seq: &&i64| !self.unfinished.contains(seq);
+        let (cursor, replayed) = if replaying {
+            (None, seqs.iter().filter(done).copied().collect())
+        } else {
+            let last_done = seqs.iter().take_while(done).last().copied();
+            (last_done.filter(|&c| c > cursor), Vec::new())
+        };
+        Progress {
+            cursor,
+            dead: self.dead,
+            replayed,
+        }
     }
 }
 

@@ -50,7 +50,7 @@ fn object_at<'a>(v: &'a mut Value, parent: Option<&str>) -> &'a mut serde_json::
     cur.as_object_mut().expect("an object")
 }
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -346,11 +346,25 @@ impl Drop for BinaryServer {
 /// What the forward target received and how it behaves.
 #[derive(Default)]
 pub struct TargetState {
+    /// What it answered 200, as it arrived.
     pub received: Vec<(HeaderMap, Bytes)>,
-    /// Bodies containing this text are refused with 400.
-    pub refuse: Option<String>,
+    /// How many requests arrived, whatever the answer.
+    pub arrived: usize,
+    /// Answers for the next requests, in order, before any rule below.
+    pub script: VecDeque<StatusCode>,
+    /// Bodies containing the text get this answer.
+    pub refuse: Option<(String, StatusCode)>,
+    /// Each answer is sent this long after the request arrived.
+    pub delay: Duration,
     /// Never answer.
     pub hang: bool,
+}
+
+impl TargetState {
+    /// Bodies containing `text` are refused with 400.
+    pub fn refuse(&mut self, text: &str) {
+        self.refuse = Some((text.into(), StatusCode::BAD_REQUEST));
+    }
 }
 
 /// A real HTTP server on loopback standing in for the customer's system.
@@ -366,22 +380,27 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let (hang, refused) = {
-        let s = state.lock().unwrap();
+    let (answer, hang, delay) = {
+        let mut s = state.lock().unwrap();
+        s.arrived += 1;
         let text = String::from_utf8_lossy(&body);
-        (
-            s.hang,
-            s.refuse.as_ref().is_some_and(|r| text.contains(r.as_str())),
-        )
+        let answer = match (s.script.pop_front(), &s.refuse) {
+            (Some(scripted), _) => scripted,
+            (None, Some((r, refusal))) if text.contains(r.as_str()) => *refusal,
+            _ => StatusCode::OK,
+        };
+        // Kept on arrival: what a target received stays received, even if the sender
+        // gives up on the answer.
+        if answer == StatusCode::OK && !s.hang {
+            s.received.push((headers, body));
+        }
+        (answer, s.hang, s.delay)
     };
     if hang {
         std::future::pending::<()>().await;
     }
-    if refused {
-        return StatusCode::BAD_REQUEST;
-    }
-    state.lock().unwrap().received.push((headers, body));
-    StatusCode::OK
+    tokio::time::sleep(delay).await;
+    answer
 }
 
 impl Target {
@@ -417,6 +436,20 @@ impl Target {
 
     pub fn url(&self) -> String {
         format!("http://{}/in", self.addr)
+    }
+
+    /// The `X-Innohook-Seq` of every request answered 200, in order.
+    pub fn received_seqs(&self) -> Vec<i64> {
+        let mut seqs: Vec<i64> = self
+            .state
+            .lock()
+            .unwrap()
+            .received
+            .iter()
+            .map(|(h, _)| h["x-innohook-seq"].to_str().unwrap().parse().unwrap())
+            .collect();
+        seqs.sort_unstable();
+        seqs
     }
 
     pub fn received_keys(&self) -> HashSet<String> {

@@ -448,6 +448,65 @@ async fn fetch_all(app: &TestApp, query: &str) -> Vec<(i64, Value)> {
     }
 }
 
+/// A write that fails inside a group commit has the commit redone write by write, with a
+/// savepoint around each, so that it fails alone. Seen from outside: a burst from 32
+/// senders with poisoned events among them (a trigger makes their insert fail). Each
+/// poisoned one gets 503 and leaves nothing behind; each other one gets 200 and counts
+/// once, in its batch and in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_event_in_a_burst_fails_alone_and_its_neighbours_count_once() {
+    let app = Arc::new(api_app().await);
+    let db = app.config.store.dir.join("innohook.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.message_id LIKE 'poison-%'
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+        )
+        .unwrap();
+    const SENDERS: usize = 32;
+    const EACH: usize = 20;
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|s| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for i in 0..EACH {
+                    let poisoned = i % 5 == 4;
+                    let msg = format!("{}-{s}-{i}", if poisoned { "poison" } else { "m" });
+                    let status = ["delivered", "read", "failed"][i % 3];
+                    let code = (status == "failed").then_some("131026");
+                    let body = event(&format!("e-{s}-{i}"), &msg, "burst", status, 1, code);
+                    let res = app.post(body.to_string()).await;
+                    answers.push((msg, status, poisoned, res.status().as_u16()));
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut stored = BTreeMap::new();
+    for sender in senders {
+        for (msg, status, poisoned, code) in sender.await.unwrap() {
+            assert_eq!(code, if poisoned { 503 } else { 200 }, "{msg}");
+            if poisoned {
+                assert_eq!(get(&app, &format!("/api/messages/{msg}")).await.0, 404);
+            } else {
+                stored.insert(msg, status);
+            }
+        }
+    }
+    assert_eq!(stored.len(), SENDERS * EACH * 4 / 5);
+    assert_eq!(app.stored().await, stored.len() as i64);
+    let count = |s: &str| stored.values().filter(|v| **v == s).count();
+    let (status, batch) = get(&app, "/api/batches/burst").await;
+    assert_eq!(status, 200, "{batch}");
+    assert_eq!(batch["messages"], stored.len());
+    assert_eq!(batch["delivered"], count("delivered"));
+    assert_eq!(batch["read"], count("read"));
+    assert_eq!(batch["failed"], count("failed"));
+    assert_eq!(batch["failures"][0]["messages"], count("failed"), "{batch}");
+}
+
 #[tokio::test]
 async fn a_batch_downloads_as_csv_one_row_per_message() {
     let app = api_app().await;

@@ -1,7 +1,7 @@
 //! Authentication of pushes by the `UserName` and `Authorization` headers that the
 //! InnoPaaS console adds to every request. Compared in constant time; values never logged.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
@@ -34,8 +34,9 @@ impl Auth {
         // Check every header even after a mismatch, so timing does not tell which failed.
         let mut ok = true;
         for (name, expected) in &self.expected {
-            let got = headers.get(*name).map(|v| v.as_bytes()).unwrap_or_default();
-            ok &= bool::from(got.ct_eq(expected));
+            let got = only(headers, name);
+            let given = got.map(|v| v.as_bytes()).unwrap_or_default();
+            ok &= bool::from(given.ct_eq(expected)) & got.is_some();
         }
         if ok {
             Ok(())
@@ -43,4 +44,12 @@ impl Auth {
             Err(ApiError::Unauthorized)
         }
     }
+}
+
+/// The one value of header `name`; none when it is missing or given more than once (an
+/// ambiguous request: a proxy and innohook could each read another of the values).
+pub(super) fn only<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() { None } else { first }
 }

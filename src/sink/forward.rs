@@ -1,7 +1,8 @@
 //! The `forward` sink: POSTs the original request body, byte for byte, to your system.
 //!
 //! 2xx is delivered. 408, 429, 5xx, timeouts and connection errors are retried; any other
-//! answer (4xx, or a redirect, which is not followed) is permanent: a dead letter.
+//! answer (4xx, or a redirect, which is not followed) is permanent: a dead letter. The
+//! `Idempotency-Key` is the envelope id, made a safe header value.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -97,7 +98,7 @@ impl ForwardSink {
         let res = self
             .client
             .post(self.url.clone())
-            .header("Idempotency-Key", &event.event_id)
+            .header("Idempotency-Key", header_safe(&event.event_id).as_ref())
             // InnoPaaS reuses an envelope id across the statuses of one message; the seq
             // is unique per stored event and the same on every retry.
             .header("X-Innohook-Seq", event.seq)
@@ -134,6 +135,27 @@ impl Sink for ForwardSink {
             events.iter().map(|e| self.post(e)),
         ))
     }
+}
+
+/// `text` as a header value: every byte outside printable ASCII, and `%` itself,
+/// percent-encoded (`e\u{1}é` becomes `e%01%C3%A9`). An envelope id may hold any JSON
+/// string; one with a control character or a letter outside ASCII is not a valid header
+/// value, and its event could never be sent. Printable ASCII ids (UUIDs, numbers) go as
+/// they are.
+fn header_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |b: u8| b.is_ascii_graphic() && b != b'%';
+    if text.bytes().all(plain) {
+        return text.into();
+    }
+    let mut safe = String::with_capacity(text.len() + 8);
+    for b in text.bytes() {
+        if plain(b) {
+            safe.push(b as char);
+        } else {
+            safe.push_str(&format!("%{b:02X}"));
+        }
+    }
+    safe.into()
 }
 
 /// Replaces `${NAME}` with the environment variable NAME; the error names a missing one.

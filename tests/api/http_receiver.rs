@@ -148,6 +148,17 @@ async fn auth_headers_must_both_match_and_nothing_is_stored_otherwise() {
         vec![("Authorization", "Bearer s3cret")],
         vec![("UserName", "acme"), ("Authorization", "Bearer s3cre")],
         vec![("UserName", "ACME"), ("Authorization", "Bearer s3cret")],
+        // Ambiguous: two values of one header, whichever comes first.
+        vec![
+            ("UserName", "acme"),
+            ("Authorization", "Bearer s3cret"),
+            ("Authorization", "Bearer other"),
+        ],
+        vec![
+            ("UserName", "acme"),
+            ("UserName", "acme"),
+            ("Authorization", "Bearer s3cret"),
+        ],
     ] {
         let (status, body) = answer(send(&headers).await.unwrap()).await;
         assert_eq!(

@@ -106,6 +106,24 @@ fn quick_retry_toml(url: &str, name: &str, extra: &str) -> String {
     )
 }
 
+/// An envelope id is any JSON string, but a header value is printable ASCII: an id with
+/// a control character or a letter outside ASCII still goes out (before, its event could
+/// never be sent and was retried for an hour), its Idempotency-Key percent-encoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_id_outside_printable_ascii_goes_out_percent_encoded() {
+    let target = Target::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;
+    let app = app_with_sinks(&forward_toml(&target.url()).replace("\"crm\"", "\"crm-keys\"")).await;
+    let body = status_event("e\u{1}-café 50%", "msg-k", "read").to_string();
+    assert_eq!(app.post(body.clone()).await.status(), 200);
+    wait_for("the event at the target", 10, || {
+        !target.state.lock().unwrap().received.is_empty()
+    })
+    .await;
+    let (headers, got) = target.state.lock().unwrap().received[0].clone();
+    assert_eq!(headers["idempotency-key"], "e%01-caf%C3%A9%2050%25");
+    assert_eq!(got, body.as_bytes(), "byte for byte");
+}
+
 /// By default only `max_age_secs` (an hour) ends the retries: a target down for many
 /// more attempts than the ten an earlier default allowed still gets its event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -231,6 +231,26 @@ async fn size_type_method_and_path_errors_are_json() {
         .await;
     assert_eq!(res.status(), 200);
 
+    // A compressed body is refused with a sentence, not kept as an unreadable dead letter.
+    let mut gzipped = b"\x1f\x8b\x08\x00".to_vec();
+    gzipped.extend(seed_bytes("failed"));
+    let res = app
+        .client
+        .post(app.url("/webhook"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gzipped)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(res).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (415, Some("unsupported_encoding"))
+    );
+    assert!(body["message"].as_str().unwrap().contains("uncompressed"));
+    assert!(app.store.dead_letters().await.unwrap().is_empty());
+
     let res = app.client.get(app.url("/webhook")).send().await.unwrap();
     assert_eq!(res.headers()["allow"], "POST");
     let (status, body) = answer(res).await;

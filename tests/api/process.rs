@@ -309,3 +309,51 @@ fn a_second_server_on_the_same_store_is_refused() {
     );
     first.kill();
 }
+
+/// The store's directory deleted, or its database file replaced, while the server runs:
+/// pushes get 503, never 200 for an event the next start would not find, `/readyz` says
+/// 503, and the log says what happened.
+#[tokio::test]
+async fn a_store_deleted_or_replaced_while_running_answers_503_and_says_why() {
+    for replace in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!("sinks = []\n{}", server_toml(dir.path()));
+        let config = write_config(dir.path(), &toml);
+        let server = BinaryServer::start(&config);
+        let store = dir.path().join("store");
+        let post = async |i: usize| {
+            let event = status_event(&format!("e{i}"), &format!("m{i}"), "read");
+            server.post(event.to_string()).await.status()
+        };
+        assert_eq!(post(1).await, 200);
+        if replace {
+            std::fs::copy(store.join("innohook.db"), dir.path().join("other.db")).unwrap();
+            std::fs::rename(dir.path().join("other.db"), store.join("innohook.db")).unwrap();
+        } else {
+            std::fs::remove_dir_all(&store).unwrap();
+        }
+        assert_eq!(post(2).await, 503, "replaced: {replace}");
+        let readyz = format!("http://{}/readyz", server.addr);
+        poll_until("/readyz 503", 10, async || {
+            let res = reqwest::get(&readyz).await.unwrap();
+            (res.status() == 503).then_some(())
+        })
+        .await;
+        assert!(
+            server
+                .log_lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("was deleted or replaced while innohook ran")),
+            "replaced: {replace}"
+        );
+        server.kill();
+        if !replace {
+            // The next start opens a new store: event 2 is not there, and was never 200.
+            let server = BinaryServer::start(&config);
+            assert_eq!(open_store(&store).await.count_events().await.unwrap(), 0);
+            server.kill();
+        }
+    }
+}

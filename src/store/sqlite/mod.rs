@@ -122,6 +122,7 @@ impl SqliteStore {
         };
         let mut conn = connect(dir, OpenFlags::default())
             .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", dir.display()))?;
+        let file = writer::DbFile::opened(dir.join(DB_FILE));
         // A client migrates only when no server holds the store (which has migrated it).
         if lock.is_some() || take_lock(dir).is_ok() {
             schema::migrate(&mut conn)?;
@@ -151,7 +152,7 @@ impl SqliteStore {
             .spawn(move || {
                 let wal = Arc::new(writer::WalState::default());
                 let checkpoints = checkpointer.map(|c| writer::spawn_checkpointer(c, wal.clone()));
-                writer::run(conn, rx, seq_tx, &window, &wal);
+                writer::run(conn, rx, seq_tx, &window, &wal, file);
                 wal.stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 if let Some(c) = checkpoints {
                     let _ = c.join();

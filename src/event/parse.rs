@@ -174,6 +174,7 @@ fn parse_object(top: &RawObject<'_>, text: &str) -> Result<Accepted, Rejection> 
             })?,
         }
     };
+    cap_warnings(&mut warnings);
     Ok(Accepted {
         envelope: Envelope {
             id,
@@ -184,6 +185,23 @@ fn parse_object(top: &RawObject<'_>, text: &str) -> Result<Accepted, Rejection> 
         },
         warnings,
     })
+}
+
+/// Most warnings kept with an event: they are stored with it and written in every sink
+/// line, and a body of thousands of undocumented fields would otherwise bring as many.
+pub const MAX_WARNINGS: usize = 20;
+
+/// Keeps the first [`MAX_WARNINGS`] and, after them, one saying how many were left out.
+fn cap_warnings(warnings: &mut Vec<Warning>) {
+    if warnings.len() > MAX_WARNINGS {
+        let left_out = warnings.len() - MAX_WARNINGS;
+        warnings.truncate(MAX_WARNINGS);
+        warnings.push(warning(
+            "too_many_warnings",
+            "",
+            format!("{left_out} more warnings were left out (at most {MAX_WARNINGS} are kept)."),
+        ));
+    }
 }
 
 fn parse_status(

@@ -80,8 +80,7 @@ async fn require_token(State(state): State<ApiState>, req: Request, next: Next) 
 
 /// `Authorization: Bearer <token>`, the scheme in any case (RFC 9110 section 11.1).
 fn bearer_matches(headers: &HeaderMap, token: &[u8]) -> bool {
-    let given = headers
-        .get(header::AUTHORIZATION)
+    let given = super::auth::only(headers, header::AUTHORIZATION.as_str())
         .map(|v| v.as_bytes())
         .and_then(|v| {
             let (scheme, rest) = v.split_at_checked(7)?;
@@ -240,6 +239,43 @@ fn csv_row(m: &Message) -> [String; 12] {
         format_time(&m.first_event_at),
         format_time(&m.last_event_at),
     ]
+    .map(spreadsheet_safe)
+}
+
+/// A cell a spreadsheet shows as text. A sender controls most cells, and one beginning
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return is read as a formula when the file
+/// is opened (OWASP, CSV injection): such a cell gets a leading `'`. A plain number stays
+/// as it is (`+6512345678`, `-131026`): a spreadsheet reads it as a number, not a formula.
+fn spreadsheet_safe(cell: String) -> String {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && !is_plain_number(&cell) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
+/// `[+-]digits[.digits]`.
+fn is_plain_number(cell: &str) -> bool {
+    let unsigned = cell.strip_prefix(['+', '-']).unwrap_or(cell);
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && digits(fraction)
+}
+
+/// The download's file name, `batch-UID.csv`, with everything in the uid but ASCII
+/// letters, digits, `-`, `_` and `.` made `_` (a header value cannot hold a control
+/// character, and a quote or a slash would change the name), at most 100 of them.
+fn csv_file_name(uid: &str) -> String {
+    let safe: String = uid
+        .chars()
+        .take(100)
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' => c,
+            _ => '_',
+        })
+        .collect();
+    format!("batch-{safe}.csv")
 }
 
 /// A batch's messages as CSV, one row each, by message id (`None`: no such batch). The
@@ -292,10 +328,7 @@ pub(super) async fn csv_download(store: &dyn Store, uid: &str) -> Result<Respons
             "No message of batch {uid} has been received."
         )));
     };
-    let disposition = format!(
-        "attachment; filename=\"batch-{}.csv\"",
-        uid.replace(['"', '\\', '\r', '\n'], "_")
-    );
+    let disposition = format!("attachment; filename=\"{}\"", csv_file_name(uid));
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),

@@ -1,7 +1,7 @@
 //! Authentication of pushes by the `UserName` and `Authorization` headers that the
 //! InnoPaaS console adds to every request. Compared in constant time; values never logged.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
@@ -43,13 +43,16 @@ impl Auth {
         let mut ok = true;
         let mut wrong = Vec::new();
         for (name, expected) in &self.expected {
-            let got = headers.get(*name).map(|v| v.as_bytes());
-            let matched = bool::from(got.unwrap_or_default().ct_eq(expected));
+            let got = only(headers, name);
+            let given = got.map(|v| v.as_bytes()).unwrap_or_default();
+            let matched = bool::from(given.ct_eq(expected)) & got.is_some();
             ok &= matched;
             if !matched {
-                wrong.push(match got {
-                    None => format!("no {} header", display_name(name)),
-                    Some(_) => format!("{} does not match", display_name(name)),
+                let given = headers.get_all(*name).iter().count();
+                wrong.push(match given {
+                    0 => format!("no {} header", display_name(name)),
+                    1 => format!("{} does not match", display_name(name)),
+                    _ => format!("{} given {given} times", display_name(name)),
                 });
             }
         }
@@ -90,4 +93,12 @@ fn display_name(name: &str) -> &'static str {
         "username" => "UserName",
         _ => "Authorization",
     }
+}
+
+/// The one value of header `name`; none when it is missing or given more than once (an
+/// ambiguous request: a proxy and innohook could each read another of the values).
+pub(super) fn only<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() { None } else { first }
 }

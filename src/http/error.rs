@@ -23,6 +23,8 @@ pub enum ApiError {
         limit: usize,
     },
     UnsupportedMediaType,
+    /// A `Content-Encoding` other than identity.
+    UnsupportedEncoding,
     MethodNotAllowed {
         allow: &'static str,
     },
@@ -102,6 +104,12 @@ impl IntoResponse for ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "Send the event as JSON with the header Content-Type: application/json.".to_owned(),
+                None,
+            ),
+            Self::UnsupportedEncoding => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_encoding",
+                "Compressed bodies are not accepted: send the event uncompressed, without a Content-Encoding header. Nothing was stored.".to_owned(),
                 None,
             ),
             Self::MethodNotAllowed { allow } => {

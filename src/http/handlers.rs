@@ -38,6 +38,9 @@ pub async fn webhook(
     if !is_json(&headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
+    if is_encoded(&headers) {
+        return Err(ApiError::UnsupportedEncoding);
+    }
     let body = body.map_err(|e| match e {
         BytesRejection::FailedToBufferBody(_) if e.status() == 413 => ApiError::PayloadTooLarge {
             limit: state.max_body_bytes,
@@ -94,6 +97,15 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A body sent compressed (gzip and the like): not decoded, so not kept either, as it
+/// would only be an unreadable dead letter.
+fn is_encoded(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
 }
 
 /// `GET /healthz`: the process is up.

@@ -1,5 +1,5 @@
 //! The request layer: every request gets an id (`x-request-id`, kept if the client sent
-//! one, sent back on the answer), runs in a `request` span carrying that id, and its
+//! a plain one, sent back on the answer), runs in a `request` span carrying that id, and its
 //! latency goes to `innohook_request_duration_seconds` by status.
 //!
 //! tower-http's request-id, propagate and trace layers did this together for about 2,200
@@ -55,7 +55,7 @@ where
     fn call(&mut self, mut req: Request) -> Self::Future {
         let started = Instant::now();
         let headers = req.headers_mut();
-        let id = match headers.get(&X_REQUEST_ID) {
+        let id = match headers.get(&X_REQUEST_ID).filter(|id| is_plain_id(id)) {
             Some(id) => id.clone(),
             None => {
                 let id = new_request_id();
@@ -83,6 +83,13 @@ where
             .instrument(span),
         )
     }
+}
+
+/// A client's request id is kept only if it reads plainly in a log line: up to 128
+/// printable ASCII characters. Otherwise the request gets an id of its own.
+fn is_plain_id(id: &HeaderValue) -> bool {
+    let id = id.as_bytes();
+    (1..=128).contains(&id.len()) && id.iter().all(u8::is_ascii_graphic)
 }
 
 /// Logs the end of a request (as tower-http's trace layer did) and records its latency.

@@ -71,6 +71,40 @@ struct Delivery {
     dead: Vec<UndeliveredEvent>,
     /// Set aside: failed while others got through, or behind such an event.
     parked: Vec<(ParkedEvent, StoredEvent)>,
+    /// The seqs still being retried when a stop came: owed, delivered at the next start.
+    unfinished: Vec<i64>,
+}
+
+impl Delivery {
+    /// What to record of a batch of `seqs` (every event read, wanted or not, in seq
+    /// order): all of it, or after a stop everything up to the first unfinished event
+    /// (the next start reads the batch again from there). New events move the cursor;
+    /// replayed ones leave the queue when done (also those the filters now skip).
+    fn progress(&self, seqs: &[i64], replaying: bool) -> Progress {
+        let owed = |seq: i64| self.unfinished.contains(&seq);
+        let kept = |seq: i64| replaying || self.unfinished.iter().all(|&u| seq < u);
+        let (cursor, replayed) = if replaying {
+            (None, seqs.iter().copied().filter(|&s| !owed(s)).collect())
+        } else {
+            (
+                seqs.iter().copied().take_while(|&s| !owed(s)).last(),
+                Vec::new(),
+            )
+        };
+        Progress {
+            cursor,
+            replayed,
+            dead: (self.dead.iter())
+                .filter(|d| kept(d.seq))
+                .cloned()
+                .collect(),
+            parked: (self.parked.iter())
+                .filter(|(p, _)| kept(p.seq))
+                .map(|(p, _)| p.clone())
+                .collect(),
+            unparked: Vec::new(),
+        }
+    }
 }
 
 /// A sink's failure state as recorded in the store ([`Store::record_sink_error`]).
@@ -283,12 +317,9 @@ impl Runner {
             let batch = self.config.common.batch_size.max(1);
             let due = self.parked.due(Utc::now(), batch);
             if !due.is_empty() {
-                let retried = tokio::select! {
-                    r = self.retry_parked(due, stop) => r,
+                let delivery = tokio::select! {
+                    r = self.retry_parked(due) => r,
                     _ = lost.wait_for(|l| *l) => return Halt::LeaseLost,
-                };
-                let Ok(delivery) = retried else {
-                    return Halt::Stopped;
                 };
                 let (done, dead) = (delivery.delivered, delivery.dead.len());
                 let progress = Progress {
@@ -343,7 +374,7 @@ impl Runner {
                     continue;
                 }
             };
-            let Some(last) = events.last().map(|e| e.seq) else {
+            if events.is_empty() {
                 // (Once the store is gone, `changed` fails at once: then the branch is
                 // off and the runner waits for its next poll or the stop.)
                 let wake = self
@@ -358,13 +389,8 @@ impl Runner {
                     _ = stop.wait_for(|s| *s) => return Halt::Stopped,
                 }
                 continue;
-            };
-            // Every replayed seq leaves the queue, also those the filters now skip.
-            let replayed: Vec<i64> = if replaying {
-                events.iter().map(|e| e.seq).collect()
-            } else {
-                Vec::new()
-            };
+            }
+            let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
             // Events of a message with an event set aside wait behind it.
             let (behind, wanted): (Vec<StoredEvent>, Vec<StoredEvent>) = events
                 .into_iter()
@@ -372,29 +398,25 @@ impl Runner {
                 .partition(|e| self.parked.holds_back(e));
             // A delivery in flight when the lease is lost is abandoned: the replica that
             // took over delivers the batch again from the recorded cursor.
+            // A stop lets a delivery that has started finish (see `deliver`).
             let mut delivery = tokio::select! {
-                d = self.deliver(&wanted, stop) => match d {
-                    Ok(d) => d,
-                    Err(Stopped) => return Halt::Stopped,
-                },
+                d = self.deliver(&wanted, stop) => d,
                 _ = lost.wait_for(|l| *l) => return Halt::LeaseLost,
             };
             let now = Utc::now();
             delivery
                 .parked
                 .extend(behind.into_iter().map(|e| (waiting(&e, now), e)));
-            let cursor = (!replaying).then_some(last);
             // The cursor moves only once the store has recorded the outcome.
-            let (done, undelivered) = (delivery.delivered, delivery.dead.len());
-            let progress = Progress {
-                cursor,
-                dead: delivery.dead,
-                replayed,
-                parked: delivery.parked.iter().map(|(p, _)| p.clone()).collect(),
-                unparked: Vec::new(),
-            };
+            let progress = delivery.progress(&seqs, replaying);
+            let cursor = progress.cursor.filter(|&c| c > self.cursor);
+            let (done, undelivered) = (delivery.delivered, progress.dead.len());
+            let progress = Progress { cursor, ..progress };
             if let Err(halt) = self.record(name, lease, progress, stop).await {
                 return halt;
+            }
+            if !delivery.unfinished.is_empty() {
+                return Halt::Stopped;
             }
             for (p, e) in delivery.parked {
                 self.parked.insert(p, e);
@@ -475,11 +497,13 @@ impl Runner {
     /// order sets aside what failed when other events got through, or when the failures
     /// are all one message's (the failure is then the events' own, not the target's): it
     /// is retried on its own while the rest goes on.
-    async fn deliver(
-        &self,
-        events: &[StoredEvent],
-        stop: &mut watch::Receiver<bool>,
-    ) -> Result<Delivery, Stopped> {
+    ///
+    /// A stop is heard between attempts: what is still being retried then is
+    /// `unfinished`. An attempt that has started is let finish (it is bounded by the
+    /// sink's own timeout, and the server waits a second for its sinks): abandoned, it
+    /// would leave done (a line appended, a request answered) what the store does not
+    /// know is done, to be done again at the next start.
+    async fn deliver(&self, events: &[StoredEvent], stop: &mut watch::Receiver<bool>) -> Delivery {
         let name = self.sink.name();
         let policy = self.config.retry_policy();
         let by_message = self.sink.keeps_message_order();
@@ -491,10 +515,7 @@ impl Runner {
         let mut sent: std::collections::HashMap<i64, u32> = Default::default();
         let mut attempt = 1;
         while !pending.is_empty() {
-            let results = tokio::select! {
-                r = self.sink.deliver(&pending) => r,
-                _ = stop.wait_for(|s| *s) => return Err(Stopped),
-            };
+            let results = self.sink.deliver(&pending).await;
             // The sink is failing while it retries; an event it refused for good is a
             // dead letter, with its own reason, and says nothing about the sink.
             let mut failed = None;
@@ -607,26 +628,23 @@ impl Runner {
                 error = last_error,
                 "Sink delivery failed; retrying."
             );
-            pause(wait, stop).await?;
+            if pause(wait, stop).await.is_err() {
+                out.unfinished = pending.iter().map(|e| e.seq).collect();
+                break;
+            }
             attempt += 1;
         }
-        Ok(out)
+        out
     }
 
     /// Tries again the set-aside events whose time has come (one per message); takes
     /// the delivered ones out of `self.parked` and reschedules or dead-letters the rest.
-    async fn retry_parked(
-        &mut self,
-        due: Vec<(ParkedEvent, StoredEvent)>,
-        stop: &mut watch::Receiver<bool>,
-    ) -> Result<Retried, Stopped> {
+    async fn retry_parked(&mut self, due: Vec<(ParkedEvent, StoredEvent)>) -> Retried {
         let name = self.sink.name().to_owned();
         let policy = self.config.retry_policy();
         let events: Vec<StoredEvent> = due.iter().map(|(_, e)| e.clone()).collect();
-        let results = tokio::select! {
-            r = self.sink.deliver(&events) => r,
-            _ = stop.wait_for(|s| *s) => return Err(Stopped),
-        };
+        // Let finish when a stop comes, as in `deliver`.
+        let results = self.sink.deliver(&events).await;
         assert_eq!(
             results.len(),
             due.len(),
@@ -691,7 +709,7 @@ impl Runner {
         if failed.is_some() || out.delivered > 0 {
             self.report(failed).await;
         }
-        Ok(out)
+        out
     }
 }
 

@@ -313,7 +313,7 @@ async fn a_dead_letter_is_replayed_from_the_browser_after_a_confirmation() {
         return;
     };
     let target = Target::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;
-    target.state.lock().unwrap().refuse = Some("refuse-me".into());
+    target.state.lock().unwrap().refuse("refuse-me");
     let app = app_with_dashboard(&forward_sink(&target.url())).await;
     for v in [
         campaign_status("ok", "fine", "b", "read", 1),

@@ -354,7 +354,7 @@ async fn signing_in_sets_a_strict_expiring_cookie_and_signing_out_ends_the_sessi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_overview_counts_what_was_posted() {
     let target = Target::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;
-    target.state.lock().unwrap().refuse = Some("refuse-me".into());
+    target.state.lock().unwrap().refuse("refuse-me");
     let app = app_with_dashboard(&forward_sink(&target.url())).await;
     // 6 accepted (one of another type, one refused by the sink), 3 duplicates, 2 rejected.
     let mut events: Vec<(Value, &str)> = (0..4)
@@ -622,7 +622,7 @@ async fn a_message_is_found_by_id_wamid_or_phone_with_its_timeline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_shown_and_replayed_by_a_post_from_the_page_only() {
     let target = Target::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;
-    target.state.lock().unwrap().refuse = Some("refuse-me".into());
+    target.state.lock().unwrap().refuse("refuse-me");
     let app = app_with_dashboard(&forward_sink(&target.url())).await;
     post_all(
         &app,

@@ -248,3 +248,25 @@ fn rejection_serialises_as_the_http_error_body_fields() {
     assert_eq!(v["code"], "not_an_object");
     assert_eq!(v["field"], Value::Null);
 }
+
+/// Thousands of undocumented fields (5,000 fit in the default 64 KiB body) do not bring
+/// thousands of warnings to store and to write in every sink line: the first 20 are kept,
+/// and a last one says how many more were left out.
+#[test]
+fn warnings_are_capped_and_say_how_many_were_left_out() {
+    let mut v = seed("read");
+    for i in 0..5000 {
+        v["body"][format!("x{i}")] = json!(0);
+    }
+    let input = bytes(v);
+    assert!(input.len() <= 65_536, "{} bytes", input.len());
+    let warnings = parse(&input).unwrap().warnings;
+    assert_eq!(warnings.len(), 21);
+    assert!(warnings[..20].iter().all(|w| w.code == "unknown_field"));
+    assert_eq!(warnings[20].code, "too_many_warnings");
+    assert!(
+        warnings[20].message.starts_with("4980 more warnings"),
+        "{}",
+        warnings[20].message
+    );
+}

@@ -50,7 +50,7 @@ fn object_at<'a>(v: &'a mut Value, parent: Option<&str>) -> &'a mut serde_json::
     cur.as_object_mut().expect("an object")
 }
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -377,19 +377,32 @@ impl Drop for BinaryServer {
 /// What the forward target received and how it behaves.
 #[derive(Default)]
 pub struct TargetState {
+    /// What it answered 200, as it arrived.
     pub received: Vec<(HeaderMap, Bytes)>,
-    /// Bodies containing this text are refused with 400.
-    pub refuse: Option<String>,
+    /// How many requests arrived, whatever the answer.
+    pub arrived: usize,
+    /// Answers for the next requests, in order, before any rule below (e.g. 503, 429,
+    /// then 200s).
+    pub script: VecDeque<StatusCode>,
+    /// Bodies containing the text get this answer.
+    pub refuse: Option<(String, StatusCode)>,
+    /// Each answer is sent this long after the request arrived.
+    pub delay: Duration,
     /// Never answer.
     pub hang: bool,
-    /// Answers to give first, in order, before any other rule (e.g. 503, 429, then 200s).
-    pub script: std::collections::VecDeque<u16>,
     /// Answer 503 to this share of requests, drawn from this seeded generator.
     pub flaky: Option<(f64, fastrand::Rng)>,
     /// Bodies containing this text get 503 (one message's trouble).
     pub unavailable_for: Option<String>,
     /// Every request, answered or not: (headers, body, status answered).
     pub attempts: Vec<(HeaderMap, Bytes, u16)>,
+}
+
+impl TargetState {
+    /// Bodies containing `text` are refused with 400.
+    pub fn refuse(&mut self, text: &str) {
+        self.refuse = Some((text.into(), StatusCode::BAD_REQUEST));
+    }
 }
 
 /// A real HTTP server on loopback standing in for the customer's system.
@@ -405,37 +418,45 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let (hang, answer) = {
+    let (answer, hang, delay) = {
         let mut s = state.lock().unwrap();
+        s.arrived += 1;
         let text = String::from_utf8_lossy(&body);
-        let answer = if let Some(code) = s.script.pop_front() {
-            code
-        } else if s.refuse.as_ref().is_some_and(|r| text.contains(r.as_str())) {
-            400
+        let answer = if let Some(scripted) = s.script.pop_front() {
+            scripted
+        } else if let Some((_, refusal)) =
+            s.refuse.as_ref().filter(|(r, _)| text.contains(r.as_str()))
+        {
+            *refusal
         } else if s
             .unavailable_for
             .as_ref()
             .is_some_and(|r| text.contains(r.as_str()))
         {
-            503
+            StatusCode::SERVICE_UNAVAILABLE
         } else if let Some((share, rng)) = &mut s.flaky
             && rng.f64() < *share
         {
-            503
+            StatusCode::SERVICE_UNAVAILABLE
         } else {
-            200
+            StatusCode::OK
         };
-        (s.hang, answer)
+        // Kept on arrival: what a target received stays received, even if the sender
+        // gives up on the answer.
+        if !s.hang {
+            s.attempts
+                .push((headers.clone(), body.clone(), answer.as_u16()));
+            if answer == StatusCode::OK {
+                s.received.push((headers, body));
+            }
+        }
+        (answer, s.hang, s.delay)
     };
     if hang {
         std::future::pending::<()>().await;
     }
-    let mut s = state.lock().unwrap();
-    s.attempts.push((headers.clone(), body.clone(), answer));
-    if answer == 200 {
-        s.received.push((headers, body));
-    }
-    StatusCode::from_u16(answer).unwrap()
+    tokio::time::sleep(delay).await;
+    answer
 }
 
 impl Target {
@@ -471,6 +492,20 @@ impl Target {
 
     pub fn url(&self) -> String {
         format!("http://{}/in", self.addr)
+    }
+
+    /// The `X-Innohook-Seq` of every request answered 200, in order.
+    pub fn received_seqs(&self) -> Vec<i64> {
+        let mut seqs: Vec<i64> = self
+            .state
+            .lock()
+            .unwrap()
+            .received
+            .iter()
+            .map(|(h, _)| h["x-innohook-seq"].to_str().unwrap().parse().unwrap())
+            .collect();
+        seqs.sort_unstable();
+        seqs
     }
 
     /// The envelope ids received (`X-Innohook-Event-Id`).

@@ -148,6 +148,17 @@ async fn auth_headers_must_both_match_and_nothing_is_stored_otherwise() {
         vec![("Authorization", "Bearer s3cret")],
         vec![("UserName", "acme"), ("Authorization", "Bearer s3cre")],
         vec![("UserName", "ACME"), ("Authorization", "Bearer s3cret")],
+        // Ambiguous: two values of one header, whichever comes first.
+        vec![
+            ("UserName", "acme"),
+            ("Authorization", "Bearer s3cret"),
+            ("Authorization", "Bearer other"),
+        ],
+        vec![
+            ("UserName", "acme"),
+            ("UserName", "acme"),
+            ("Authorization", "Bearer s3cret"),
+        ],
     ] {
         let (status, body) = answer(send(&headers).await.unwrap()).await;
         assert_eq!(
@@ -219,6 +230,26 @@ async fn size_type_method_and_path_errors_are_json() {
         )
         .await;
     assert_eq!(res.status(), 200);
+
+    // A compressed body is refused with a sentence, not kept as an unreadable dead letter.
+    let mut gzipped = b"\x1f\x8b\x08\x00".to_vec();
+    gzipped.extend(seed_bytes("failed"));
+    let res = app
+        .client
+        .post(app.url("/webhook"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gzipped)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(res).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (415, Some("unsupported_encoding"))
+    );
+    assert!(body["message"].as_str().unwrap().contains("uncompressed"));
+    assert!(app.store.dead_letters().await.unwrap().is_empty());
 
     let res = app.client.get(app.url("/webhook")).send().await.unwrap();
     assert_eq!(res.headers()["allow"], "POST");

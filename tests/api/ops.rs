@@ -322,3 +322,30 @@ async fn config_example_serves_as_it_is() {
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap()
 }
+
+/// A client's `x-request-id` is kept (and sent back) only when it reads plainly in a log
+/// line: up to 128 printable ASCII characters. Another gets an id of the server's own.
+#[tokio::test]
+async fn a_request_id_is_kept_only_when_it_is_plain() {
+    let app = spawn_app().await;
+    let long = "x".repeat(200);
+    for (sent, kept) in [
+        ("req-7f3a:1", true),
+        (long.as_str(), false),
+        ("two words", false),
+    ] {
+        let res = app
+            .client
+            .get(app.url("/healthz"))
+            .header("x-request-id", sent)
+            .send()
+            .await
+            .unwrap();
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        if kept {
+            assert_eq!(id, sent);
+        } else {
+            assert_eq!(id.len(), 36, "{sent:?} gave {id:?}");
+        }
+    }
+}

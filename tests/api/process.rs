@@ -115,42 +115,102 @@ async fn sigterm_finishes_and_exits_0_within_10_seconds() {
     );
 }
 
+/// SIGTERM while 16 senders post: exit 0 within the 10 s promised, every event answered
+/// 200 in the store, and the WAL checkpointed into the database (its file empty or gone:
+/// `innohook.db` alone holds the store, as a file copy after a stop expects).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_exits_0_with_every_200_stored_and_the_wal_checkpointed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &server_toml(dir.path()));
+    let mut server = BinaryServer::start(&path);
+    let (acked, senders) = send_until_refused(server.addr, 16);
+    poll_until("300 events answered 200", 60, async || {
+        (acked.lock().unwrap().len() >= 300).then_some(())
+    })
+    .await;
+    let sent = Instant::now();
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    for s in senders {
+        s.await.unwrap();
+    }
+    let store = dir.path().join("store");
+    let wal = std::fs::metadata(store.join("innohook.db-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the WAL still holds {wal} bytes");
+    // The database file alone, without the WAL beside it, holds every acknowledged event.
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(store.join("innohook.db"), copy.path().join("innohook.db")).unwrap();
+    let stored: HashSet<String> = open_store(copy.path())
+        .await
+        .events_after(0, 1_000_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.message_id)
+        .collect();
+    let acked = acked.lock().unwrap().clone();
+    let lost: Vec<_> = acked.iter().filter(|m| !stored.contains(*m)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged events lost: {lost:?}",
+        lost.len(),
+        acked.len()
+    );
+}
+
+/// `senders` tasks posting new status events to the server at `addr` until one is not
+/// answered 200; the message ids answered 200.
+fn send_until_refused(
+    addr: std::net::SocketAddr,
+    senders: usize,
+) -> (Arc<Mutex<Vec<String>>>, Vec<tokio::task::JoinHandle<()>>) {
+    let url = format!("http://{addr}/webhook");
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let tasks = (0..senders)
+        .map(|s| {
+            let (url, acked) = (url.clone(), acked.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                for i in 0..100_000 {
+                    let message = format!("m-{s}-{i}");
+                    let event = status_event(&format!("e-{s}-{i}"), &message, "read");
+                    let sent = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(event.to_string())
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(res) if res.status() == 200 => acked.lock().unwrap().push(message),
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    (acked, tasks)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_answered_200_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &server_toml(dir.path()));
     let server = BinaryServer::start(&path);
-    let url = format!("http://{}/webhook", server.addr);
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut senders = Vec::new();
-    for s in 0..16 {
-        let (url, acked) = (url.clone(), acked.clone());
-        senders.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            for i in 0..100_000 {
-                let message = format!("m-{s}-{i}");
-                let event = status_event(&format!("e-{s}-{i}"), &message, "read");
-                let sent = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(event.to_string())
-                    .send()
-                    .await;
-                match sent {
-                    Ok(res) if res.status() == 200 => acked.lock().unwrap().push(message),
-                    _ => return,
-                }
-            }
-        }));
-    }
-    let start = Instant::now();
-    while acked.lock().unwrap().len() < 300 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "senders made no progress"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (acked, senders) = send_until_refused(server.addr, 16);
+    poll_until("300 events answered 200", 60, async || {
+        (acked.lock().unwrap().len() >= 300).then_some(())
+    })
+    .await;
     server.kill();
     for s in senders {
         s.await.unwrap();
@@ -248,4 +308,52 @@ fn a_second_server_on_the_same_store_is_refused() {
             .contains("another innohook is already serving the store")
     );
     first.kill();
+}
+
+/// The store's directory deleted, or its database file replaced, while the server runs:
+/// pushes get 503, never 200 for an event the next start would not find, `/readyz` says
+/// 503, and the log says what happened.
+#[tokio::test]
+async fn a_store_deleted_or_replaced_while_running_answers_503_and_says_why() {
+    for replace in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!("sinks = []\n{}", server_toml(dir.path()));
+        let config = write_config(dir.path(), &toml);
+        let server = BinaryServer::start(&config);
+        let store = dir.path().join("store");
+        let post = async |i: usize| {
+            let event = status_event(&format!("e{i}"), &format!("m{i}"), "read");
+            server.post(event.to_string()).await.status()
+        };
+        assert_eq!(post(1).await, 200);
+        if replace {
+            std::fs::copy(store.join("innohook.db"), dir.path().join("other.db")).unwrap();
+            std::fs::rename(dir.path().join("other.db"), store.join("innohook.db")).unwrap();
+        } else {
+            std::fs::remove_dir_all(&store).unwrap();
+        }
+        assert_eq!(post(2).await, 503, "replaced: {replace}");
+        let readyz = format!("http://{}/readyz", server.addr);
+        poll_until("/readyz 503", 10, async || {
+            let res = reqwest::get(&readyz).await.unwrap();
+            (res.status() == 503).then_some(())
+        })
+        .await;
+        assert!(
+            server
+                .log_lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("was deleted or replaced while innohook ran")),
+            "replaced: {replace}"
+        );
+        server.kill();
+        if !replace {
+            // The next start opens a new store: event 2 is not there, and was never 200.
+            let server = BinaryServer::start(&config);
+            assert_eq!(open_store(&store).await.count_events().await.unwrap(), 0);
+            server.kill();
+        }
+    }
 }

@@ -356,6 +356,16 @@ async fn the_api_needs_its_token_and_says_404_for_what_it_has_not_seen() {
             .unwrap();
         assert_eq!(res.status(), expected, "{header}");
     }
+    // Two Authorization headers are ambiguous, even when the first one is right.
+    let res = app
+        .client
+        .get(app.url("/api/messages/m1"))
+        .bearer_auth(TOKEN)
+        .header("authorization", "Bearer other")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
     let (status, body) = get(&app, "/api/messages/nope").await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
     assert_eq!(get(&app, "/api/batches/nope").await.0, 404);
@@ -448,6 +458,65 @@ async fn fetch_all(app: &TestApp, query: &str) -> Vec<(i64, Value)> {
     }
 }
 
+/// A write that fails inside a group commit has the commit redone write by write, with a
+/// savepoint around each, so that it fails alone. Seen from outside: a burst from 32
+/// senders with poisoned events among them (a trigger makes their insert fail). Each
+/// poisoned one gets 503 and leaves nothing behind; each other one gets 200 and counts
+/// once, in its batch and in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_event_in_a_burst_fails_alone_and_its_neighbours_count_once() {
+    let app = Arc::new(api_app().await);
+    let db = app.config.store.dir.join("innohook.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.message_id LIKE 'poison-%'
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+        )
+        .unwrap();
+    const SENDERS: usize = 32;
+    const EACH: usize = 20;
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|s| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for i in 0..EACH {
+                    let poisoned = i % 5 == 4;
+                    let msg = format!("{}-{s}-{i}", if poisoned { "poison" } else { "m" });
+                    let status = ["delivered", "read", "failed"][i % 3];
+                    let code = (status == "failed").then_some("131026");
+                    let body = event(&format!("e-{s}-{i}"), &msg, "burst", status, 1, code);
+                    let res = app.post(body.to_string()).await;
+                    answers.push((msg, status, poisoned, res.status().as_u16()));
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut stored = BTreeMap::new();
+    for sender in senders {
+        for (msg, status, poisoned, code) in sender.await.unwrap() {
+            assert_eq!(code, if poisoned { 503 } else { 200 }, "{msg}");
+            if poisoned {
+                assert_eq!(get(&app, &format!("/api/messages/{msg}")).await.0, 404);
+            } else {
+                stored.insert(msg, status);
+            }
+        }
+    }
+    assert_eq!(stored.len(), SENDERS * EACH * 4 / 5);
+    assert_eq!(app.stored().await, stored.len() as i64);
+    let count = |s: &str| stored.values().filter(|v| **v == s).count();
+    let (status, batch) = get(&app, "/api/batches/burst").await;
+    assert_eq!(status, 200, "{batch}");
+    assert_eq!(batch["messages"], stored.len());
+    assert_eq!(batch["delivered"], count("delivered"));
+    assert_eq!(batch["read"], count("read"));
+    assert_eq!(batch["failed"], count("failed"));
+    assert_eq!(batch["failures"][0]["messages"], count("failed"), "{batch}");
+}
+
 #[tokio::test]
 async fn a_batch_downloads_as_csv_one_row_per_message() {
     let app = api_app().await;
@@ -481,4 +550,56 @@ async fn a_batch_downloads_as_csv_one_row_per_message() {
         "{}",
         lines[2]
     );
+}
+
+/// Values from the wire in `messages.csv` cannot run as formulas when an operator opens
+/// the file in a spreadsheet (OWASP, CSV injection): a cell beginning with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return gets a leading `'`, unless it is a plain number (a
+/// phone number, a negative error code). And a uid with a control character gets a
+/// download with a safe file name, not a 500.
+#[tokio::test]
+async fn the_csv_neutralises_formulas_and_any_uid_gets_a_safe_file_name() {
+    let app = api_app().await;
+    let uid = "b\u{1}\"x";
+    let mut hostile = event("e1", "@SUM(A1)", uid, "failed", 1, Some("-131026"));
+    hostile["body"]["wamid"] = json!("=HYPERLINK(\"http://x\")");
+    hostile["body"]["sendPhone"] = json!("+6512345678");
+    hostile["body"]["errorData"]["errorMessage"] = json!("+cmd|' /C calc'!A0");
+    let mut odd = event("e2", "m2", uid, "read", 2, None);
+    odd["body"]["wamid"] = json!("-2+3");
+    odd["body"]["sendPhone"] = json!("\t65");
+    for e in [hostile, odd] {
+        assert_eq!(app.post(e.to_string()).await.status(), 200);
+    }
+    let res = app
+        .client
+        .get(app.url("/api/batches/b%01%22x/messages.csv"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-disposition"],
+        "attachment; filename=\"batch-b__x.csv\""
+    );
+    let text = res.text().await.unwrap();
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(text.as_bytes())
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    let cells = |row: &csv::StringRecord| -> Vec<String> {
+        [0, 1, 2, 7, 8].iter().map(|&i| row[i].to_owned()).collect()
+    };
+    assert_eq!(
+        cells(&rows[0]),
+        [
+            "'@SUM(A1)",
+            "'=HYPERLINK(\"http://x\")",
+            "+6512345678",
+            "-131026",
+            "'+cmd|' /C calc'!A0"
+        ]
+    );
+    assert_eq!(cells(&rows[1]), ["m2", "'-2+3", "'\t65", "", ""]);
 }

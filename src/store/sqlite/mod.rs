@@ -125,6 +125,7 @@ impl SqliteStore {
         };
         let mut conn = connect(dir, OpenFlags::default())
             .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", dir.display()))?;
+        let file = writer::DbFile::opened(dir.join(DB_FILE));
         // A client migrates only when no server holds the store (which has migrated it).
         if lock.is_some() || take_lock(dir).is_ok() {
             schema::migrate(&mut conn)?;
@@ -154,7 +155,7 @@ impl SqliteStore {
             .spawn(move || {
                 let wal = Arc::new(writer::WalState::default());
                 let checkpoints = checkpointer.map(|c| writer::spawn_checkpointer(c, wal.clone()));
-                writer::run(conn, rx, seq_tx, &window, &wal);
+                writer::run(conn, rx, seq_tx, &window, &wal, file);
                 wal.stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 if let Some(c) = checkpoints {
                     let _ = c.join();
@@ -188,7 +189,32 @@ impl SqliteStore {
     }
 }
 
+/// How the connection that commits is set up to keep what it commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Durability {
+    /// `wal`: readers beside the writer, one fsync per commit.
+    pub journal_mode: String,
+    /// SQLite's level: 0 OFF, 1 NORMAL, 2 FULL (fsync at every commit), 3 EXTRA.
+    pub synchronous: i64,
+}
+
 impl SqliteStore {
+    /// The journal mode and sync level of the writer's own connection, read on it: what
+    /// every 200 relies on.
+    pub async fn durability(&self) -> StoreResult<Durability> {
+        self.write(|tx| {
+            Ok(Durability {
+                journal_mode: tx
+                    .conn
+                    .pragma_query_value(None, "journal_mode", |r| r.get(0))?,
+                synchronous: tx
+                    .conn
+                    .pragma_query_value(None, "synchronous", |r| r.get(0))?,
+            })
+        })
+        .await
+    }
+
     /// Caps the database file at `pages` pages (SQLite's `max_page_count`; at least its
     /// current size), or lifts the cap: how the fault tests stand in for a full disk.
     pub async fn cap_pages(&self, pages: Option<i64>) -> StoreResult<()> {

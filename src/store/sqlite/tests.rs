@@ -1,5 +1,6 @@
-//! Tests of what is SQLite's own: the group commit's savepoint path, the commit clock,
-//! the WAL bound, stores from older schemas. The contract tests cover the rest.
+//! Tests of what is SQLite's own: the durability settings of the writing connection, the
+//! group commit's savepoint path, the commit clock, the WAL bound, stores from older
+//! schemas. The contract tests cover the rest.
 
 use std::time::Duration;
 
@@ -42,6 +43,25 @@ async fn accept(store: &SqliteStore, event: &Accepted) -> Outcome {
         .accept(event, Bytes::from_static(b"{}"))
         .await
         .expect("stored")
+}
+
+/// Every 200 relies on the writer's connection committing to a WAL with an fsync at
+/// every commit (`synchronous = FULL`): with OFF or NORMAL a commit returns before the
+/// data is on disk, which no kill test can see (the page cache survives a killed
+/// process). Read on the connection that writes, for a server and for a command.
+#[tokio::test]
+async fn the_writer_commits_to_a_wal_with_an_fsync_per_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = Durability {
+        journal_mode: "wal".into(),
+        synchronous: 2,
+    };
+    let server = SqliteStore::open(dir.path(), Role::Server).unwrap();
+    assert_eq!(server.durability().await.unwrap(), expected);
+    let client = SqliteStore::open(dir.path(), Role::Client).unwrap();
+    assert_eq!(client.durability().await.unwrap(), expected);
+    client.close().await;
+    server.close().await;
 }
 
 /// Batch counters are gathered per transaction and written at its end: many events

@@ -198,6 +198,7 @@ pub(super) fn run(
     last_seq: watch::Sender<i64>,
     recent: &Recent,
     wal: &WalState,
+    mut file: DbFile,
 ) {
     let mut clock = CommitTime::seeded(&conn);
     let mut pending = Pending::default();
@@ -223,7 +224,12 @@ pub(super) fn run(
         let started = std::time::Instant::now();
         clock.stamp();
         pending.keep_recent = recent.keeps_events();
-        let commit = commit_batch(&mut conn, &mut batch, &clock, &mut pending);
+        // Committed, and to the file the next start opens: only then is a write done.
+        let commit = if file.lost {
+            Err(file.lost_error())
+        } else {
+            commit_batch(&mut conn, &mut batch, &clock, &mut pending).and_then(|()| file.check())
+        };
         metrics::histogram!(crate::metrics::COMMIT_DURATION)
             .record(started.elapsed().as_secs_f64());
         metrics::histogram!(crate::metrics::COMMIT_BATCH).record(size as f64);
@@ -366,6 +372,65 @@ fn write_counts(conn: &Connection, at: &CommitTime, counted: &Counts) -> rusqlit
         .execute(rusqlite::params![hour, outcome.as_str(), status, n])?;
     }
     Ok(())
+}
+
+/// The database file the writer commits to, as it was opened. With the store's directory
+/// deleted, or its file replaced, while the server runs, commits still succeed, into a
+/// file that the next start does not open: every event answered 200 from then on would
+/// be lost. So every commit checks, before it answers, that the path still leads to the
+/// file opened (the same device and inode); once it does not, every write fails.
+pub(super) struct DbFile {
+    path: std::path::PathBuf,
+    opened: Option<(u64, u64)>,
+    lost: bool,
+}
+
+impl DbFile {
+    /// The file at `path` now, just opened.
+    pub(super) fn opened(path: std::path::PathBuf) -> Self {
+        let opened = identity(&path);
+        Self {
+            path,
+            opened,
+            lost: false,
+        }
+    }
+
+    /// Ok while the path still leads to the file opened; once it does not, the file is
+    /// lost for good.
+    fn check(&mut self) -> Result<(), StoreError> {
+        if identity(&self.path) == self.opened {
+            return Ok(());
+        }
+        self.lost = true;
+        tracing::error!(
+            path = %self.path.display(),
+            "The store's database file was deleted or replaced while innohook ran (its directory removed, or another file moved to its path). Nothing more is stored: every push gets 503 and /readyz too, until innohook is restarted on the store that should be there."
+        );
+        Err(self.lost_error())
+    }
+
+    fn lost_error(&self) -> StoreError {
+        StoreError::Backend(format!(
+            "the store's database file {} was deleted or replaced while innohook ran",
+            self.path.display()
+        ))
+    }
+}
+
+/// The device and inode `path` leads to, if anything.
+fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Some((0, 0))
+    }
 }
 
 /// What the writer and the checkpointer share about the WAL.

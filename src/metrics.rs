@@ -19,6 +19,10 @@ pub const SINK_DELIVERED: &str = "innohook_sink_delivered_total";
 pub const SINK_RETRIED: &str = "innohook_sink_retried_total";
 pub const SINK_DEAD: &str = "innohook_sink_dead_lettered_total";
 pub const SINK_PENDING: &str = "innohook_sink_pending_events";
+pub const CONNECTIONS_OPEN: &str = "innohook_connections_open";
+pub const CONNECTIONS_LIMITED: &str = "innohook_connections_limit_reached_total";
+pub const CONNECTIONS_TIMED_OUT: &str = "innohook_connections_timed_out_total";
+pub const ACCEPT_ERRORS: &str = "innohook_accept_errors_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -95,6 +99,19 @@ fn describe() {
     describe_gauge!(
         SINK_PENDING,
         "Committed events a sink has not finished yet."
+    );
+    describe_gauge!(CONNECTIONS_OPEN, "HTTP connections open.");
+    describe_counter!(
+        CONNECTIONS_LIMITED,
+        "Times server.max_connections were open and new connections had to wait."
+    );
+    describe_counter!(
+        CONNECTIONS_TIMED_OUT,
+        "Connections closed for sending no request head in time (phase header) or idling too long (phase idle)."
+    );
+    describe_counter!(
+        ACCEPT_ERRORS,
+        "Failed accepts, by reason (open_files: out of file descriptors); each one backs off."
     );
 }
 

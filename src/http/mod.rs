@@ -1,13 +1,15 @@
-//! The HTTP surface: `POST {path}` for pushes, `/healthz`, `/readyz`.
+//! The HTTP surface: `POST {path}` for pushes, `/healthz`, `/readyz`, `/metrics`, `/api`.
 //!
 //! [`router`] builds the whole axum app from its state, so tests can drive it with
-//! `oneshot` or serve it on a real listener.
+//! `oneshot` or serve it on a real listener; [`serve`] serves it with the limits a
+//! public port needs.
 
 mod api;
 mod auth;
 mod error;
 mod handlers;
 mod middleware;
+pub mod serve;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -24,6 +26,8 @@ use tower_http::timeout::TimeoutLayer;
 
 pub use auth::Auth;
 pub use error::ApiError;
+pub use handlers::Readiness;
+pub use serve::Connections;
 
 use crate::config::ServerConfig;
 use crate::store::Store;
@@ -38,6 +42,10 @@ pub struct AppState {
     pub webhook_path: Arc<str>,
     pub max_body_bytes: usize,
     pub metrics: PrometheusHandle,
+    /// Whether connections are taken (for `/readyz`).
+    pub connections: Arc<Connections>,
+    /// The last readiness probe, shared by a burst of `/readyz` callers.
+    pub readiness: Arc<Readiness>,
 }
 
 /// Whether `path` belongs to innohook itself and cannot be the webhook path: the probes,

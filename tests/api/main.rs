@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod connections;
 mod event_props;
 mod event_rules;
 mod event_seeds;

@@ -252,14 +252,7 @@ async fn at_max_connections_new_ones_wait_and_readyz_says_why() {
     let metrics = kept.get("/metrics").await.1;
     assert!(metric(&metrics, "innohook_connections_limit_reached_total") >= 1.0);
     assert_eq!(metric(&metrics, "innohook_connections_open"), 8.0);
-    assert!(
-        server
-            .log_lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("reached server.max_connections")),
-    );
+    assert!(server.logged("reached server.max_connections"));
 
     drop(silent);
     waiting
@@ -371,14 +364,7 @@ async fn out_of_file_descriptors_the_server_backs_off_and_says_so() {
         ) >= 1.0,
         "{metrics}"
     );
-    assert!(
-        server
-            .log_lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("out of file descriptors")),
-    );
+    assert!(server.logged("out of file descriptors"));
 
     drop(flood);
     poll_until("/readyz 200", 15, async || {

@@ -344,6 +344,15 @@ impl BinaryServer {
             .unwrap()
     }
 
+    /// Whether a log line so far contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log_lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(text))
+    }
+
     pub fn kill(self) {
         drop(self);
     }

@@ -84,8 +84,7 @@ pub fn serve(config_path: Option<&Path>) -> anyhow::Result<i32> {
     runtime.block_on(async {
         let listen = config.server.listen;
         let app = crate::server::App::build(config).await?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
+        let listener = crate::http::serve::listen(listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
         app.run(listener, crate::shutdown::signal()).await
     })?;

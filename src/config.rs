@@ -48,6 +48,7 @@ impl Default for Config {
     }
 }
 
+/// The HTTP listener, the webhook endpoint, and the limits a public port needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -61,6 +62,16 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// A request (body upload and store commit) that takes longer gets 408.
     pub request_timeout_secs: u64,
+    /// Seconds a client has to send a request's head (request line and headers), counted
+    /// from connecting, or on a kept-alive connection from the request's first byte;
+    /// a client that takes longer is disconnected.
+    pub header_timeout_secs: u64,
+    /// Seconds a kept-alive connection may stay idle between requests before it is
+    /// closed. Keep it longer than the idle timeout of a proxy in front.
+    pub idle_timeout_secs: u64,
+    /// Most connections open at once; further ones wait in the kernel's queue until one
+    /// closes (`/readyz` answers 503 meanwhile).
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +81,9 @@ impl Default for ServerConfig {
             path: "/webhook".into(),
             max_body_bytes: 65_536,
             request_timeout_secs: 10,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 180,
+            max_connections: 4096,
         }
     }
 }
@@ -112,6 +126,7 @@ pub struct ApiConfig {
     pub token: Option<String>,
 }
 
+/// Where events are kept.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
@@ -200,10 +215,13 @@ impl Default for StoreConfig {
     }
 }
 
+/// Which database holds the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreBackend {
+    /// Embedded, in `[store] dir`: nothing to install, one server per store.
     Sqlite,
+    /// PostgreSQL at `[store] url`: several replicas share it.
     Postgres,
 }
 
@@ -220,6 +238,7 @@ impl StoreConfig {
     }
 }
 
+/// Logging, to stderr.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -238,10 +257,13 @@ impl Default for LogConfig {
     }
 }
 
+/// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// For people.
     Pretty,
+    /// One JSON object a line, for log collectors.
     Json,
 }
 
@@ -342,9 +364,19 @@ impl Config {
             self.server.max_body_bytes > 0,
             "server.max_body_bytes must be > 0"
         );
+        for (key, secs) in [
+            ("request_timeout_secs", self.server.request_timeout_secs),
+            ("header_timeout_secs", self.server.header_timeout_secs),
+            ("idle_timeout_secs", self.server.idle_timeout_secs),
+        ] {
+            anyhow::ensure!(
+                secs > 0,
+                "server.{key} must be at least 1: with 0 every push would time out"
+            );
+        }
         anyhow::ensure!(
-            self.server.request_timeout_secs > 0,
-            "server.request_timeout_secs must be at least 1: with 0 every push would time out"
+            self.server.max_connections > 0,
+            "server.max_connections must be at least 1"
         );
         match self.store.backend {
             StoreBackend::Sqlite => {}

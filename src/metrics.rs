@@ -27,6 +27,10 @@ pub const STORE_FREE: &str = "innohook_store_free_bytes";
 pub const STORE_LOW_DISK: &str = "innohook_store_low_disk";
 pub const STORE_PRUNED: &str = "innohook_store_pruned_total";
 pub const OLDEST_EVENT_AGE: &str = "innohook_store_oldest_event_age_seconds";
+pub const CONNECTIONS_OPEN: &str = "innohook_connections_open";
+pub const CONNECTIONS_LIMITED: &str = "innohook_connections_limit_reached_total";
+pub const CONNECTIONS_TIMED_OUT: &str = "innohook_connections_timed_out_total";
+pub const ACCEPT_ERRORS: &str = "innohook_accept_errors_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -126,6 +130,19 @@ fn describe() {
     describe_gauge!(
         SINK_PARKED,
         "Events a sink set aside to retry on their own (and those waiting behind them)."
+    );
+    describe_gauge!(CONNECTIONS_OPEN, "HTTP connections open.");
+    describe_counter!(
+        CONNECTIONS_LIMITED,
+        "Times server.max_connections were open and new connections had to wait."
+    );
+    describe_counter!(
+        CONNECTIONS_TIMED_OUT,
+        "Connections closed for sending no request head in time (phase header) or idling too long (phase idle)."
+    );
+    describe_counter!(
+        ACCEPT_ERRORS,
+        "Failed accepts, by reason (open_files: out of file descriptors); each one backs off."
     );
 }
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, StoreBackend};
-use crate::http::{self, AppState, Auth};
+use crate::http::serve::Limits;
+use crate::http::{self, AppState, Auth, Connections};
 use crate::sink::runner::Runner;
 use crate::store::{self, Role, Store};
 
@@ -83,6 +84,7 @@ impl App {
         }
         let shutting_down = Arc::new(AtomicBool::new(false));
         let low_disk = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(Connections::default());
         let state = AppState {
             store: store.clone(),
             auth,
@@ -91,7 +93,11 @@ impl App {
             max_body_bytes: config.server.max_body_bytes,
             metrics,
             low_disk: low_disk.clone(),
+            connections: connections.clone(),
+            readiness: Arc::default(),
         };
+        let limits = Limits::new(&config.server);
+        open_files_limit(limits.max_connections);
         let pruner = tokio::spawn(prune_dedup_keys(
             store.clone(),
             config.store.dedup_retention_days,
@@ -114,9 +120,9 @@ impl App {
             shutting_down.store(true, Ordering::SeqCst);
             let _ = stopping_tx.send(true);
         };
-        let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+        let server = crate::http::serve::serve(listener, app, limits, connections, signal);
         tokio::select! {
-            result = server => result?,
+            () = server => {},
             _ = async {
                 let _ = stopping_rx.wait_for(|s| *s).await;
                 tokio::time::sleep(GRACE).await;
@@ -171,4 +177,61 @@ async fn prune_dedup_keys(store: Arc<dyn Store>, days: u32) {
             Err(e) => tracing::warn!(error = %e, "Could not prune dedup keys."),
         }
     }
+}
+
+/// Files the process keeps for itself besides its connections (the store, its WAL and
+/// readers, sink files, forward connections, the runtime).
+const FILES_BESIDES_CONNECTIONS: u64 = 64;
+
+/// Raises the soft limit on open files to the hard one (every connection takes a file;
+/// 1,024, a common soft limit, is soon reached) and logs what it is, with a warning when
+/// it leaves less room than `max_connections` needs.
+// (`rlim_t` is u64 on Linux, not on every Unix.)
+#[allow(clippy::unnecessary_cast)]
+fn open_files_limit(max_connections: usize) {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only read and write the struct given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "Cannot read the open-file limit.");
+            return;
+        }
+        let before = limit.rlim_cur;
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            // SAFETY: as above.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            } else {
+                tracing::warn!(error = %std::io::Error::last_os_error(), hard = limit.rlim_max, "Cannot raise the open-file limit to its hard limit.");
+            }
+        }
+        let now = limit.rlim_cur as u64;
+        if limit.rlim_cur == before {
+            tracing::info!(open_files = now, "Open-file limit.");
+        } else {
+            tracing::info!(
+                open_files = now,
+                raised_from = before as u64,
+                "Open-file limit raised to the hard limit."
+            );
+        }
+        let room = now.saturating_sub(FILES_BESIDES_CONNECTIONS);
+        if (max_connections as u64) > room {
+            tracing::warn!(
+                open_files = now,
+                max_connections,
+                "The open-file limit leaves room for about {room} connections, fewer than server.max_connections: beyond them accepting fails (and backs off) until some close. Raise the hard limit (ulimit -Hn, systemd LimitNOFILE=, docker --ulimit nofile=) or lower server.max_connections."
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = max_connections;
 }

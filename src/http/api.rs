@@ -90,9 +90,14 @@ fn bearer_matches(headers: &HeaderMap, token: &[u8]) -> bool {
     bool::from(given.ct_eq(token))
 }
 
-fn read_failed(e: StoreError) -> ApiError {
+pub(super) fn read_failed(e: StoreError) -> ApiError {
     tracing::error!(error = %e, "Query failed.");
-    ApiError::Internal
+    // A read may need a connection to the store of its own, which takes a file.
+    if super::serve::files_exhausted_now() {
+        ApiError::Exhausted(super::serve::Exhausted::Files)
+    } else {
+        ApiError::Internal
+    }
 }
 
 async fn message(

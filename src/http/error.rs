@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::serve::Exhausted;
 use crate::event::Rejection;
 
 /// Seconds a sender is asked to wait before retrying a 503.
@@ -45,6 +46,8 @@ pub enum ApiError {
     CrossSite,
     /// `/ui`: a form without this session's synchronizer token.
     BadCsrfToken,
+    /// No more connections are taken right now (and why).
+    Exhausted(super::serve::Exhausted),
     ShuttingDown,
 }
 
@@ -128,11 +131,12 @@ impl IntoResponse for ApiError {
                 format!("Nothing here; webhooks are received at POST {webhook_path}."),
                 None,
             ),
-            Self::StoreUnavailable | Self::ShuttingDown => {
-                let message = if matches!(self, Self::ShuttingDown) {
-                    "The server is shutting down; nothing was stored. Retry later."
-                } else {
-                    "The event could not be stored safely; nothing was stored. Retry later."
+            Self::StoreUnavailable | Self::ShuttingDown | Self::Exhausted(_) => {
+                let message = match self {
+                    Self::ShuttingDown => "The server is shutting down; nothing was stored. Retry later.",
+                    Self::Exhausted(Exhausted::Connections) => "The server has server.max_connections connections open and takes no more until some close. Retry later.",
+                    Self::Exhausted(Exhausted::Files) => "The server is out of file descriptors (its open-file limit) and takes no more connections until some close. Retry later.",
+                    _ => "The event could not be stored safely; nothing was stored. Retry later.",
                 };
                 let mut res = error_response(
                     StatusCode::SERVICE_UNAVAILABLE,

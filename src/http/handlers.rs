@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState};
 use crate::event;
 use crate::metrics as m;
-use crate::store::Outcome;
+use crate::store::{Outcome, Store};
 
 /// The webhook's 200 answer: `{"status":"accepted"|"duplicate","eventId":ID}`.
 #[derive(serde::Serialize)]
@@ -113,15 +114,17 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the store takes a write right now.
+/// `GET /readyz`: connections are taken and the store takes a write right now.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     if state.shutting_down.load(Ordering::Relaxed) {
         return Err(ApiError::ShuttingDown);
     }
-    state.store.probe().await.map_err(|e| {
-        tracing::warn!(error = %e, "Readiness probe: the store cannot commit.");
-        ApiError::StoreUnavailable
-    })?;
+    if let Some(exhausted) = state.connections.exhausted() {
+        return Err(ApiError::Exhausted(exhausted));
+    }
+    if !state.readiness.probe(state.store.as_ref()).await {
+        return Err(ApiError::StoreUnavailable);
+    }
     // Still ready while commits succeed, but say so: the disk is nearly full.
     if state.low_disk.load(Ordering::Relaxed) {
         return Ok(Json(json!({
@@ -130,6 +133,38 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
         })));
     }
     Ok(Json(json!({"status": "ready"})))
+}
+
+/// The last readiness probe: it commits to the store, and needs no authentication, so a
+/// burst of callers shares one probe instead of making as many writes.
+#[derive(Default)]
+pub struct Readiness {
+    last: tokio::sync::Mutex<Option<(Instant, bool)>>,
+}
+
+impl Readiness {
+    /// How long a probe's result answers for.
+    const FRESH: Duration = Duration::from_secs(1);
+
+    /// Whether the store took a write, at most [`Readiness::FRESH`] ago: one caller
+    /// probes, the callers meanwhile wait for its result.
+    pub async fn probe(&self, store: &dyn Store) -> bool {
+        let mut last = self.last.lock().await;
+        if let Some((at, ready)) = *last
+            && at.elapsed() < Self::FRESH
+        {
+            return ready;
+        }
+        let ready = match store.probe().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "Readiness probe: the store cannot commit.");
+                false
+            }
+        };
+        *last = Some((Instant::now(), ready));
+        ready
+    }
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -2,7 +2,8 @@
 //! an `[api] token` the query API (`/api/`) and the dashboard (`/ui/`).
 //!
 //! [`router`] builds the whole axum app from its state, so tests can drive it with
-//! `oneshot` or serve it on a real listener.
+//! `oneshot` or serve it on a real listener; [`serve`] serves it with the limits a
+//! public port needs.
 
 mod api;
 
@@ -11,6 +12,7 @@ mod auth;
 mod error;
 mod handlers;
 mod middleware;
+pub mod serve;
 mod ui;
 
 use std::sync::Arc;
@@ -28,6 +30,8 @@ use tower_http::timeout::TimeoutLayer;
 
 pub use auth::Auth;
 pub use error::ApiError;
+pub use handlers::Readiness;
+pub use serve::Connections;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -44,6 +48,10 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Free space on the store's filesystem is below `store.min_free_percent`.
     pub low_disk: Arc<AtomicBool>,
+    /// Whether connections are taken (for `/readyz`).
+    pub connections: Arc<Connections>,
+    /// The last readiness probe, shared by a burst of `/readyz` callers.
+    pub readiness: Arc<Readiness>,
 }
 
 /// Whether `path` belongs to innohook itself and cannot be the webhook path: the probes,

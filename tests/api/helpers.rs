@@ -111,7 +111,7 @@ impl TestApp {
 
     async fn serve(app: App, config: Config, dir: Arc<TempDir>) -> TestApp {
         let store = app.store().clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = innohook::http::serve::listen("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(listener, async move {
@@ -155,6 +155,20 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Asks `/readyz` until it answers `status` (within 10 s; a probe's result answers
+    /// for a second) and returns the answer's body.
+    pub async fn readyz_until(&self, status: u16) -> serde_json::Value {
+        poll_until(&format!("/readyz {status}"), 10, async || {
+            let res = self.client.get(self.url("/readyz")).send().await.unwrap();
+            if res.status() == status {
+                Some(res.json().await.unwrap())
+            } else {
+                None
+            }
+        })
+        .await
     }
 
     /// POSTs a body to the webhook path as `application/json`.
@@ -361,6 +375,15 @@ impl BinaryServer {
             .unwrap()
     }
 
+    /// Whether a log line so far contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log_lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(text))
+    }
+
     pub fn kill(self) {
         drop(self);
     }
@@ -517,5 +540,21 @@ impl Target {
             .iter()
             .map(|(h, _)| h["x-innohook-event-id"].to_str().unwrap().to_owned())
             .collect()
+    }
+}
+
+/// Raises this process's soft open-file limit to its hard one: a test that opens hundreds
+/// of connections must not take the descriptors the other tests need.
+pub fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: both calls only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
     }
 }

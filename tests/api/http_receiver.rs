@@ -308,15 +308,7 @@ async fn a_full_store_answers_503_and_recovers_by_itself() {
         app.post(format!("{{{}", "x".repeat(50_000))).await.status(),
         503
     );
-    assert_eq!(
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    app.readyz_until(503).await;
     assert_eq!(
         app.client
             .get(app.url("/healthz"))
@@ -330,15 +322,7 @@ async fn a_full_store_answers_503_and_recovers_by_itself() {
     assert_eq!(app.stored().await, answered.len() as i64);
 
     sqlite.cap_pages(None).await.unwrap();
-    assert_eq!(
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    app.readyz_until(200).await;
     let (status, body) = answer(app.post(seed_bytes("read")).await).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("accepted")));
     assert_eq!(app.stored().await, answered.len() as i64 + 1);

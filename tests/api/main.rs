@@ -3,6 +3,7 @@
 mod helpers;
 
 mod browser;
+mod connections;
 mod dashboard;
 mod event_props;
 mod event_rules;

@@ -349,3 +349,37 @@ async fn a_request_id_is_kept_only_when_it_is_plain() {
         }
     }
 }
+
+/// `/readyz` commits to the store and needs no authentication: a burst of callers shares
+/// one probe (a result younger than a second answers), instead of a write each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_readiness_probes_shares_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!("sinks = []\n{}", server_toml(dir.path()));
+    let server = BinaryServer::start(&write_config(dir.path(), &toml));
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://{}{path}", server.addr);
+    let writes = async || {
+        let text = client.get(url("/metrics")).send().await.unwrap();
+        metric(
+            &text.text().await.unwrap(),
+            "innohook_store_commit_batch_size_sum",
+        )
+    };
+    assert_eq!(
+        client.get(url("/readyz")).send().await.unwrap().status(),
+        200
+    );
+    let before = writes().await;
+    let burst: Vec<_> = (0..50)
+        .map(|_| {
+            let (client, url) = (client.clone(), url("/readyz"));
+            tokio::spawn(async move { client.get(url).send().await.unwrap().status() })
+        })
+        .collect();
+    for probe in burst {
+        assert_eq!(probe.await.unwrap(), 200);
+    }
+    let made = writes().await - before;
+    assert!(made <= 2.0, "50 probes made {made} writes");
+}

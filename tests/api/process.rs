@@ -150,7 +150,13 @@ async fn sigterm_under_load_exits_0_with_every_200_stored_and_the_wal_checkpoint
     // The database file alone, without the WAL beside it, holds every acknowledged event.
     let copy = tempfile::tempdir().unwrap();
     std::fs::copy(store.join("innohook.db"), copy.path().join("innohook.db")).unwrap();
-    let stored: HashSet<String> = open_store(copy.path())
+    let acked = acked.lock().unwrap().clone();
+    assert_all_stored(copy.path(), &acked).await;
+}
+
+/// Every message in `acked` has an event in the store in `dir`.
+async fn assert_all_stored(dir: &std::path::Path, acked: &[String]) {
+    let stored: HashSet<String> = open_store(dir)
         .await
         .events_after(0, 1_000_000)
         .await
@@ -158,7 +164,6 @@ async fn sigterm_under_load_exits_0_with_every_200_stored_and_the_wal_checkpoint
         .into_iter()
         .filter_map(|e| e.message_id)
         .collect();
-    let acked = acked.lock().unwrap().clone();
     let lost: Vec<_> = acked.iter().filter(|m| !stored.contains(*m)).collect();
     assert!(
         lost.is_empty(),
@@ -218,21 +223,7 @@ async fn every_event_answered_200_survives_sigkill() {
     let acked = acked.lock().unwrap().clone();
 
     let server = BinaryServer::start(&path);
-    let stored: HashSet<String> = open_store(&dir.path().join("store"))
-        .await
-        .events_after(0, 1_000_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| e.message_id)
-        .collect();
-    let lost: Vec<_> = acked.iter().filter(|m| !stored.contains(*m)).collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} acknowledged events lost: {lost:?}",
-        lost.len(),
-        acked.len()
-    );
+    assert_all_stored(&dir.path().join("store"), &acked).await;
     // And a redelivery of one of them is recognised after the restart.
     let (s, i) = acked[0].trim_start_matches("m-").split_once('-').unwrap();
     let res = server
@@ -340,12 +331,7 @@ async fn a_store_deleted_or_replaced_while_running_answers_503_and_says_why() {
         })
         .await;
         assert!(
-            server
-                .log_lines
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| l.contains("was deleted or replaced while innohook ran")),
+            server.logged("was deleted or replaced while innohook ran"),
             "replaced: {replace}"
         );
         server.kill();

@@ -27,8 +27,9 @@ use chrono::{DateTime, Utc};
 
 use self::session::{Keys, Session};
 use super::ApiError;
+use super::api::read_failed;
 use crate::config::Config;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// What every dashboard handler shares.
 pub(crate) struct UiState {
@@ -175,11 +176,6 @@ fn render(status: StatusCode, page: &impl Template) -> Result<Response, ApiError
         ApiError::Internal
     })?;
     Ok((status, Html(html)).into_response())
-}
-
-fn read_failed(e: StoreError) -> ApiError {
-    tracing::error!(error = %e, "Dashboard query failed.");
-    ApiError::Internal
 }
 
 #[derive(Template)]

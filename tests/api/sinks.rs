@@ -459,9 +459,33 @@ async fn a_body_over_several_lines_is_written_and_shown_as_received() {
     );
 }
 
+/// What a sink gets for the keys left out: the defaults README and config.example.toml
+/// state.
+#[test]
+fn sink_keys_left_out_take_the_stated_defaults() {
+    let parsed = parse_sinks(
+        "[[sinks]]\ntype = \"file\"\npath = \"f.jsonl\"\n[[sinks]]\ntype = \"forward\"\nurl = \"http://x/\"\n",
+    );
+    let kinds: Vec<Value> = parsed
+        .iter()
+        .map(|s| serde_json::to_value(&s.kind).unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            serde_json::json!({"type": "file", "path": "f.jsonl", "fsync": "always",
+                               "max_bytes": 104_857_600, "keep": 5}),
+            serde_json::json!({"type": "forward", "url": "http://x/", "headers": {},
+                               "timeout_secs": 10, "concurrency": 4, "signing_secret": null}),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn the_file_sink_rotates_by_size_and_keeps_order() {
-    let toml = "[[sinks]]\ntype = \"file\"\npath = \"$DIR/r.jsonl\"\nmax_bytes = 3000\nkeep = 50\nbatch_size = 1\n";
+    // And one with max_bytes = 0, which never rotates.
+    let toml = "[[sinks]]\ntype = \"file\"\npath = \"$DIR/r.jsonl\"\nmax_bytes = 3000\nkeep = 50\nbatch_size = 1\n\
+                [[sinks]]\ntype = \"file\"\nname = \"never\"\npath = \"$DIR/n.jsonl\"\nmax_bytes = 0\nbatch_size = 1\n";
     let app = app_with_sinks(toml).await;
     for i in 0..20 {
         app.post(status_event(&format!("e{i}"), &format!("m{i}"), "read").to_string())
@@ -482,6 +506,42 @@ async fn the_file_sink_rotates_by_size_and_keeps_order() {
     assert_eq!(all_seqs(), (1..=20).collect::<Vec<_>>());
     assert!(rotated(2).exists());
     assert!(std::fs::metadata(rotated(1)).unwrap().len() >= 3000);
+    let never = app.dir.path().join("n.jsonl");
+    wait_for("20 lines in one file", 10, || {
+        file_lines(&never).len() == 20
+    })
+    .await;
+    assert!(!app.dir.path().join("n.jsonl.1").exists());
+}
+
+/// A line longer than the 64 KiB the start reads first from the end of the file (an
+/// event near the default max_body_bytes already makes one) still gives its seq back:
+/// started on another, empty store, the sink sees a file ahead of it.
+#[tokio::test]
+async fn a_last_line_longer_than_64_kib_is_read_back_at_the_start() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    config.server.max_body_bytes = 1 << 20;
+    config.sinks = parse_sinks(&format!(
+        "[[sinks]]\ntype = \"file\"\npath = \"{}\"\n",
+        dir.path().join("long.jsonl").display()
+    ));
+    let app = TestApp::spawn(config, dir).await;
+    let mut event = status_event("e-long", "m-long", "read");
+    event["body"]["padding"] = "x".repeat(300_000).into();
+    assert_eq!(app.post(event.to_string()).await.status(), 200);
+    let path = app.dir.path().join("long.jsonl");
+    wait_for("the long line", 10, || file_lines(&path).len() == 1).await;
+    let (mut config, dir) = app.stop().await;
+    config.store.dir = dir.path().join("another-store");
+    let refused = innohook::server::App::build(config)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{refused:#}").contains("already holds event 1"),
+        "{refused:#}"
+    );
 }
 
 /// A crash can leave half a line at the end of the file (power lost in the middle of a

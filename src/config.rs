@@ -67,7 +67,8 @@ pub struct ServerConfig {
     /// a client that takes longer is disconnected.
     pub header_timeout_secs: u64,
     /// Seconds a kept-alive connection may stay idle between requests before it is
-    /// closed. Keep it longer than the idle timeout of a proxy in front.
+    /// closed, and a client may take nothing of an answer being sent. Keep it longer than
+    /// the idle timeout of a proxy in front.
     pub idle_timeout_secs: u64,
     /// Most connections open at once; further ones wait in the kernel's queue until one
     /// closes (`/readyz` answers 503 meanwhile).
@@ -375,8 +376,8 @@ impl Config {
             );
         }
         anyhow::ensure!(
-            self.server.max_connections > 0,
-            "server.max_connections must be at least 1"
+            (1..=1_000_000).contains(&self.server.max_connections),
+            "server.max_connections must be from 1 to 1000000"
         );
         match self.store.backend {
             StoreBackend::Sqlite => {}

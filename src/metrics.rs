@@ -138,7 +138,7 @@ fn describe() {
     );
     describe_counter!(
         CONNECTIONS_TIMED_OUT,
-        "Connections closed for sending no request head in time (phase header) or idling too long (phase idle)."
+        "Connections closed for sending no request head in time (phase header), idling too long (phase idle), or taking nothing of an answer for as long (phase write)."
     );
     describe_counter!(
         ACCEPT_ERRORS,

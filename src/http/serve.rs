@@ -4,8 +4,10 @@
 //! listener closes, idle connections close, requests in flight finish), and besides:
 //! - a client must send a request's head (request line and headers) within
 //!   `header_timeout_secs` of connecting, or on a kept-alive connection of the first byte
-//!   of that request; a kept-alive connection idle for `idle_timeout_secs` is closed.
-//!   A request being answered is never cut by these (the request timeout covers it);
+//!   of that request; a kept-alive connection idle for `idle_timeout_secs` is closed,
+//!   and so is one whose client takes nothing of an answer for as long. A request being
+//!   answered is never cut by these (the request timeout covers it), nor an answer that a
+//!   slow client keeps reading;
 //! - at most `max_connections` are open at once: further ones wait in the kernel's
 //!   queue (of [`LISTEN_BACKLOG`]) until one closes (a log line and a metric say so);
 //! - an accept that fails for lack of file descriptors backs off (10 ms doubling to 1 s)
@@ -141,6 +143,7 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut at_cap_log = Every::default();
     let mut out_of_files_log = Every::default();
+    let mut recovered_log = Every::default();
     let mut backoff = Duration::ZERO;
     loop {
         let slot = match slots.clone().try_acquire_owned() {
@@ -197,7 +200,11 @@ pub async fn serve(
         if !backoff.is_zero() {
             backoff = Duration::ZERO;
             connections.out_of_files.store(false, Ordering::Relaxed);
-            tracing::info!("Accepting connections again.");
+            // At the limit, every closed connection makes room for one accept: once a
+            // minute is enough to say so.
+            if let Some(times) = recovered_log.due() {
+                tracing::info!(times, "Accepting connections again.");
+            }
         }
         tokio::spawn(connection(
             stream,
@@ -252,8 +259,7 @@ async fn connection(
     close_rx: watch::Receiver<()>,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let open = metrics::gauge!(m::CONNECTIONS_OPEN);
-    open.increment(1.0);
+    let _open = Open::counted();
     let activity = Arc::new(Activity::opened());
     let io = TokioIo::new(Watched {
         stream,
@@ -312,9 +318,26 @@ async fn connection(
             "Closed a connection that took too long."
         );
     }
-    open.decrement(1.0);
     drop(slot);
     drop(close_rx);
+}
+
+/// A connection counted in `innohook_connections_open` until it is dropped, also by a
+/// panic or at the end of the shutdown's grace.
+struct Open(metrics::Gauge);
+
+impl Open {
+    fn counted() -> Self {
+        let open = metrics::gauge!(m::CONNECTIONS_OPEN);
+        open.increment(1.0);
+        Self(open)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 /// Which wait of a connection ran out.
@@ -324,6 +347,8 @@ enum Phase {
     Header,
     /// Idle between requests.
     Idle,
+    /// Taking nothing of an answer the client asked for.
+    Write,
 }
 
 impl Phase {
@@ -331,6 +356,7 @@ impl Phase {
         match self {
             Phase::Header => "header",
             Phase::Idle => "idle",
+            Phase::Write => "write",
         }
     }
 }
@@ -362,6 +388,8 @@ struct Activity {
     waiting_since: AtomicU64,
     /// When the first byte of the next request's head arrived (0: none yet).
     head_since: AtomicU64,
+    /// Since when the socket has taken none of an answer (0: it took the last write).
+    write_stuck_since: AtomicU64,
     /// Moves whenever the deadline may have moved.
     changes: AtomicU32,
 }
@@ -374,6 +402,7 @@ impl Activity {
             in_flight: AtomicU32::new(0),
             waiting_since: AtomicU64::new(now),
             head_since: AtomicU64::new(now),
+            write_stuck_since: AtomicU64::new(0),
             changes: AtomicU32::new(0),
         }
     }
@@ -381,6 +410,12 @@ impl Activity {
     fn deadline(&self, limits: &Limits) -> Deadline {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
             return Deadline::None;
+        }
+        // An answer still being sent (hyper writes it after the handler returned): the
+        // client has as long as an idle connection to take some of it.
+        match self.write_stuck_since.load(Ordering::Relaxed) {
+            0 => {}
+            stuck => return Deadline::At(instant(stuck) + limits.idle_timeout, Phase::Write),
         }
         match self.head_since.load(Ordering::Relaxed) {
             0 => Deadline::At(
@@ -397,6 +432,22 @@ impl Activity {
             && self.in_flight.load(Ordering::Relaxed) == 0
         {
             self.head_since.store(millis(), Ordering::Relaxed);
+            self.changes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A write to the socket took bytes (`true`) or had to wait (`false`).
+    fn wrote(&self, took: bool) {
+        let stuck = self.write_stuck_since.load(Ordering::Relaxed);
+        if took && stuck != 0 {
+            self.write_stuck_since.store(0, Ordering::Relaxed);
+            // A head that came in while the answer was stuck has its time from now.
+            if self.head_since.load(Ordering::Relaxed) != 0 {
+                self.head_since.store(millis(), Ordering::Relaxed);
+            }
+            self.changes.fetch_add(1, Ordering::Relaxed);
+        } else if !took && stuck == 0 {
+            self.write_stuck_since.store(millis(), Ordering::Relaxed);
             self.changes.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -456,7 +507,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.activity.wrote(written.is_ready());
+        written
     }
 
     fn poll_write_vectored(
@@ -464,7 +517,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.activity.wrote(written.is_ready());
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

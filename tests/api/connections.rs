@@ -268,6 +268,117 @@ async fn at_max_connections_new_ones_wait_and_readyz_says_why() {
     .await;
 }
 
+/// An answer larger than the socket's buffers is still being written after its handler
+/// returned. A client that keeps reading it, however slowly, and has the next request's
+/// head already sent behind it, gets all of it although that takes longer than both
+/// timeouts; one that takes nothing of it for the idle timeout is closed (phase `write`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_read_slowly_is_not_cut_and_one_never_read_is() {
+    let dir = store_dir();
+    let server = server(
+        dir.path(),
+        "header_timeout_secs = 1\nidle_timeout_secs = 2\nmax_body_bytes = 2097152\n",
+        "[api]\ntoken = \"t\"\n",
+    );
+    let client = reqwest::Client::new();
+    for i in 0..8 {
+        let mut event = status_event(&format!("e{i}"), &format!("m{i}"), "read");
+        event["body"]["padding"] = "x".repeat(1_500_000).into();
+        let res = client
+            .post(format!("http://{}/webhook", server.addr))
+            .header("content-type", "application/json")
+            .body(event.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let ask = async || {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(64 * 1024).unwrap();
+        let mut stream = socket.connect(server.addr).await.unwrap();
+        // The answer's request, and the start of the next one's head behind it.
+        stream
+            .write_all(b"GET /api/events?limit=8 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\nGET /healthz HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        stream
+    };
+
+    // Read slowly: about 4 s for 12 MB, against timeouts of 1 and 2 s.
+    let mut slow = ask().await;
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let (body_start, answer_len) = loop {
+        let n = slow.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "closed after {:?} and {} bytes",
+            started.elapsed(),
+            got.len()
+        );
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .expect("a content-length")
+                .parse()
+                .unwrap();
+            break (end + 4, end + 4 + length);
+        }
+    };
+    assert!(answer_len > 12_000_000, "{answer_len}");
+    while got.len() < answer_len {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let n = slow.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "closed after {:?} and {} of {answer_len} bytes",
+            started.elapsed(),
+            got.len()
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        started.elapsed() > Duration::from_secs(3),
+        "read too fast to show anything: {:?}",
+        started.elapsed()
+    );
+    let page: Value = serde_json::from_slice(&got[body_start..answer_len]).unwrap();
+    assert_eq!(page["events"].as_array().unwrap().len(), 8);
+
+    // Never read: closed once the answer has been stuck for the idle timeout.
+    let never = ask().await;
+    let metrics = poll_until("a connection closed in phase write", 10, async || {
+        let text = client
+            .get(format!("http://{}/metrics", server.addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        (metric(
+            &text,
+            "innohook_connections_timed_out_total{phase=\"write\"}",
+        ) >= 1.0)
+            .then_some(text)
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "innohook_connections_timed_out_total{phase=\"write\"}"
+        ),
+        1.0
+    );
+    drop(never);
+}
+
 /// Run with an open-file limit of 48 (soft 40), the server raises the soft limit to the
 /// hard one and logs it. Flooded with connections until accepting fails for lack of
 /// descriptors, it backs off rather than spinning (its CPU time over two seconds stays

@@ -28,7 +28,7 @@ serve() {  # store-dir retain_events
   wait_port 18085
 }
 p99() { taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" --latency -s bench/load.lua http://127.0.0.1:18085/webhook \
-  | awk '$1 == "99%" { print $2 } /^Requests\/sec/ { printf "%d events/s, p99 ", $2 }' | tr -d '\n'; echo; }
+  | awk '$1 == "99%" { p99 = $2 } /^Requests\/sec/ { rate = $2 } END { printf "%d events/s, p99 %s\n", rate, p99 }'; }
 events() { sqlite3 "$1/innohook.db" "SELECT count(*) FROM events" 2>/dev/null || echo "?"; }
 
 echo "1. p99 with and without a million-event prune ($DURATION s of load each)"

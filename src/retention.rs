@@ -12,8 +12,12 @@ use crate::store::{PruneState, Pruned, Retention, Store};
 
 /// Rows per table in one pruning step (one transaction).
 pub const STEP: usize = 500;
-/// The pause between two steps of a pass, so that ingest gets the writer in between.
+/// The least pause between two steps of a pass, so that ingest gets the writer in between.
 const BETWEEN_STEPS: Duration = Duration::from_millis(5);
+/// A pass takes at most one part in this many of the store's time: after each step it
+/// pauses this many times less one as long as the step took (waiting for the writer
+/// included, so a busy store slows the pass further).
+const SHARE: u32 = 5;
 /// How often the store's size is measured.
 const STATS_EVERY: Duration = Duration::from_secs(30);
 /// A sink holding events back longer than this past their retention is named.
@@ -49,7 +53,9 @@ pub async fn prune_pass(
     let mut state = PruneState::default();
     let mut total = Pruned::default();
     loop {
+        let started = std::time::Instant::now();
         let step = store.prune(policy, &mut state, STEP, false).await?;
+        let took = started.elapsed();
         total.add(&step);
         if total.held_by.is_empty() {
             total.held_by = step.held_by.clone();
@@ -67,7 +73,7 @@ pub async fn prune_pass(
         if step.done {
             return Ok(total);
         }
-        tokio::time::sleep(BETWEEN_STEPS).await;
+        tokio::time::sleep((took * (SHARE - 1)).max(BETWEEN_STEPS)).await;
     }
 }
 

@@ -379,23 +379,6 @@ impl Config {
             (1..=1_000_000).contains(&self.server.max_connections),
             "server.max_connections must be from 1 to 1000000"
         );
-        match self.store.backend {
-            StoreBackend::Sqlite => {}
-            StoreBackend::Postgres => {
-                anyhow::ensure!(
-                    self.store.url.as_deref().is_some_and(|u| !u.is_empty()),
-                    "store.backend is postgres but store.url is not set; set INNOHOOK_STORE__URL=postgres://user:password@host:5432/database"
-                );
-                anyhow::ensure!(
-                    self.store.pool_size > 0,
-                    "store.pool_size must be at least 1"
-                );
-                anyhow::ensure!(
-                    self.store.lease_secs >= 3,
-                    "store.lease_secs must be at least 3 (it is renewed every third of it)"
-                );
-            }
-        }
         for (key, value) in [
             ("auth.username", &self.auth.username),
             ("auth.authorization", &self.auth.authorization),

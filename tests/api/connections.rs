@@ -73,23 +73,8 @@ impl KeptAlive {
         self.stream.write_all(head.as_bytes()).await.unwrap();
         self.stream.write_all(body).await.unwrap();
         let mut got = Vec::new();
+        let (status, start, length) = read_head(&mut self.stream, &mut got).await;
         let mut buf = [0u8; 4096];
-        let (status, length, start) = loop {
-            let n = self.stream.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed before answering");
-            got.extend_from_slice(&buf[..n]);
-            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-                let status = head[9..12].parse().unwrap();
-                let length = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length: "))
-                    .expect("a content-length")
-                    .parse::<usize>()
-                    .unwrap();
-                break (status, length, end + 4);
-            }
-        };
         while got.len() < start + length {
             let n = self.stream.read(&mut buf).await.unwrap();
             assert!(n > 0, "closed in the middle of an answer");
@@ -103,6 +88,28 @@ impl KeptAlive {
 
     async fn get(&mut self, path: &str) -> (u16, String) {
         self.send("GET", path, "", b"").await
+    }
+}
+
+/// Reads an answer's head into `got` (with what came after it): its status, where its
+/// body starts in `got`, and the body's length.
+async fn read_head(stream: &mut TcpStream, got: &mut Vec<u8>) -> (u16, usize, usize) {
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before answering");
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let status = head[9..12].parse().unwrap();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .expect("a content-length")
+                .parse::<usize>()
+                .unwrap();
+            return (status, end + 4, length);
+        }
     }
 }
 
@@ -309,29 +316,11 @@ async fn an_answer_read_slowly_is_not_cut_and_one_never_read_is() {
     let mut slow = ask().await;
     let started = Instant::now();
     let mut got = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let (body_start, answer_len) = loop {
-        let n = slow.read(&mut buf).await.unwrap();
-        assert!(
-            n > 0,
-            "closed after {:?} and {} bytes",
-            started.elapsed(),
-            got.len()
-        );
-        got.extend_from_slice(&buf[..n]);
-        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-            assert!(head.starts_with("http/1.1 200"), "{head}");
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
-                .expect("a content-length")
-                .parse()
-                .unwrap();
-            break (end + 4, end + 4 + length);
-        }
-    };
+    let (status, body_start, length) = read_head(&mut slow, &mut got).await;
+    assert_eq!(status, 200);
+    let answer_len = body_start + length;
     assert!(answer_len > 12_000_000, "{answer_len}");
+    let mut buf = vec![0u8; 64 * 1024];
     while got.len() < answer_len {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let n = slow.read(&mut buf).await.unwrap();

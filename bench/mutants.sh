@@ -13,12 +13,16 @@
 #   cargo install cargo-mutants --locked   # once (v27)
 #   bench/mutants.sh                       # every group
 #   bench/mutants.sh sinks auth            # some of them: store tracking sinks auth
+#   MUTANTS_ARGS=--iterate bench/mutants.sh auth   # again, only what was not caught
 #
 # By default each group builds in a copy of the tree, dependencies included (minutes per
-# group). In a checkout of its own that nobody edits meanwhile, mutate it in place and
-# reuse another checkout's build of the dependencies:
+# group). In a checkout of its own that nobody edits meanwhile, mutate it in place, so
+# that the dependencies are built once for every group:
 #   git worktree add /tmp/mut HEAD
-#   cd /tmp/mut && IN_PLACE=1 CARGO_TARGET_DIR=/path/to/innohook/target bench/mutants.sh
+#   cd /tmp/mut && IN_PLACE=1 bench/mutants.sh
+# Keep its target directory its own: cargo names a crate's artifacts alike in two
+# checkouts, so a build in another checkout sharing it between a mutant's build and its
+# tests would have the tests run unmutated code (and count the mutant as missed).
 #
 # Results: target/mutants/GROUP/mutants.out/{caught,missed,timeout,unviable}.txt, and a
 # summary line per group at the end.
@@ -37,6 +41,10 @@ exec flock "$LOCK" "$(command -v cargo)" "\$@"
 EOF
 chmod +x "$WRAP/cargo"
 
+# In place (one at a time by nature), or in copies, one at a time for the shared lock.
+where=(--jobs 1)
+[ -z "${IN_PLACE:-}" ] || where=(--in-place)
+
 # group NAME "FILES" TEST-FILTERS...: mutate FILES, run the tests whose names contain
 # one of the filters (all of them when none is given).
 group() {
@@ -49,7 +57,7 @@ group() {
   mkdir -p "target/mutants/$name"
   # Exit code 2 means survivors, 3 timeouts: both are results, not failures of the run.
   env -u INNOHOOK_TEST_POSTGRES_URL CARGO="$WRAP/cargo" cargo-mutants mutants \
-    ${IN_PLACE:+--in-place} -C --locked --jobs 1 --timeout 900 --build-timeout 1800 --no-shuffle \
+    "${where[@]}" ${MUTANTS_ARGS:-} -C --locked --timeout 900 --build-timeout 1800 --no-shuffle \
     -o "target/mutants/$name" "${args[@]}" || { rc=$?; [ $rc -eq 2 ] || [ $rc -eq 3 ]; }
 }
 
@@ -61,7 +69,7 @@ for g in $GROUPS_WANTED; do
       event:: event_props:: event_rules:: event_seeds:: tracking:: store_contract:: \
       validate_cli:: http_receiver:: ;;
     sinks) group sinks "src/sink/file.rs src/sink/forward.rs" sink:: sinks:: ;;
-    auth) group auth "src/http/auth.rs" http_receiver:: ops:: process:: ;;
+    auth) group auth "src/http/auth.rs" http_receiver:: ops:: process:: first_hour:: ;;
     *) echo "unknown group $g (store tracking sinks auth)" >&2; exit 2 ;;
   esac
 done

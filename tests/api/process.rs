@@ -62,6 +62,7 @@ async fn secrets_come_from_the_environment() {
         .env("INNOHOOK_AUTH__USERNAME", "12345")
         .env("INNOHOOK_AUTH__AUTHORIZATION", "Bearer from-env");
     let server = BinaryServer::start_command(child);
+    assert!(!server.logged("No [auth] is configured"));
     let client = reqwest::Client::new();
     let url = format!("http://{}/webhook", server.addr);
     let post = |auth: Option<(&str, &str)>| {
@@ -90,6 +91,8 @@ async fn sigterm_finishes_and_exits_0_within_10_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &server_toml(dir.path()));
     let mut server = BinaryServer::start(&path);
+    // Without [auth], a warning says that anyone can post.
+    assert!(server.logged("No [auth] is configured"));
     let res = server.post(seed_bytes("delivered")).await;
     assert_eq!(res.status(), 200);
     let sent = Instant::now();

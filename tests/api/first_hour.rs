@@ -224,11 +224,15 @@ async fn a_refused_push_says_which_header_at_a_bounded_rate() {
         .env("INNOHOOK_AUTH__AUTHORIZATION", "Bearer right-secret");
     let server = BinaryServer::start_command(c);
     let client = reqwest::Client::new();
-    for _ in 0..20 {
-        let res = client
+    for i in 0..20 {
+        let mut req = client
             .post(format!("http://{}/webhook", server.addr))
-            .header("content-type", "application/json")
-            .header("UserName", "acme")
+            .header("content-type", "application/json");
+        // The first, the one logged, also without its UserName.
+        if i > 0 {
+            req = req.header("UserName", "acme");
+        }
+        let res = req
             .header("Authorization", "Bearer wrong-secret")
             .body(seed_bytes("read"))
             .send()
@@ -254,7 +258,11 @@ async fn a_refused_push_says_which_header_at_a_bounded_rate() {
     });
     let lines = refusals();
     assert_eq!(lines.len(), 1, "rate-limited: {lines:?}");
-    assert_eq!(lines[0]["problem"], "Authorization does not match");
+    assert_eq!(
+        lines[0]["problem"],
+        "no UserName header; Authorization does not match"
+    );
+    assert_eq!(lines[0]["refused_since_last_line"], 0);
     let all = logs.lock().unwrap().join("\n");
     assert!(!all.contains("wrong-secret") && !all.contains("right-secret"));
 }

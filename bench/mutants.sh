@@ -68,7 +68,7 @@ for g in $GROUPS_WANTED; do
     tracking) group tracking "src/event/tracking.rs src/event/parse.rs" \
       event:: event_props:: event_rules:: event_seeds:: tracking:: store_contract:: \
       validate_cli:: http_receiver:: ;;
-    sinks) group sinks "src/sink/file.rs src/sink/forward.rs" sink:: sinks:: ;;
+    sinks) group sinks "src/sink/file.rs src/sink/forward.rs" sink:: sinks:: check_config ;;
     auth) group auth "src/http/auth.rs" http_receiver:: ops:: process:: first_hour:: ;;
     *) echo "unknown group $g (store tracking sinks auth)" >&2; exit 2 ;;
   esac

@@ -14,6 +14,7 @@
 pub mod commands;
 pub mod config;
 pub mod event;
+mod fs;
 pub mod http;
 pub mod metrics;
 pub mod retention;

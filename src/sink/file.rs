@@ -72,20 +72,14 @@ impl FileSinkConfig {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let existing = dir
-            .ancestors()
-            .find(|d| d.is_dir())
-            .unwrap_or(Path::new("."));
-        let probe = existing.join(format!(".innohook-check-{}", std::process::id()));
-        std::fs::write(&probe, b"")
-            .and_then(|()| std::fs::remove_file(&probe))
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "{} cannot be written: cannot write in {}: {e}",
-                    self.path.display(),
-                    existing.display()
-                )
-            })
+        let (existing, writable) = crate::fs::writable(dir);
+        writable.map_err(|e| {
+            anyhow::anyhow!(
+                "{} cannot be written: cannot write in {}: {e}",
+                self.path.display(),
+                existing.display()
+            )
+        })
     }
 
     pub(super) fn check(&self) -> anyhow::Result<()> {

@@ -120,6 +120,19 @@ fn other(env: &str, text: &str) -> Value {
     json!({"id": env, "type": "whatsapp_mo_message_received", "body": {"text": text}})
 }
 
+/// Accepts `n` reads of messages m0, m1, … of batch `uid`; their seqs.
+async fn accept_reads(store: &Arc<dyn Store>, n: usize, uid: &str) -> Vec<i64> {
+    for i in 0..n {
+        accept(
+            store,
+            &status(&format!("e{i}"), &format!("m{i}"), uid, "read", 1),
+        )
+        .await;
+    }
+    let events = store.events_after(0, n).await.unwrap();
+    events.iter().map(|e| e.seq).collect()
+}
+
 async fn accept_and_duplicates(b: &impl Backend) {
     let store = b.open().await;
     let Outcome::Accepted { seq: first } =
@@ -505,20 +518,7 @@ async fn cursors_survive_a_restart(b: &impl Backend) {
 
 async fn dead_letters_replay_once(b: &impl Backend) {
     let store = b.open().await;
-    for i in 0..3 {
-        accept(
-            &store,
-            &status(&format!("e{i}"), &format!("m{i}"), "b", "read", 1),
-        )
-        .await;
-    }
-    let seqs: Vec<i64> = store
-        .events_after(0, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.seq)
-        .collect();
+    let seqs = accept_reads(&store, 3, "b").await;
     let lease = store.claim_sink("crm").await.unwrap().unwrap();
     let progress = Progress {
         cursor: Some(seqs[2]),
@@ -663,20 +663,7 @@ async fn retention_removes_only_what_no_sink_needs(b: &impl Backend) {
     use innohook::store::{PruneState, Retention};
     use std::time::Duration;
     let store = b.open().await;
-    for i in 0..4 {
-        accept(
-            &store,
-            &status(&format!("e{i}"), &format!("m{i}"), "camp", "read", 1),
-        )
-        .await;
-    }
-    let seqs: Vec<i64> = store
-        .events_after(0, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.seq)
-        .collect();
+    let seqs = accept_reads(&store, 4, "camp").await;
     let lease = store.claim_sink("crm").await.unwrap().unwrap();
     let progress = Progress {
         cursor: Some(seqs[1]),

@@ -231,20 +231,14 @@ impl SqliteStore {
 /// Whether a server could open the store in `dir`: the directory (or the one it would
 /// be created in) takes files.
 pub(super) fn check(dir: &Path) -> anyhow::Result<String> {
-    let existing = dir
-        .ancestors()
-        .find(|d| d.is_dir())
-        .unwrap_or(Path::new("."));
-    let probe = existing.join(format!(".innohook-check-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .and_then(|()| std::fs::remove_file(&probe))
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "the store directory {} is not writable: cannot write in {}: {e}",
-                dir.display(),
-                existing.display()
-            )
-        })?;
+    let (existing, writable) = crate::fs::writable(dir);
+    writable.map_err(|e| {
+        anyhow::anyhow!(
+            "the store directory {} is not writable: cannot write in {}: {e}",
+            dir.display(),
+            existing.display()
+        )
+    })?;
     Ok(if dir.join(DB_FILE).is_file() {
         format!("SQLite store in {} (exists, writable)", dir.display())
     } else {

@@ -6,7 +6,7 @@
 # no test notices; docs/testing.md records the score and every survivor judged harmless.
 #
 # Not in CI: several hours on 2 cores (a build of about 15 s and the chosen tests per
-# mutant). Each cargo call takes the shared build lock by itself ($LOCK, default
+# mutant). Each build takes the shared build lock by itself ($LOCK, default
 # /tmp/innohook-cargo.lock), so other builds interleave with the run instead of waiting
 # for all of it. PostgreSQL tests are left out (INNOHOOK_TEST_POSTGRES_URL is unset).
 #
@@ -14,6 +14,7 @@
 #   bench/mutants.sh                       # every group
 #   bench/mutants.sh sinks auth            # some of them: store tracking sinks auth
 #   MUTANTS_ARGS=--iterate bench/mutants.sh auth   # again, only what was not caught
+#   TIMEOUT=600 bench/mutants.sh store             # a mutant's tests time out after 300 s
 #
 # By default each group builds in a copy of the tree, dependencies included (minutes per
 # group). In a checkout of its own that nobody edits meanwhile, mutate it in place, so
@@ -32,12 +33,19 @@ command -v cargo-mutants >/dev/null || { echo "needs cargo-mutants: cargo instal
 LOCK=${LOCK:-/tmp/innohook-cargo.lock}
 GROUPS_WANTED=${*:-"store tracking sinks auth"}
 
-# cargo-mutants runs the cargo named by $CARGO: this one takes the lock for each call.
+# cargo-mutants runs the cargo named by $CARGO: this one takes the lock for each build
+# (cargo test --no-run, the build phase) and runs the tests of a built mutant without
+# it, so that two runs in checkouts of their own (LOCK shared) build one at a time while
+# one's tests overlap the other's build.
 WRAP=$(mktemp -d)
 trap 'rm -rf "$WRAP"' EXIT
 cat > "$WRAP/cargo" <<EOF
 #!/bin/sh
-exec flock "$LOCK" "$(command -v cargo)" "\$@"
+case " \$* " in
+  *" --no-run "*) exec flock "$LOCK" "$(command -v cargo)" "\$@" ;;
+  " test "*) exec "$(command -v cargo)" "\$@" ;;
+  *) exec flock "$LOCK" "$(command -v cargo)" "\$@" ;;
+esac
 EOF
 chmod +x "$WRAP/cargo"
 
@@ -57,7 +65,7 @@ group() {
   mkdir -p "target/mutants/$name"
   # Exit code 2 means survivors, 3 timeouts: both are results, not failures of the run.
   env -u INNOHOOK_TEST_POSTGRES_URL CARGO="$WRAP/cargo" cargo-mutants mutants \
-    "${where[@]}" ${MUTANTS_ARGS:-} -C --locked --timeout 900 --build-timeout 1800 --no-shuffle \
+    "${where[@]}" ${MUTANTS_ARGS:-} -C --locked --cargo-test-arg=--tests --timeout "${TIMEOUT:-300}" --build-timeout 1800 --no-shuffle \
     -o "target/mutants/$name" "${args[@]}" || { rc=$?; [ $rc -eq 2 ] || [ $rc -eq 3 ]; }
 }
 

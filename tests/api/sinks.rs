@@ -137,7 +137,8 @@ async fn by_default_retries_go_on_until_max_age() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_attempts_when_set_ends_the_retries() {
     let target = Target::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;
-    let toml = quick_retry_toml(&target.url(), "hasty", "max_attempts = 3\n");
+    let url = target.url();
+    let toml = quick_retry_toml(&url, "hasty", "max_attempts = 3\n");
     let app = app_with_sinks(&toml).await;
     target.stop().await;
     let body = status_event("env-h", "msg-h", "read").to_string();
@@ -151,6 +152,12 @@ async fn max_attempts_when_set_ends_the_retries() {
     assert_eq!(
         (dead[0].sink.as_deref(), dead[0].code.as_str()),
         (Some("hasty"), "retries_exhausted")
+    );
+    // The last error says what went wrong down the chain, not only "error sending request".
+    let reason = &dead[0].reason;
+    assert!(
+        reason.starts_with(&format!("POST {url}")) && reason.contains("refused"),
+        "{reason}"
     );
     // Three attempts: the first and two retries.
     let retried = metric(&app.scrape().await, &retried_series("hasty"));

@@ -65,7 +65,7 @@ group() {
   mkdir -p "target/mutants/$name"
   # Exit code 2 means survivors, 3 timeouts: both are results, not failures of the run.
   env -u INNOHOOK_TEST_POSTGRES_URL CARGO="$WRAP/cargo" cargo-mutants mutants \
-    "${where[@]}" ${MUTANTS_ARGS:-} -C --locked --cargo-test-arg=--tests --timeout "${TIMEOUT:-300}" --build-timeout 1800 --no-shuffle \
+    "${where[@]}" ${MUTANTS_ARGS:-} -C --locked -C --tests --timeout "${TIMEOUT:-300}" --build-timeout 1800 --no-shuffle \
     -o "target/mutants/$name" "${args[@]}" || { rc=$?; [ $rc -eq 2 ] || [ $rc -eq 3 ]; }
 }
 

@@ -270,3 +270,62 @@ fn warnings_are_capped_and_say_how_many_were_left_out() {
         warnings[20].message
     );
 }
+
+/// Exactly as many warnings as are kept: all of them, and no line saying none were left
+/// out; one more: the first 20 and a line saying one was left out.
+#[test]
+fn warnings_up_to_the_cap_are_kept_as_they_are() {
+    let with_unknown_fields = |n: usize| {
+        let mut v = seed("read");
+        for i in 0..n {
+            v["body"][format!("x{i}")] = json!(0);
+        }
+        parse(&bytes(v)).unwrap().warnings
+    };
+    assert!(with_unknown_fields(0).is_empty());
+    let at_cap = with_unknown_fields(20);
+    assert_eq!(at_cap.len(), 20);
+    assert!(
+        at_cap.iter().all(|w| w.code == "unknown_field"),
+        "{at_cap:?}"
+    );
+    let over = with_unknown_fields(21);
+    assert_eq!(over.len(), 21);
+    assert_eq!(over[20].code, "too_many_warnings");
+    assert!(over[20].message.starts_with("1 more warnings"), "{over:?}");
+}
+
+/// A person fixing the sender reads the sentence (in the 400 and the dead letter): where
+/// an object was expected, it names the JSON type that came instead.
+#[test]
+fn a_rejection_names_the_json_type_that_came_instead_of_an_object() {
+    for (input, kind) in [
+        ("[1,2]", "array"),
+        (" \n\"x\"", "string"),
+        ("true", "boolean"),
+        ("null", "null"),
+        ("\t12", "number"),
+    ] {
+        let r = parse(input.as_bytes()).unwrap_err();
+        assert_eq!(r.code, RejectCode::NotAnObject);
+        assert!(
+            r.message.contains(&format!("is a JSON {kind},")),
+            "{input:?}: {}",
+            r.message
+        );
+    }
+    for (body, kind) in [
+        (json!([]), "array"),
+        (json!("{}"), "string"),
+        (json!(3), "number"),
+    ] {
+        let r = parse(&bytes(set(seed("read"), "body", body))).unwrap_err();
+        assert_eq!(
+            (r.field.as_deref(), r.message.as_str()),
+            (
+                Some("body"),
+                format!("body must be a JSON object, but it is a JSON {kind}.").as_str()
+            )
+        );
+    }
+}

@@ -174,4 +174,11 @@ fn deep_nesting_inside_an_event_is_refused_too() {
     // Brackets inside strings are text, not nesting.
     let text = serde_json::json!({"id": "x", "type": "t", "body": {"s": "[".repeat(500)}});
     assert!(parse(text.to_string().as_bytes()).is_ok());
+    // An escaped quote does not end the string: the brackets after it are still text.
+    let quoted = format!("say \"{}\" twice\\", "[".repeat(100));
+    let text = serde_json::json!({"id": "x", "type": "t", "body": {"s": quoted}});
+    assert!(parse(text.to_string().as_bytes()).is_ok(), "{text}");
+    // Depth is how deep, not how many: a hundred objects side by side nest two levels.
+    let wide = serde_json::json!({"id": "x", "type": "t", "body": {"list": vec![serde_json::json!({}); 100]}});
+    assert!(parse(wide.to_string().as_bytes()).is_ok());
 }

@@ -596,6 +596,39 @@ async fn a_torn_last_line_is_cut_off_at_the_next_start() {
     assert_eq!(seqs, [1, 2, 3, 4]);
 }
 
+/// The file sink opens its file before the server says "Listening.": a torn last line is
+/// reported then, and only when there is one (a false report on every start would teach
+/// people to ignore the real one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_last_line_is_reported_only_when_there_is_one() {
+    const TORN: &str = "Cutting off a torn last line";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    let toml = server_toml(dir.path()) + &format!("[[sinks]]\ntype = \"file\"\npath = {file:?}\n");
+    let config = write_config(dir.path(), &toml);
+    for (run, tear) in [(1, false), (2, false), (3, true), (4, false)] {
+        if tear {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&file)
+                .unwrap();
+            std::io::Write::write_all(&mut f, b"{\"seq\":9").unwrap();
+        }
+        let server = BinaryServer::start(&config);
+        assert_eq!(server.logged(TORN), tear, "start {run}");
+        let event = status_event(&format!("e{run}"), &format!("m{run}"), "read");
+        assert_eq!(server.post(event.to_string()).await.status(), 200);
+        // Every line written, nothing in flight: the kill leaves a whole file.
+        wait_for("the line", 10, || file_lines(&file).len() == run).await;
+        server.kill();
+    }
+    let seqs: Vec<i64> = file_lines(&file)
+        .iter()
+        .map(|l| l["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_file_sink_has_no_missing_and_no_duplicate_line_after_sigkill() {
     let dir = tempfile::tempdir().unwrap();

@@ -171,6 +171,16 @@ fn deep_nesting_inside_an_event_is_refused_too() {
             ("invalid_field", Some(field))
         );
     }
+    // 64 levels are the most accepted: the body's own braces and 63 arrays inside them.
+    let nested = |levels: usize| {
+        let inner: serde_json::Value =
+            serde_json::from_str(&format!("{}{}", "[".repeat(levels), "]".repeat(levels))).unwrap();
+        serde_json::json!({"id": "x", "type": "t", "body": {"a": inner}}).to_string()
+    };
+    assert!(parse(nested(63).as_bytes()).is_ok());
+    let r = parse(nested(64).as_bytes()).unwrap_err();
+    assert_eq!(r.field.as_deref(), Some("body"), "{}", r.message);
+    assert!(r.message.contains("more than 64 levels"), "{}", r.message);
     // Brackets inside strings are text, not nesting.
     let text = serde_json::json!({"id": "x", "type": "t", "body": {"s": "[".repeat(500)}});
     assert!(parse(text.to_string().as_bytes()).is_ok());

@@ -296,9 +296,9 @@ fn warnings_up_to_the_cap_are_kept_as_they_are() {
 }
 
 /// A person fixing the sender reads the sentence (in the 400 and the dead letter): where
-/// an object was expected, it names the JSON type that came instead.
+/// an object or a string was expected, it names the JSON type that came instead.
 #[test]
-fn a_rejection_names_the_json_type_that_came_instead_of_an_object() {
+fn a_rejection_names_the_json_type_that_came_instead_of_the_one_expected() {
     for (input, kind) in [
         ("[1,2]", "array"),
         (" \n\"x\"", "string"),
@@ -312,6 +312,21 @@ fn a_rejection_names_the_json_type_that_came_instead_of_an_object() {
             r.message.contains(&format!("is a JSON {kind},")),
             "{input:?}: {}",
             r.message
+        );
+    }
+    // And where a string was expected.
+    for (path, value, kind) in [
+        ("type", json!(7), "number"),
+        ("body.status", json!(["read"]), "array"),
+        ("body.errorData.errorMessage", json!({}), "object"),
+    ] {
+        let r = parse(&bytes(set(seed("failed"), path, value))).unwrap_err();
+        assert_eq!(
+            (r.field.as_deref(), r.message.as_str()),
+            (
+                Some(path),
+                format!("{path} must be a string, but it is a JSON {kind}.").as_str()
+            )
         );
     }
     for (body, kind) in [

@@ -314,19 +314,37 @@ fn a_rejection_names_the_json_type_that_came_instead_of_the_one_expected() {
             r.message
         );
     }
-    // And where a string was expected.
-    for (path, value, kind) in [
-        ("type", json!(7), "number"),
-        ("body.status", json!(["read"]), "array"),
-        ("body.errorData.errorMessage", json!({}), "object"),
+    // And inside the event, whatever was expected.
+    for (path, value, expected, kind) in [
+        ("type", json!(7), "a string", "number"),
+        ("body.status", json!(["read"]), "a string", "array"),
+        (
+            "body.errorData.errorMessage",
+            json!({}),
+            "a string",
+            "object",
+        ),
+        ("id", json!(true), "a string or an integer", "boolean"),
+        ("body.errorData", json!("131014"), "a JSON object", "string"),
     ] {
         let r = parse(&bytes(set(seed("failed"), path, value))).unwrap_err();
         assert_eq!(
             (r.field.as_deref(), r.message.as_str()),
             (
                 Some(path),
-                format!("{path} must be a string, but it is a JSON {kind}.").as_str()
+                format!("{path} must be {expected}, but it is a JSON {kind}.").as_str()
             )
+        );
+    }
+    // A string that is not text (an escaped lone surrogate) is named as such.
+    for path in ["id", "type", "body.uid"] {
+        let r = parse(&with_raw_string(seed("read"), path, r#""ab\ud800c""#)).unwrap_err();
+        assert!(
+            r.message.starts_with(&format!(
+                "{path} holds an escaped half of a UTF-16 surrogate"
+            )),
+            "{path}: {}",
+            r.message
         );
     }
     for (body, kind) in [

@@ -218,13 +218,16 @@ async fn the_wal_stays_bounded_under_steady_writes() {
     // 19,200 events of ~1 KB write about 200 MB of WAL frames. Without the restart
     // the WAL held them all (194-204 MB, started over once at most); with it, it
     // started over 7-11 times and reached 23-32 MB here, 54 MB once with the other
-    // tests busy on both cores. The WAL header counts the restarts (bytes 12..16).
+    // tests busy on both cores. With the checkpointer never asking the writer to
+    // finish (SQLite restarting it only when a pass happens to copy everything), it
+    // started over once or twice and reached 79-159 MB. The WAL header counts the
+    // restarts (bytes 12..16).
     let wal_path = dir.path().join("innohook.db-wal");
     let wal = std::fs::metadata(&wal_path).unwrap().len();
     let mut header = [0u8; 16];
     std::io::Read::read_exact(&mut std::fs::File::open(&wal_path).unwrap(), &mut header).unwrap();
     let restarts = u32::from_be_bytes(header[12..16].try_into().unwrap());
-    assert!(restarts >= 2, "the WAL was started over {restarts} times");
+    assert!(restarts >= 4, "the WAL was started over {restarts} times");
     assert!(wal < 96 << 20, "the WAL grew to {} MB", wal >> 20);
     store.close().await;
 }

@@ -612,7 +612,9 @@ async fn a_torn_last_line_is_reported_only_when_there_is_one() {
                 .append(true)
                 .open(&file)
                 .unwrap();
-            std::io::Write::write_all(&mut f, b"{\"seq\":9").unwrap();
+            // Longer than the 64 KiB read from the end at first (a crash in a long line).
+            let torn = format!("{{\"seq\":9,\"body\":\"{}", "x".repeat(100_000));
+            std::io::Write::write_all(&mut f, torn.as_bytes()).unwrap();
         }
         let server = BinaryServer::start(&config);
         assert_eq!(server.logged(TORN), tear, "start {run}");

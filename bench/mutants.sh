@@ -5,10 +5,11 @@
 # of answers, and authentication. A mutant that survives is a change to the code that
 # no test notices; docs/testing.md records the score and every survivor judged harmless.
 #
-# Not in CI: several hours on 2 cores (a build of about 15 s and the chosen tests per
-# mutant). Each build takes the shared build lock by itself ($LOCK, default
-# /tmp/innohook-cargo.lock), so other builds interleave with the run instead of waiting
-# for all of it. PostgreSQL tests are left out (INNOHOOK_TEST_POSTGRES_URL is unset).
+# Not in CI: about three hours on 2 cores for all groups (15-40 s a mutant: a build of
+# about 10 s and the group's tests). Each build takes the shared build lock by itself
+# ($LOCK, default /tmp/innohook-cargo.lock), so other builds interleave with the run
+# instead of waiting for all of it, and a mutant's tests run without it. PostgreSQL tests
+# are left out (INNOHOOK_TEST_POSTGRES_URL is unset).
 #
 #   cargo install cargo-mutants --locked   # once (v27)
 #   bench/mutants.sh                       # every group
@@ -21,6 +22,8 @@
 # that the dependencies are built once for every group:
 #   git worktree add /tmp/mut HEAD
 #   cd /tmp/mut && IN_PLACE=1 bench/mutants.sh
+# Groups in checkouts of their own run at once (docs/testing.md shows three): their
+# builds take turns under the lock, and one's tests run while another builds.
 # Keep its target directory its own: cargo names a crate's artifacts alike in two
 # checkouts, so a build in another checkout sharing it between a mutant's build and its
 # tests would have the tests run unmutated code (and count the mutant as missed).

@@ -277,6 +277,14 @@ async fn tracking_ends_the_same_in_every_arrival_order(b: &impl Backend) {
         ),
         (120, 0, 0, 120, 0)
     );
+    // A message's error moves to the failure that outranks it: the code it left (the
+    // first to arrive in half the orders) counts no message and is not listed.
+    let codes: Vec<(&str, i64)> = batch
+        .failures
+        .iter()
+        .map(|f| (f.error_code.as_str(), f.messages))
+        .collect();
+    assert_eq!(codes, [("E-failed", 120)]);
     assert_eq!(store.count_events().await.unwrap(), 600);
     store.close().await;
 }

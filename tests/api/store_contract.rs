@@ -972,9 +972,28 @@ async fn a_batch_timeline_counts_status_events_per_hour(b: &impl Backend) {
         .map(|h| (h.hour, h.events))
         .collect();
     assert_eq!(moved, [(hour(9), [1, 0, 0, 0]), (hour(10), [0, 1, 0, 0])]);
+    // m5 is the only message with events at 13:00; when it moves, that hour leaves "t"'s
+    // timeline instead of staying with nothing in it.
+    for (id, uid, status, at) in [
+        ("m5-d", "t", "delivered", "2026-03-01T13:10:00.000Z"),
+        ("m5-r", "moved", "read", "2026-03-01T13:20:00.000Z"),
+    ] {
+        accept(&store, &status_at(id, "m5", uid, status, at)).await;
+    }
+    let left: Vec<_> = store
+        .batch_timeline("t")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.hour, h.events))
+        .collect();
     assert_eq!(
-        store.batch_timeline("t").await.unwrap()[0].events,
-        [4, 0, 0, 0]
+        left,
+        [
+            (hour(9), [4, 0, 0, 0]),
+            (hour(10), [0, 3, 0, 0]),
+            (hour(12), [0, 0, 1, 0])
+        ]
     );
     assert!(store.batch_timeline("nobody").await.unwrap().is_empty());
     // Ids and statuses, two at a time.

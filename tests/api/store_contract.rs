@@ -942,15 +942,18 @@ async fn a_batch_timeline_counts_status_events_per_hour(b: &impl Backend) {
             .unwrap()
             .to_utc()
     };
-    let timeline: Vec<_> = store
-        .batch_timeline("t")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|h| (h.hour, h.events))
-        .collect();
+    // Each hour of a batch's timeline with its counts.
+    let timeline = async |uid: &str| -> Vec<_> {
+        store
+            .batch_timeline(uid)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.hour, h.events))
+            .collect()
+    };
     assert_eq!(
-        timeline,
+        timeline("t").await,
         [
             (hour(9), [5, 0, 0, 0]),
             (hour(10), [0, 3, 0, 0]),
@@ -964,14 +967,10 @@ async fn a_batch_timeline_counts_status_events_per_hour(b: &impl Backend) {
         &status_at("m3-r", "m3", "moved", "read", "2026-03-01T10:30:00.000Z"),
     )
     .await;
-    let moved: Vec<_> = store
-        .batch_timeline("moved")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|h| (h.hour, h.events))
-        .collect();
-    assert_eq!(moved, [(hour(9), [1, 0, 0, 0]), (hour(10), [0, 1, 0, 0])]);
+    assert_eq!(
+        timeline("moved").await,
+        [(hour(9), [1, 0, 0, 0]), (hour(10), [0, 1, 0, 0])]
+    );
     // m5 is the only message with events at 13:00; when it moves, that hour leaves "t"'s
     // timeline instead of staying with nothing in it.
     for (id, uid, status, at) in [
@@ -980,22 +979,15 @@ async fn a_batch_timeline_counts_status_events_per_hour(b: &impl Backend) {
     ] {
         accept(&store, &status_at(id, "m5", uid, status, at)).await;
     }
-    let left: Vec<_> = store
-        .batch_timeline("t")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|h| (h.hour, h.events))
-        .collect();
     assert_eq!(
-        left,
+        timeline("t").await,
         [
             (hour(9), [4, 0, 0, 0]),
             (hour(10), [0, 3, 0, 0]),
             (hour(12), [0, 0, 1, 0])
         ]
     );
-    assert!(store.batch_timeline("nobody").await.unwrap().is_empty());
+    assert!(timeline("nobody").await.is_empty());
     // Ids and statuses, two at a time.
     let mut got = Vec::new();
     let mut after: Option<String> = None;

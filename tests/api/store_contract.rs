@@ -17,6 +17,9 @@ use crate::helpers::*;
 /// A backend under test: opens its store, and opens it again after a close (a restart).
 pub trait Backend: Send + Sync {
     fn open(&self) -> impl std::future::Future<Output = Arc<dyn Store>> + Send;
+
+    /// Runs SQL on the store's database behind its back (to damage a row).
+    fn execute(&self, sql: &str) -> impl std::future::Future<Output = ()> + Send;
 }
 
 /// The SQLite store in a temporary directory.
@@ -35,6 +38,14 @@ impl Backend for Sqlite {
         innohook::store::open(&config, innohook::store::Role::Server)
             .await
             .unwrap()
+    }
+
+    async fn execute(&self, sql: &str) {
+        let db = self.0.path().join("store").join("innohook.db");
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        conn.execute_batch(sql).unwrap();
     }
 }
 
@@ -55,6 +66,14 @@ impl Backend for Postgres {
         innohook::store::open(&self.0.config(), innohook::store::Role::Server)
             .await
             .unwrap()
+    }
+
+    async fn execute(&self, sql: &str) {
+        let (client, conn) = tokio_postgres::connect(&self.0.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(sql).await.unwrap();
     }
 }
 
@@ -104,6 +123,7 @@ contract!(
     messages_keep_their_events_and_are_found_by_phone,
     dead_letter_pages_carry_their_events_and_replay_one_at_a_time,
     sink_states_show_positions_failures_and_dead_letters,
+    a_message_row_missing_its_error_status_is_an_error,
 );
 
 fn parsed(v: &Value) -> (Accepted, Bytes) {
@@ -1262,5 +1282,37 @@ async fn sink_states_show_positions_failures_and_dead_letters(b: &impl Backend) 
     assert_eq!(crm.failing_since, None);
     assert_eq!(crm.last_error.as_deref(), Some("timed out"));
     assert_eq!(crm.dead_letters, 0, "replayed");
+    store.close().await;
+}
+
+/// A failed message's row whose error lost the status it came with (damaged, or written
+/// by hand) cannot be read as some other message: every backend says so, naming the
+/// message, instead of inventing a status. The other messages read as ever.
+async fn a_message_row_missing_its_error_status_is_an_error(b: &impl Backend) {
+    let store = b.open().await;
+    accept(&store, &status("e1", "m1", "b", "failed", 1)).await;
+    accept(&store, &status("e2", "m2", "b", "delivered", 2)).await;
+    let failed = store.message("m1").await.unwrap().expect("stored");
+    assert_eq!(
+        failed
+            .error
+            .map(|e| e.status.as_str().to_owned())
+            .as_deref(),
+        Some("failed")
+    );
+    b.execute("UPDATE messages SET error_status = NULL WHERE message_id = 'm1'")
+        .await;
+    let error = store
+        .message("m1")
+        .await
+        .expect_err("the damaged row is an error");
+    let text = error.to_string();
+    assert!(
+        text.contains("\"m1\"") && text.contains("error_status"),
+        "{text}"
+    );
+    assert!(store.message("m2").await.unwrap().is_some());
+    // A page that holds it fails the same way rather than leave it out.
+    assert!(store.batch_messages("b", None, 10).await.is_err());
     store.close().await;
 }

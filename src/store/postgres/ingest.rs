@@ -19,16 +19,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use chrono::{DateTime, SubsecRound, Utc};
 use deadpool_postgres::Pool;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use super::connect::{describe, is_connection, text};
-use super::rows::{MESSAGE_COLUMNS, message_from_row};
-use crate::event::Status;
-use crate::event::tracking::{BatchDeltas, Message, StatusUpdate, Tracked, hour_of, track};
-use crate::store::{Counted, Outcome, StoreError, StoreResult, counted_status};
+use crate::event::tracking::{BatchDeltas, Message};
+use crate::store::ingest::{BatchRows, Incoming, Tally};
+use crate::store::sql::{self, MESSAGE_COLUMNS, Value};
+use crate::store::{Counted, Outcome, StoreError, StoreResult};
 
 /// Most accepts in one transaction.
 const MAX_BATCH: usize = 512;
@@ -36,17 +35,9 @@ const MAX_BATCH: usize = 512;
 /// for its commit, the next is being written.
 const IN_FLIGHT: usize = 2;
 
-/// One accept, parsed and ready to write.
+/// One accept, ready to write, and who waits for it.
 pub(super) struct Accept {
-    pub(super) event_id: String,
-    pub(super) event_type: String,
-    pub(super) update: Option<StatusUpdate>,
-    /// The dedup key of an event other than a message status.
-    pub(super) key: Option<String>,
-    pub(super) status: Option<Status>,
-    pub(super) message_id: Option<String>,
-    pub(super) warnings: String,
-    pub(super) body: Bytes,
+    pub(super) event: Incoming,
     pub(super) reply: oneshot::Sender<StoreResult<Outcome>>,
 }
 
@@ -130,7 +121,7 @@ async fn commit_and_answer(pool: &Pool, mut batch: Vec<Accept>, head: &watch::Se
                     Err(e) => {
                         tracing::error!(
                             error = e.message,
-                            event_id = a.event_id,
+                            event_id = a.event.event_id,
                             "Could not store an event."
                         );
                         let _ = a.reply.send(Err(StoreError::Backend(e.message)));
@@ -196,6 +187,28 @@ impl From<deadpool_postgres::PoolError> for Failed {
     }
 }
 
+impl From<StoreError> for Failed {
+    fn from(e: StoreError) -> Self {
+        Self {
+            message: e.to_string(),
+            connection: false,
+        }
+    }
+}
+
+/// Rows of values as columns, for `unnest`.
+fn columns<'a, const N: usize>(
+    rows: impl IntoIterator<Item = [Value<'a>; N]>,
+) -> Vec<Vec<Value<'a>>> {
+    let mut columns: Vec<Vec<Value<'a>>> = (0..N).map(|_| Vec::new()).collect();
+    for row in rows {
+        for (column, value) in columns.iter_mut().zip(row) {
+            column.push(value);
+        }
+    }
+    columns
+}
+
 /// Writes a batch in one transaction; an outcome per accept, in order.
 async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
     let received_at = Utc::now().trunc_subsecs(3);
@@ -205,11 +218,16 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
     // 1, 2: lock and read the messages.
     let mut ids: Vec<String> = batch
         .iter()
-        .filter_map(|a| a.update.as_ref().map(|u| text(u.message_id()).into_owned()))
+        .filter_map(|a| {
+            a.event
+                .update
+                .as_ref()
+                .map(|u| text(u.message_id()).into_owned())
+        })
         .collect();
     ids.sort();
     ids.dedup();
-    let mut messages: HashMap<String, Option<Message>> = HashMap::new();
+    let mut messages: HashMap<String, Message> = HashMap::new();
     if !ids.is_empty() {
         tx.execute(
             &tx.prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended(id, 0)) FROM unnest($1::text[]) AS u(id)").await?,
@@ -218,18 +236,15 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
         .await?;
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ANY($1)");
         for row in tx.query(&tx.prepare_cached(&sql).await?, &[&ids]).await? {
-            let m = message_from_row(&row).map_err(|message| Failed {
-                message,
-                connection: false,
-            })?;
-            messages.insert(m.id.clone(), Some(m));
+            let m = sql::message(&row)?;
+            messages.insert(m.id.clone(), m);
         }
     }
 
     // 3: the dedup keys of other events that are new.
     let mut keys: Vec<String> = batch
         .iter()
-        .filter_map(|a| a.key.as_deref().map(|k| text(k).into_owned()))
+        .filter_map(|a| a.event.key.as_deref().map(|k| text(k).into_owned()))
         .collect();
     keys.sort();
     keys.dedup();
@@ -249,32 +264,41 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
 
     // 4: decide each event in queue order.
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut stored: Vec<&Accept> = Vec::new();
-    let mut deltas = BatchDeltas::default();
+    let mut stored: Vec<&Incoming> = Vec::new();
+    let mut tally = Tally::default();
     let mut changed: BTreeMap<String, Message> = BTreeMap::new();
-    for a in batch {
-        let new = match (&a.update, &a.key) {
+    for Accept { event: e, .. } in batch {
+        let new = match (&e.update, &e.key) {
             (Some(u), _) => {
                 let id = text(u.message_id()).into_owned();
-                let old = messages.get(&id).cloned().flatten();
-                match track(old.as_ref(), u, received_at) {
-                    Tracked::Duplicate => false,
-                    Tracked::Changed(mut m) => {
+                let old = messages.get(&id);
+                match tally.track(e, u, old, received_at) {
+                    None => false,
+                    Some(mut m) => {
                         m.id = id.clone();
-                        deltas.record(old.as_ref(), &m);
-                        messages.insert(id.clone(), Some(m.clone()));
+                        messages.insert(id.clone(), m.clone());
                         changed.insert(id, m);
                         true
                     }
                 }
             }
             // The first of the batch's events with a new key takes it.
-            (None, Some(k)) => new_keys.remove(text(k).as_ref()).is_some(),
-            (None, None) => true,
+            (None, key) => {
+                let new = key
+                    .as_deref()
+                    .is_none_or(|k| new_keys.remove(text(k).as_ref()).is_some());
+                let outcome = if new {
+                    Counted::Accepted
+                } else {
+                    Counted::Duplicate
+                };
+                tally.count(outcome, e.counted());
+                new
+            }
         };
         outcomes.push(new);
         if new {
-            stored.push(a);
+            stored.push(e);
         }
     }
 
@@ -282,21 +306,13 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
     if !changed.is_empty() {
         write_messages(&tx, changed.values()).await?;
     }
-    if !deltas.is_empty() {
-        write_batches(&tx, &deltas).await?;
+    if !tally.deltas.is_empty() {
+        write_batches(&tx, &tally.deltas).await?;
     }
     let mut seqs = Vec::new();
     if !stored.is_empty() {
         let n = stored.len() as i64;
-        let column = |f: fn(&Accept) -> Option<String>| -> Vec<Option<String>> {
-            stored.iter().map(|a| f(a)).collect()
-        };
-        let event_ids = column(|a| Some(text(&a.event_id).into_owned()));
-        let types = column(|a| Some(text(&a.event_type).into_owned()));
-        let message_ids = column(|a| a.message_id.as_deref().map(|m| text(m).into_owned()));
-        let statuses = column(|a| a.status.as_ref().map(|s| text(s.as_str()).into_owned()));
-        let warnings = column(|a| Some(a.warnings.clone()));
-        let bodies: Vec<&[u8]> = stored.iter().map(|a| &a.body[..]).collect();
+        let events = columns(stored.iter().map(|e| e.values(received_at)));
         let rows = tx
             .query(
                 &tx.prepare_cached("WITH s AS (UPDATE seq_counter SET next = next + $1 WHERE id = 1 RETURNING next - $1 AS base)
@@ -305,13 +321,13 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
                  FROM s, unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[])
                      WITH ORDINALITY AS u(event_id, event_type, message_id, status, warnings, body, ord)
                  RETURNING seq").await?,
-                &[&n, &received_at, &event_ids, &types, &message_ids, &statuses, &warnings, &bodies],
+                &[&n, &received_at, &events[1], &events[2], &events[3], &events[4], &events[5], &events[6]],
             )
             .await?;
         seqs = rows.iter().map(|r| r.get::<_, i64>(0)).collect();
         seqs.sort_unstable();
     }
-    write_counts(&tx, &received_at, batch, &outcomes).await?;
+    write_counts(&tx, &received_at, &tally).await?;
     tx.commit().await?;
     let mut seqs = seqs.into_iter();
     Ok(outcomes
@@ -330,32 +346,17 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
 async fn write_counts(
     tx: &deadpool_postgres::Transaction<'_>,
     received_at: &DateTime<Utc>,
-    batch: &[Accept],
-    stored: &[bool],
+    tally: &Tally,
 ) -> Result<(), tokio_postgres::Error> {
-    let mut counted: BTreeMap<(Counted, &str), i64> = BTreeMap::new();
-    for (a, new) in batch.iter().zip(stored) {
-        let outcome = if *new {
-            Counted::Accepted
-        } else {
-            Counted::Duplicate
-        };
-        *counted
-            .entry((outcome, counted_status(a.status.as_ref())))
-            .or_default() += 1;
-    }
-    let (outcomes, statuses, events): (Vec<&str>, Vec<&str>, Vec<i64>) = counted
-        .iter()
-        .map(|((outcome, status), n)| (outcome.as_str(), *status, *n))
-        .collect();
+    let c = columns(tally.count_rows(received_at));
     tx.execute(
         &tx.prepare_cached(
             "INSERT INTO event_counts AS c (hour, outcome, status, events)
-             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[])
+             SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[])
              ON CONFLICT (hour, outcome, status) DO UPDATE SET events = c.events + excluded.events",
         )
         .await?,
-        &[&hour_of(received_at), &outcomes, &statuses, &events],
+        &[&c[0], &c[1], &c[2], &c[3]],
     )
     .await?;
     Ok(())
@@ -365,10 +366,7 @@ async fn write_messages<'a>(
     tx: &deadpool_postgres::Transaction<'_>,
     messages: impl Iterator<Item = &'a Message>,
 ) -> Result<(), tokio_postgres::Error> {
-    let mut c = MessageColumns::default();
-    for m in messages {
-        c.push(m);
-    }
+    let c = columns(messages.map(sql::message_values));
     let sql = format!(
         "INSERT INTO messages ({MESSAGE_COLUMNS})
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
@@ -385,94 +383,9 @@ async fn write_messages<'a>(
              last_event_at = excluded.last_event_at, identity_status = excluded.identity_status,
              touched_at = excluded.touched_at, events = excluded.events"
     );
-    tx.execute(
-        &tx.prepare_cached(&sql).await?,
-        &[
-            &c.id,
-            &c.wamid,
-            &c.status,
-            &c.statuses,
-            &c.error_code,
-            &c.error_message,
-            &c.error_status,
-            &c.conversation,
-            &c.conversation_status,
-            &c.conflict,
-            &c.uid,
-            &c.send_phone,
-            &c.waba_id,
-            &c.account_name,
-            &c.first_event_at,
-            &c.last_event_at,
-            &c.identity_status,
-            &c.touched_at,
-            &c.events,
-        ],
-    )
-    .await?;
+    tx.execute(&tx.prepare_cached(&sql).await?, &super::sql::params_of(&c))
+        .await?;
     Ok(())
-}
-
-/// The messages to write, column by column (for `unnest`).
-#[derive(Default)]
-struct MessageColumns {
-    id: Vec<String>,
-    wamid: Vec<String>,
-    status: Vec<String>,
-    statuses: Vec<String>,
-    error_code: Vec<Option<String>>,
-    error_message: Vec<Option<String>>,
-    error_status: Vec<Option<String>>,
-    conversation: Vec<Option<String>>,
-    conversation_status: Vec<Option<String>>,
-    conflict: Vec<bool>,
-    uid: Vec<Option<String>>,
-    send_phone: Vec<String>,
-    waba_id: Vec<String>,
-    account_name: Vec<String>,
-    first_event_at: Vec<DateTime<Utc>>,
-    last_event_at: Vec<DateTime<Utc>>,
-    identity_status: Vec<Option<String>>,
-    touched_at: Vec<DateTime<Utc>>,
-    events: Vec<String>,
-}
-
-impl MessageColumns {
-    fn push(&mut self, m: &Message) {
-        let t = |s: &str| text(s).into_owned();
-        let statuses: BTreeMap<String, String> = m
-            .statuses
-            .iter()
-            .map(|(s, at)| (t(s), crate::event::format_time(at)))
-            .collect();
-        self.id.push(t(&m.id));
-        self.wamid.push(t(&m.wamid));
-        self.status.push(t(m.status.as_str()));
-        self.statuses
-            .push(serde_json::to_string(&statuses).expect("a map serialises"));
-        self.error_code.push(m.error.as_ref().map(|e| t(&e.code)));
-        self.error_message
-            .push(m.error.as_ref().and_then(|e| e.message.as_deref()).map(t));
-        self.error_status
-            .push(m.error.as_ref().map(|e| t(e.status.as_str())));
-        self.conversation
-            .push(m.conversation.as_ref().map(|c| c.to_string()));
-        self.conversation_status
-            .push(m.conversation_status.as_ref().map(|s| t(s.as_str())));
-        self.conflict.push(m.conflict);
-        self.uid.push(m.uid.as_deref().map(t));
-        self.send_phone.push(t(&m.send_phone));
-        self.waba_id.push(t(&m.waba_id));
-        self.account_name.push(t(&m.account_name));
-        self.first_event_at.push(m.first_event_at);
-        self.last_event_at.push(m.last_event_at);
-        self.identity_status
-            .push(m.identity_status.as_ref().map(|s| t(s.as_str())));
-        self.touched_at.push(m.touched_at);
-        self.events.push(t(
-            &serde_json::to_string(&m.events).expect("a map serialises")
-        ));
-    }
 }
 
 /// Adds the batch's moves to the counters, one statement per table, rows in uid order
@@ -481,40 +394,8 @@ async fn write_batches(
     tx: &deadpool_postgres::Transaction<'_>,
     deltas: &BatchDeltas,
 ) -> Result<(), tokio_postgres::Error> {
-    let mut uids = Vec::new();
-    let mut counts: [Vec<i64>; 5] = Default::default();
-    let (mut firsts, mut lasts, mut touched) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut e_uids, mut e_codes, mut e_messages, mut e_counts) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut h_uids, mut h_hours, mut h_counts) =
-        (Vec::new(), Vec::new(), <[Vec<i64>; 4]>::default());
-    let (mut lost_messages, mut lost_errors, mut lost_hours) = (false, false, false);
-    for (uid, d) in deltas.iter() {
-        let uid = text(uid).into_owned();
-        for (hour, counts) in d.moved_hours() {
-            h_uids.push(uid.clone());
-            h_hours.push(hour);
-            for (column, n) in h_counts.iter_mut().zip(counts) {
-                column.push(n);
-            }
-        }
-        lost_hours |= d.lost_hours();
-        for (column, n) in counts.iter_mut().zip(d.counts) {
-            column.push(n);
-        }
-        firsts.push(d.first_event_at);
-        lasts.push(d.last_event_at);
-        touched.push(d.touched_at);
-        for (code, (n, message)) in d.errors.iter().filter(|(_, (n, _))| *n != 0) {
-            e_uids.push(uid.clone());
-            e_codes.push(text(code).into_owned());
-            e_messages.push(message.as_deref().map(|m| text(m).into_owned()));
-            e_counts.push(*n);
-        }
-        lost_messages |= d.lost_messages();
-        lost_errors |= d.lost_errors();
-        uids.push(uid);
-    }
+    let rows = BatchRows::of(deltas);
+    let batches = columns(rows.batches);
     tx.execute(
         &tx.prepare_cached("INSERT INTO batches AS b (uid, messages, delivered, read, failed, other, first_event_at, last_event_at, touched_at)
          SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[],
@@ -528,13 +409,11 @@ async fn write_batches(
              other = b.other + excluded.other,
              first_event_at = LEAST(b.first_event_at, excluded.first_event_at),
              last_event_at = GREATEST(b.last_event_at, excluded.last_event_at)").await?,
-        &[
-            &uids, &counts[0], &counts[1], &counts[2], &counts[3], &counts[4], &firsts, &lasts,
-            &touched,
-        ],
+        &super::sql::params_of(&batches),
     )
     .await?;
-    if !e_uids.is_empty() {
+    if !rows.errors.is_empty() {
+        let errors = columns(rows.errors);
         tx.execute(
             &tx.prepare_cached(
                 "INSERT INTO batch_errors AS e (uid, error_code, error_message, messages)
@@ -542,11 +421,12 @@ async fn write_batches(
              ON CONFLICT (uid, error_code) DO UPDATE SET messages = e.messages + excluded.messages",
             )
             .await?,
-            &[&e_uids, &e_codes, &e_messages, &e_counts],
+            &super::sql::params_of(&errors),
         )
         .await?;
     }
-    if !h_uids.is_empty() {
+    if !rows.hours.is_empty() {
+        let hours = columns(rows.hours);
         tx.execute(
             &tx.prepare_cached(
                 "INSERT INTO batch_hours AS h (uid, hour, delivered, read, failed, other)
@@ -556,44 +436,29 @@ async fn write_batches(
                  failed = h.failed + excluded.failed, other = h.other + excluded.other",
             )
             .await?,
-            &[
-                &h_uids,
-                &h_hours,
-                &h_counts[0],
-                &h_counts[1],
-                &h_counts[2],
-                &h_counts[3],
-            ],
+            &super::sql::params_of(&hours),
         )
         .await?;
     }
-    if lost_errors {
-        tx.execute(
-            &tx.prepare_cached("DELETE FROM batch_errors WHERE uid = ANY($1) AND messages <= 0")
-                .await?,
-            &[&uids],
-        )
-        .await?;
-    }
-    if lost_hours {
-        tx.execute(
-            &tx.prepare_cached(
-                "DELETE FROM batch_hours WHERE uid = ANY($1)
-                 AND delivered = 0 AND read = 0 AND failed = 0 AND other = 0",
-            )
-            .await?,
-            &[&uids],
-        )
-        .await?;
-    }
-    // A batch all of whose messages moved to another uid is gone, as if never seen.
-    if lost_messages {
-        tx.execute(
-            &tx.prepare_cached("DELETE FROM batches WHERE uid = ANY($1) AND messages <= 0")
-                .await?,
-            &[&uids],
-        )
-        .await?;
+    for (uids, sql) in [
+        (
+            &rows.lost_errors,
+            "DELETE FROM batch_errors WHERE uid = ANY($1) AND messages <= 0",
+        ),
+        (
+            &rows.lost_hours,
+            "DELETE FROM batch_hours WHERE uid = ANY($1)
+             AND delivered = 0 AND read = 0 AND failed = 0 AND other = 0",
+        ),
+        (
+            &rows.lost_messages,
+            "DELETE FROM batches WHERE uid = ANY($1) AND messages <= 0",
+        ),
+    ] {
+        if !uids.is_empty() {
+            let uids: Vec<String> = uids.iter().map(|u| text(u).into_owned()).collect();
+            tx.execute(&tx.prepare_cached(sql).await?, &[&uids]).await?;
+        }
     }
     Ok(())
 }

@@ -4,12 +4,15 @@
 //! answered only after the transaction holding its write is committed and fsync'd.
 //! Reads open their own connections, which WAL lets run beside the writer. One server
 //! per store (a lock file), so `seq` order is commit order and a sink's lease is always
-//! granted.
+//! granted. The core's statements run in the next group-committed transaction, so a
+//! pruning step's small deletes never hold ingest up; freed pages are reused by later
+//! commits (SQLite's freelist), so the file stops growing once the retention is reached,
+//! without a VACUUM.
 
 mod read;
 mod recent;
-mod retention;
 mod schema;
+mod sql;
 mod tracking;
 mod writer;
 
@@ -18,30 +21,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::body::Bytes;
-use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OpenFlags, params};
+use bytes::Bytes;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use self::read::ReaderPool;
 use self::recent::Recent;
 use self::writer::{FnOp, Queued, Tx};
+use super::ingest::Incoming;
+use super::sql::{Query, Sql, Statement};
 use super::{
-    BatchHour, BatchQuery, Counted, DeadLetter, DeadLetterEntry, DeadLetterQuery, EventQuery,
-    HourCount, Outcome, ParkedEvent, Progress, PruneState, Pruned, Retention, Role, SinkLease,
-    SinkState, Store, StoreError, StoreResult, StoreStats, StoredEvent,
+    Admin, Counted, Delivery, Ingest, Outcome, Progress, Role, SinkLease, StoreError, StoreResult,
+    StoreStats, StoredEvent,
 };
-use crate::event::tracking::{Batch, Message, StatusUpdate, hour_of};
-use crate::event::{Accepted, DedupKey, Rejection, Status};
+use crate::event::{Accepted, Rejection};
 
 /// File name of the database inside `[store] dir`.
 pub const DB_FILE: &str = "innohook.db";
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Backend(format!("SQLite: {e}"))
-    }
-}
 
 /// Opens a connection with the pragmas every innohook connection uses.
 fn connect(dir: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
@@ -54,40 +50,6 @@ fn connect(dir: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     // Savepoint journals stay in memory instead of temporary files.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(conn)
-}
-
-/// A stored time: RFC 3339, UTC, milliseconds (see [`crate::event::format_time`]).
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-fn time_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<DateTime<Utc>> {
-    let text = r.get_ref(i)?.as_str()?;
-    parse_time(text).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            format!("not a time: {text:?}").into(),
-        )
-    })
-}
-
-/// How the dedup table spells a key (as every store since schema v1 has).
-fn dedup_text(key: &DedupKey) -> String {
-    match key {
-        DedupKey::Status { message_id, status } => {
-            format!("status\u{1f}{message_id}\u{1f}{}", status.as_str())
-        }
-        DedupKey::Other {
-            envelope_id,
-            body_sha256,
-        } => {
-            let hex: String = body_sha256.iter().map(|b| format!("{b:02x}")).collect();
-            format!("other\u{1f}{envelope_id}\u{1f}{hex}")
-        }
-    }
 }
 
 /// The SQLite store; see the module documentation.
@@ -178,7 +140,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, op: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnMut(&mut Tx<'_>) -> rusqlite::Result<T> + Send + 'static,
+        F: FnMut(&mut Tx<'_>) -> StoreResult<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -203,7 +165,7 @@ impl SqliteStore {
     /// every 200 relies on.
     pub async fn durability(&self) -> StoreResult<Durability> {
         self.write(|tx| {
-            Ok(Durability {
+            Ok::<_, StoreError>(Durability {
                 journal_mode: tx
                     .conn
                     .pragma_query_value(None, "journal_mode", |r| r.get(0))?,
@@ -221,8 +183,8 @@ impl SqliteStore {
         let pages = pages.unwrap_or(1_073_741_823);
         self.write(move |tx| {
             tx.conn
-                .pragma_update_and_check(None, "max_page_count", pages, |r| r.get::<_, i64>(0))
-                .map(|_| ())
+                .pragma_update_and_check(None, "max_page_count", pages, |r| r.get::<_, i64>(0))?;
+            Ok(())
         })
         .await
     }
@@ -249,23 +211,6 @@ pub(super) fn check(dir: &Path) -> anyhow::Result<String> {
     })
 }
 
-/// Puts the sink dead letters not replayed yet that `which` (a condition on `?1`, which is
-/// `key`) selects back in their sinks' queues; returns how many.
-fn replay_matching(tx: &Tx<'_>, which: &str, key: &dyn rusqlite::ToSql) -> rusqlite::Result<usize> {
-    let filter = format!("source = 'sink' AND replayed_at IS NULL AND {which}");
-    tx.conn.execute(
-        &format!(
-            "INSERT OR IGNORE INTO sink_replay (sink, event_seq)
-             SELECT sink, event_seq FROM dead_letters WHERE {filter}"
-        ),
-        [key],
-    )?;
-    tx.conn.execute(
-        &format!("UPDATE dead_letters SET replayed_at = ?2 WHERE {filter}"),
-        params![key, tx.at.text],
-    )
-}
-
 /// One server per store: a second one would keep its own sink cursors in memory and
 /// deliver everything twice.
 fn take_lock(dir: &Path) -> anyhow::Result<std::fs::File> {
@@ -282,23 +227,25 @@ fn take_lock(dir: &Path) -> anyhow::Result<std::fs::File> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Sql for SqliteStore {
+    async fn rows<T: Send + 'static>(&self, query: Query<T>) -> StoreResult<Vec<T>> {
+        self.readers.read(move |c| sql::rows(c, &query)).await
+    }
+
+    /// In the next group-committed transaction.
+    async fn transaction(&self, statements: Vec<Statement>) -> StoreResult<Vec<i64>> {
+        self.write(move |tx| sql::execute(tx.conn, &statements))
+            .await
+    }
+}
+
+#[async_trait]
+impl Ingest for SqliteStore {
     /// A status event is a duplicate when its message already has its status (the
     /// message row is read anyway, to track it); other events when their dedup key is in
     /// the dedup table. Status keys that stores before schema v3 kept in the dedup table
     /// are still honoured.
     async fn accept(&self, accepted: &Accepted, body: Bytes) -> StoreResult<Outcome> {
-        let env = &accepted.envelope;
-        let update = StatusUpdate::from_accepted(accepted);
-        // The dedup table is only consulted for other event types, and for status events
-        // when it still holds keys from before schema v3.
-        let key =
-            (update.is_none() || self.legacy_status_keys).then(|| dedup_text(&env.dedup_key()));
-        let status = env.message_status().map(|s| s.status().clone());
-        let message_id = env.message_status().map(|s| s.message_id().to_owned());
-        let event_id = env.id().to_owned();
-        let event_type = env.event_type().to_owned();
-        let warnings = serde_json::to_string(&accepted.warnings).expect("warnings serialise");
         // The window of recent events may keep the body for a while: then a copy, since
         // the request's own Bytes can pin a whole connection read buffer.
         let body = if self.recent.keeps_events() {
@@ -306,77 +253,55 @@ impl Store for SqliteStore {
         } else {
             body
         };
-        let counted = super::counted_status(status.as_ref());
+        let e = Incoming::new(accepted, body);
+        let lookup = match &e.key {
+            Some(key) => Some(key.clone()),
+            None if self.legacy_status_keys => e.legacy_status_key(),
+            None => None,
+        };
         self.write(move |tx| {
-            if let Some(key) = &key
-                && tx
+            let known = match &lookup {
+                Some(key) => tx
                     .conn
                     .prepare_cached("SELECT 1 FROM dedup WHERE key = ?1")?
-                    .exists([key])?
-            {
-                tx.count(Counted::Duplicate, counted);
+                    .exists([key])?,
+                None => false,
+            };
+            if known {
+                tx.count(Counted::Duplicate, e.counted());
                 return Ok(Outcome::Duplicate);
             }
-            if let Some(u) = &update
-                && !tracking::apply(tx, u)?
-            {
-                tx.count(Counted::Duplicate, counted);
-                return Ok(Outcome::Duplicate);
+            match &e.update {
+                Some(u) if !tracking::apply(tx, &e, u)? => return Ok(Outcome::Duplicate),
+                Some(_) => {}
+                None => tx.count(Counted::Accepted, e.counted()),
             }
             tx.conn
                 .prepare_cached(
                     "INSERT INTO events (received_at, event_id, event_type, message_id, status, warnings, body)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
-                .execute(params![
-                    tx.at.text,
-                    event_id,
-                    event_type,
-                    message_id,
-                    status.as_ref().map(|s| s.as_str()),
-                    warnings,
-                    &body[..]
-                ])?;
+                .execute(rusqlite::params_from_iter(&e.values(tx.at.at)))?;
             let seq = tx.conn.last_insert_rowid();
-            tx.count(Counted::Accepted, counted);
-            if update.is_none() {
+            if let Some(key) = &e.key {
                 tx.conn
                     .prepare_cached("INSERT INTO dedup (key, seq, created_at) VALUES (?1, ?2, ?3)")?
-                    .execute(params![key, seq, tx.at.at.timestamp()])?;
+                    .execute(rusqlite::params![key, seq, tx.at.at.timestamp()])?;
             }
             let received_at = tx.at.at;
-            tx.stored(seq, || StoredEvent {
-                seq,
-                received_at,
-                event_id: event_id.clone(),
-                event_type: event_type.clone(),
-                message_id: message_id.clone(),
-                status: status.clone(),
-                warnings: warnings.clone(),
-                body: body.clone(),
-            });
+            tx.stored(seq, || e.stored(seq, received_at));
             Ok(Outcome::Accepted { seq })
         })
         .await
     }
 
     async fn dead_letter_rejected(&self, rejection: &Rejection, body: Bytes) -> StoreResult<i64> {
-        let code = rejection.code.as_str();
-        let field = rejection.field.clone();
-        let reason = rejection.message.clone();
-        self.write(move |tx| {
-            tx.conn
-                .prepare_cached(
-                    "INSERT INTO dead_letters (created_at, source, code, field, reason, body)
-                     VALUES (?1, 'http', ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![tx.at.text, code, field, reason, &body[..]])?;
-            tx.count(Counted::Rejected, "");
-            Ok(tx.conn.last_insert_rowid())
-        })
-        .await
+        super::ingest::reject(self, rejection, &body).await
     }
+}
 
+#[async_trait]
+impl Delivery for SqliteStore {
     fn head(&self) -> watch::Receiver<i64> {
         self.head.clone()
     }
@@ -388,14 +313,7 @@ impl Store for SqliteStore {
         if let Some(events) = self.recent.after(after, limit) {
             return Ok(events);
         }
-        self.readers
-            .read(move |r| r.events_after(after, limit))
-            .await
-    }
-
-    async fn sink_cursor(&self, sink: &str) -> StoreResult<Option<i64>> {
-        let sink = sink.to_owned();
-        self.readers.read(move |r| r.cursor(&sink)).await
+        self.rows(super::ledger::events_after(after, limit)).await
     }
 
     /// Always granted: one server per store.
@@ -414,199 +332,13 @@ impl Store for SqliteStore {
     }
 
     async fn sink_progress(&self, lease: &SinkLease, progress: Progress) -> StoreResult<()> {
-        let sink = lease.sink.clone();
-        self.write(move |tx| {
-            for d in &progress.dead {
-                tx.conn
-                    .prepare_cached(
-                        "INSERT INTO dead_letters (created_at, source, sink, event_seq, code, reason, attempts, first_attempt_at)
-                         VALUES (?1, 'sink', ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )?
-                    .execute(params![
-                        tx.at.text,
-                        sink,
-                        d.seq,
-                        d.code,
-                        d.reason,
-                        d.attempts,
-                        crate::event::format_time(&d.first_attempt_at)
-                    ])?;
-            }
-            for seq in &progress.replayed {
-                tx.conn
-                    .prepare_cached("DELETE FROM sink_replay WHERE sink = ?1 AND event_seq = ?2")?
-                    .execute(params![sink, seq])?;
-            }
-            for seq in &progress.unparked {
-                tx.conn
-                    .prepare_cached("DELETE FROM sink_parked WHERE sink = ?1 AND event_seq = ?2")?
-                    .execute(params![sink, seq])?;
-            }
-            for p in &progress.parked {
-                tx.conn
-                    .prepare_cached(
-                        "INSERT INTO sink_parked (sink, event_seq, message_id, attempts, first_attempt_at, next_attempt_at, last_error)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                         ON CONFLICT (sink, event_seq) DO UPDATE SET attempts = excluded.attempts,
-                             first_attempt_at = excluded.first_attempt_at,
-                             next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error",
-                    )?
-                    .execute(params![
-                        sink,
-                        p.seq,
-                        p.message_id,
-                        p.attempts,
-                        p.first_attempt_at.as_ref().map(crate::event::format_time),
-                        crate::event::format_time(&p.next_attempt_at),
-                        p.last_error
-                    ])?;
-            }
-            if let Some(cursor) = progress.cursor {
-                tx.conn
-                    .prepare_cached(
-                        "INSERT INTO sink_cursors (sink, seq) VALUES (?1, ?2)
-                         ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq",
-                    )?
-                    .execute(params![sink, cursor])?;
-            }
-            Ok(())
-        })
-        .await
+        let statements = super::ledger::progress(&lease.sink, progress);
+        self.transaction(statements).await.map(drop)
     }
+}
 
-    async fn parked(&self, sink: &str) -> StoreResult<Vec<(ParkedEvent, StoredEvent)>> {
-        let sink = sink.to_owned();
-        self.readers.read(move |r| r.parked(&sink)).await
-    }
-
-    async fn replay_queue(&self, sink: &str, limit: usize) -> StoreResult<Vec<StoredEvent>> {
-        let sink = sink.to_owned();
-        self.readers
-            .read(move |r| r.replay_queue(&sink, limit))
-            .await
-    }
-
-    async fn replay(&self, sink: Option<&str>) -> StoreResult<usize> {
-        let sink = sink.map(str::to_owned);
-        self.write(move |tx| replay_matching(tx, "(?1 IS NULL OR sink = ?1)", &sink))
-            .await
-    }
-
-    async fn message(&self, id: &str) -> StoreResult<Option<Message>> {
-        let id = id.to_owned();
-        self.readers.read(move |r| r.message(&id)).await
-    }
-
-    async fn messages_by_wamid(&self, wamid: &str) -> StoreResult<Vec<Message>> {
-        let wamid = wamid.to_owned();
-        self.readers
-            .read(move |r| r.messages_by_wamid(&wamid))
-            .await
-    }
-
-    async fn batch(&self, uid: &str) -> StoreResult<Option<Batch>> {
-        let uid = uid.to_owned();
-        self.readers.read(move |r| r.batch(&uid)).await
-    }
-
-    async fn batch_messages(
-        &self,
-        uid: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<Message>> {
-        let (uid, after) = (uid.to_owned(), after.map(str::to_owned));
-        self.readers
-            .read(move |r| r.batch_messages(&uid, after.as_deref(), limit))
-            .await
-    }
-
-    async fn events(&self, query: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
-        let query = query.clone();
-        self.readers.read(move |r| r.events(&query)).await
-    }
-
-    async fn count_events(&self) -> StoreResult<i64> {
-        self.readers.read(|r| r.count_events()).await
-    }
-
-    async fn dead_letters(&self) -> StoreResult<Vec<DeadLetter>> {
-        self.readers.read(|r| r.dead_letters()).await
-    }
-
-    async fn event_counts(&self, since: DateTime<Utc>) -> StoreResult<Vec<HourCount>> {
-        let from = hour_of(&since);
-        self.readers.read(move |r| r.event_counts(from)).await
-    }
-
-    async fn recent_batches(&self, query: &BatchQuery) -> StoreResult<Vec<Batch>> {
-        let query = query.clone();
-        self.readers.read(move |r| r.recent_batches(&query)).await
-    }
-
-    async fn batch_timeline(&self, uid: &str) -> StoreResult<Vec<BatchHour>> {
-        let uid = uid.to_owned();
-        self.readers.read(move |r| r.batch_timeline(&uid)).await
-    }
-
-    async fn batch_message_statuses(
-        &self,
-        uid: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<(String, Status)>> {
-        let (uid, after) = (uid.to_owned(), after.map(str::to_owned));
-        self.readers
-            .read(move |r| r.batch_message_statuses(&uid, after.as_deref(), limit))
-            .await
-    }
-
-    async fn messages_by_phone(&self, phone: &str) -> StoreResult<Vec<Message>> {
-        let phone = phone.to_owned();
-        self.readers
-            .read(move |r| r.messages_by_phone(&phone))
-            .await
-    }
-
-    async fn dead_letter_page(&self, query: &DeadLetterQuery) -> StoreResult<Vec<DeadLetterEntry>> {
-        let query = query.clone();
-        self.readers.read(move |r| r.dead_letter_page(&query)).await
-    }
-
-    async fn sink_states(&self) -> StoreResult<Vec<SinkState>> {
-        self.readers.read(|r| r.sink_states()).await
-    }
-
-    async fn record_sink_error(&self, sink: &str, error: Option<&str>) -> StoreResult<()> {
-        let (sink, error) = (sink.to_owned(), error.map(str::to_owned));
-        self.write(move |tx| {
-            match &error {
-                Some(error) => tx
-                    .conn
-                    .prepare_cached(
-                        "INSERT INTO sink_status (sink, failing_since, last_error, last_error_at)
-                         VALUES (?1, ?2, ?3, ?2)
-                         ON CONFLICT (sink) DO UPDATE SET
-                             failing_since = coalesce(failing_since, excluded.failing_since),
-                             last_error = excluded.last_error,
-                             last_error_at = excluded.last_error_at",
-                    )?
-                    .execute(params![sink, tx.at.text, error])?,
-                None => tx
-                    .conn
-                    .prepare_cached("UPDATE sink_status SET failing_since = NULL WHERE sink = ?1")?
-                    .execute([&sink])?,
-            };
-            Ok(())
-        })
-        .await
-    }
-
-    async fn replay_dead_letter(&self, id: i64) -> StoreResult<bool> {
-        self.write(move |tx| replay_matching(tx, "id = ?1", &id).map(|n| n == 1))
-            .await
-    }
-
+#[async_trait]
+impl Admin for SqliteStore {
     /// Allocates about two pages, frees them again, and commits (so a full disk or a
     /// read-only store fails here).
     async fn probe(&self) -> StoreResult<()> {
@@ -624,35 +356,38 @@ impl Store for SqliteStore {
     }
 
     async fn prune_dedup(&self, days: u32) -> StoreResult<u64> {
-        let cutoff = Utc::now().timestamp() - i64::from(days) * 86_400;
+        let cutoff = chrono::Utc::now().timestamp() - i64::from(days) * 86_400;
         self.write(move |tx| {
-            tx.conn
-                .execute("DELETE FROM dedup WHERE created_at < ?1", [cutoff])
-                .map(|n| n as u64)
+            let n = tx
+                .conn
+                .execute("DELETE FROM dedup WHERE created_at < ?1", [cutoff])?;
+            Ok(n as u64)
         })
         .await
-    }
-
-    async fn prune(
-        &self,
-        policy: &Retention,
-        state: &mut PruneState,
-        limit: usize,
-        dry_run: bool,
-    ) -> StoreResult<Pruned> {
-        let (policy, from) = (policy.clone(), state.clone());
-        let (pruned, next) = self
-            .write(move |tx| retention::prune(tx.conn, &policy, &from, limit, dry_run))
-            .await?;
-        *state = next;
-        Ok(pruned)
     }
 
     async fn stats(&self) -> StoreResult<StoreStats> {
         let size = |name: &str| std::fs::metadata(self.dir.join(name)).map_or(0, |m| m.len());
         let size_bytes = size(DB_FILE) + size(&format!("{DB_FILE}-wal"));
-        let space = retention::disk_space(&self.dir);
-        let (rows, oldest_event_at) = self.readers.read(|r| r.counts()).await?;
+        let space = disk_space(&self.dir);
+        let (rows, oldest_event_at) = self
+            .readers
+            .read(|c| {
+                let mut rows = Vec::new();
+                for table in ["events", "messages", "batches", "dead_letters", "dedup"] {
+                    let sql = format!("SELECT count(*) FROM {table}");
+                    rows.push((table, c.query_row(&sql, [], |r| r.get(0))?));
+                }
+                let oldest: Option<String> = c
+                    .query_row(
+                        "SELECT received_at FROM events ORDER BY seq LIMIT 1",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok((rows, oldest.as_deref().and_then(super::sql::parse_time)))
+            })
+            .await?;
         Ok(StoreStats {
             size_bytes,
             free_bytes: space.map(|s| s.0),
@@ -680,6 +415,28 @@ impl Store for SqliteStore {
             }
         }
     }
+}
+
+/// Free and total bytes of the filesystem `dir` is on.
+pub(super) fn disk_space(dir: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string and `stat` a buffer statvfs fills.
+    let ok = unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } == 0;
+    if !ok {
+        return None;
+    }
+    // SAFETY: statvfs succeeded, so it filled `stat`.
+    let stat = unsafe { stat.assume_init() };
+    // The fields are u64 here, narrower on some targets.
+    #[allow(clippy::unnecessary_cast)]
+    let (block, free, total) = (
+        stat.f_frsize as u64,
+        stat.f_bavail as u64,
+        stat.f_blocks as u64,
+    );
+    Some((free * block, total * block))
 }
 
 #[cfg(test)]

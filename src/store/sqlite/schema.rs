@@ -172,10 +172,8 @@ CREATE TABLE sink_parked (
     // retention goes by it (eventTime is the sender's). Rows from before take their last
     // eventTime.
     r#"
-ALTER TABLE messages ADD COLUMN touched_at TEXT;
-UPDATE messages SET touched_at = last_event_at;
-ALTER TABLE batches ADD COLUMN touched_at TEXT;
-UPDATE batches SET touched_at = last_event_at;
+ALTER TABLE messages ADD COLUMN touched_at TEXT; UPDATE messages SET touched_at = last_event_at;
+ALTER TABLE batches ADD COLUMN touched_at TEXT; UPDATE batches SET touched_at = last_event_at;
 "#,
     // v8: what the dashboard reads, as counters and indexes, so that a page reads a page.
     // Counted from this version on: nothing is backfilled.

@@ -10,7 +10,8 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::event::Accepted;
-use crate::store::Store;
+use crate::store::ingest::dedup_text;
+use crate::store::{Admin, Delivery, Ingest, Queries};
 
 fn status_event(status: &str) -> Accepted {
     message_event("m1", status)
@@ -108,7 +109,11 @@ async fn batch_counters_gathered_in_one_transaction_count_once() {
             let store = store.clone();
             writes.push(tokio::spawn(async move {
                 store
-                    .write(|tx| tx.conn.execute("INSERT INTO no_such_table VALUES (1)", []))
+                    .write(|tx| {
+                        Ok(tx
+                            .conn
+                            .execute("INSERT INTO no_such_table VALUES (1)", [])?)
+                    })
                     .await
                     .map(|_| Outcome::Duplicate)
             }));
@@ -176,8 +181,9 @@ async fn received_at_never_goes_back_across_a_restart() {
         accept(&store, &message_event("m1", "delivered")).await;
         store
             .write(move |tx| {
-                tx.conn
-                    .execute("UPDATE events SET received_at = ?1", [future])
+                Ok(tx
+                    .conn
+                    .execute("UPDATE events SET received_at = ?1", [future])?)
             })
             .await
             .unwrap();

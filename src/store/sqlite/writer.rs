@@ -13,8 +13,8 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::recent::Recent;
-use crate::event::tracking::{BatchDeltas, hour_of};
-use crate::store::{Counted, StoreError, StoredEvent};
+use crate::store::ingest::Tally;
+use crate::store::{Counted, StoreError, StoreResult, StoredEvent};
 
 /// What one write sees of the transaction it runs in.
 pub(super) struct Tx<'a> {
@@ -35,14 +35,14 @@ impl Tx<'_> {
         }
     }
 
-    /// The batch counters this transaction moves, written at its end.
-    pub(super) fn batch_deltas(&mut self) -> &mut BatchDeltas {
-        &mut self.pending.deltas
+    /// The batch counters and counted pushes this transaction moves, written at its end.
+    pub(super) fn tally(&mut self) -> &mut Tally {
+        &mut self.pending.tally
     }
 
     /// Counts one push in this transaction's hour (written at its end).
     pub(super) fn count(&mut self, outcome: Counted, status: &'static str) {
-        *self.pending.counted.entry((outcome, status)).or_default() += 1;
+        self.pending.tally.count(outcome, status);
     }
 }
 
@@ -61,7 +61,7 @@ impl CommitTime {
             conn.query_row("SELECT MAX(received_at) FROM events", [], |r| r.get(0));
         let mut clock = Self::default();
         match latest {
-            Ok(Some(text)) => match super::parse_time(&text) {
+            Ok(Some(text)) => match crate::store::sql::parse_time(&text) {
                 Some(at) => clock = Self { at, text },
                 None => tracing::warn!(at = text, "Unreadable latest received_at."),
             },
@@ -90,12 +90,8 @@ struct Pending {
     last_seq: Option<i64>,
     /// The events stored, for [`Recent`] (when it keeps events at all).
     events: Vec<StoredEvent>,
-    deltas: BatchDeltas,
-    /// Pushes by outcome and counted status.
-    counted: Counts,
+    tally: Tally,
 }
-
-type Counts = std::collections::BTreeMap<(Counted, &'static str), i64>;
 
 impl Pending {
     /// Forgets what the writes applied so far left: the transaction is started again, or
@@ -103,8 +99,7 @@ impl Pending {
     fn forget(&mut self) {
         self.last_seq = None;
         self.events.clear();
-        self.deltas.clear();
-        self.counted.clear();
+        self.tally.clear();
     }
 
     /// Where things stood before one write, to go back to if its savepoint is rolled
@@ -113,24 +108,21 @@ impl Pending {
         Mark {
             last_seq: self.last_seq,
             events: self.events.len(),
-            deltas: self.deltas.clone(),
-            counted: self.counted.clone(),
+            tally: self.tally.clone(),
         }
     }
 
     fn back_to(&mut self, mark: Mark) {
         self.last_seq = mark.last_seq;
         self.events.truncate(mark.events);
-        self.deltas = mark.deltas;
-        self.counted = mark.counted;
+        self.tally = mark.tally;
     }
 }
 
 struct Mark {
     last_seq: Option<i64>,
     events: usize,
-    deltas: BatchDeltas,
-    counted: Counts,
+    tally: Tally,
 }
 
 /// Most writes in one transaction.
@@ -149,7 +141,7 @@ pub(super) trait Op: Send {
 
 pub(super) struct FnOp<T, F> {
     op: F,
-    result: Option<rusqlite::Result<T>>,
+    result: Option<StoreResult<T>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
@@ -166,7 +158,7 @@ impl<T, F> FnOp<T, F> {
 impl<T, F> Op for FnOp<T, F>
 where
     T: Send,
-    F: FnMut(&mut Tx<'_>) -> rusqlite::Result<T> + Send,
+    F: FnMut(&mut Tx<'_>) -> StoreResult<T> + Send,
 {
     fn apply(&mut self, tx: &mut Tx<'_>) -> bool {
         let result = (self.op)(tx);
@@ -178,7 +170,7 @@ where
     fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
         let answer = match (commit, self.result) {
             (Err(e), _) => Err(e),
-            (Ok(()), Some(r)) => r.map_err(StoreError::from),
+            (Ok(()), Some(r)) => r,
             (Ok(()), None) => Err(StoreError::Backend("write was not applied".into())),
         };
         let _ = self.reply.send(answer);
@@ -312,7 +304,8 @@ fn commit_batch(
         };
         // Stop at the first failure: after some errors (a full disk, I/O) SQLite has
         // already rolled the transaction back, and later writes must not run outside it.
-        if batch.iter_mut().all(|op| op.apply(&mut t)) && write_deferred(&tx, at, t.pending) {
+        if batch.iter_mut().all(|op| op.apply(&mut t)) && write_deferred(&tx, at, &t.pending.tally)
+        {
             tx.commit()?;
             return Ok(());
         }
@@ -341,37 +334,20 @@ fn commit_batch(
         }
     }
     // Only I/O errors (a full disk) can fail these upserts, and those fail the commit too.
-    super::tracking::write_batch_deltas(&tx, &pending.deltas)?;
-    write_counts(&tx, at, &pending.counted)?;
+    super::tracking::write_tally(&tx, &at.at, &pending.tally)?;
     tx.commit()?;
     Ok(())
 }
 
 /// Writes what the batch's writes deferred to the end of the transaction.
-fn write_deferred(conn: &Connection, at: &CommitTime, pending: &Pending) -> bool {
-    let written = super::tracking::write_batch_deltas(conn, &pending.deltas)
-        .and_then(|()| write_counts(conn, at, &pending.counted));
-    match written {
+fn write_deferred(conn: &Connection, at: &CommitTime, tally: &Tally) -> bool {
+    match super::tracking::write_tally(conn, &at.at, tally) {
         Ok(()) => true,
         Err(e) => {
             tracing::debug!(error = %e, "Counters could not be written; the batch is redone write by write.");
             false
         }
     }
-}
-
-/// Adds the transaction's pushes to the counts of its hour, one upsert per outcome and
-/// status.
-fn write_counts(conn: &Connection, at: &CommitTime, counted: &Counts) -> rusqlite::Result<()> {
-    let hour = hour_of(&at.at);
-    for ((outcome, status), n) in counted {
-        conn.prepare_cached(
-            "INSERT INTO event_counts (hour, outcome, status, events) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (hour, outcome, status) DO UPDATE SET events = events + excluded.events",
-        )?
-        .execute(rusqlite::params![hour, outcome.as_str(), status, n])?;
-    }
-    Ok(())
 }
 
 /// The database file the writer commits to, as it was opened. With the store's directory

@@ -1,0 +1,210 @@
+//! The retention, written once: what a pruning step may remove and how far each sink's
+//! position holds it back. A step reads first (positions, the next keys of each sweep),
+//! then removes in one transaction of at most `limit` rows a table. What it removes is
+//! checked again in that transaction (an event still needed by a sink, a message touched
+//! meanwhile), and positions only move forward, so reading first is safe.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::sql::{self, Query, Sql, Statement, Value, int};
+use super::{PruneState, Pruned, Pruning, Retention, SinkLedger, StoreResult};
+
+/// Events a sink may still need: queued for replay, set aside, or behind a dead letter.
+const KEPT: &str = "seq NOT IN (SELECT event_seq FROM sink_replay)
+     AND seq NOT IN (SELECT event_seq FROM sink_parked)
+     AND seq NOT IN (SELECT event_seq FROM dead_letters WHERE event_seq IS NOT NULL)";
+
+/// The cut-off time of a retention (`None`: kept forever).
+fn cutoff(now: DateTime<Utc>, keep: Option<std::time::Duration>) -> Option<DateTime<Utc>> {
+    keep.map(|d| {
+        let d = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        now.checked_sub_signed(d)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    })
+}
+
+/// A table swept by key, `limit` rows a step: no index on a time to keep up on every
+/// event.
+struct Sweep {
+    table: &'static str,
+    key: &'static str,
+    /// A table whose rows go with the swept one's.
+    with: Option<&'static str>,
+    /// Where the rows it removes are counted.
+    count: Counter,
+}
+
+type Counter = fn(&mut Pruned) -> &mut u64;
+
+const MESSAGES: Sweep = Sweep {
+    table: "messages",
+    key: "message_id",
+    with: None,
+    count: |p| &mut p.messages,
+};
+const BATCHES: Sweep = Sweep {
+    table: "batches",
+    key: "uid",
+    with: Some("batch_errors"),
+    count: |p| &mut p.batches,
+};
+
+async fn count<B: Sql + ?Sized>(
+    b: &B,
+    sql: String,
+    params: Vec<Value<'static>>,
+) -> StoreResult<u64> {
+    let n = sql::one(b, Query::new(sql, params, |r| r.req_int(0))).await?;
+    Ok(n.unwrap_or(0) as u64)
+}
+
+#[async_trait]
+impl<B: Sql> Pruning for B {
+    async fn prune(
+        &self,
+        policy: &Retention,
+        state: &mut PruneState,
+        limit: usize,
+        dry_run: bool,
+    ) -> StoreResult<Pruned> {
+        step(self, policy, state, limit, dry_run).await
+    }
+}
+
+/// One pruning step; see [`Pruning::prune`].
+async fn step<B: Sql>(
+    b: &B,
+    policy: &Retention,
+    state: &mut PruneState,
+    limit: usize,
+    dry_run: bool,
+) -> StoreResult<Pruned> {
+    let now = Utc::now();
+    let mut out = Pruned::default();
+    let mut next = PruneState::default();
+    let mut removals = Vec::new();
+    // Where each result of the transaction is counted (`None`: not at all).
+    let mut counted: Vec<Option<Counter>> = Vec::new();
+    if let Some(cut) = cutoff(now, policy.events) {
+        let before_cut = b.first_seq_at_or_after(cut).await? - 1;
+        let mut bound = before_cut;
+        for sink in &policy.sinks {
+            let cursor = b.sink_cursor(sink).await?.unwrap_or(0);
+            bound = bound.min(cursor);
+            if cursor < before_cut {
+                let owed = b
+                    .rows(Query::new(
+                        "SELECT received_at FROM events WHERE seq > $1 ORDER BY seq LIMIT 1",
+                        vec![cursor.into()],
+                        |r| r.req_time(0),
+                    ))
+                    .await?;
+                out.held_by
+                    .extend(owed.into_iter().map(|at| (sink.clone(), at)));
+            }
+        }
+        // received_at too: on a database shared by replicas it rises with seq only as
+        // closely as their clocks agree.
+        let which = format!("seq <= $1 AND received_at < $2 AND {KEPT}");
+        if dry_run {
+            let sql = format!("SELECT count(*) FROM events WHERE {which}");
+            out.events = count(b, sql, vec![bound.into(), cut.into()]).await?;
+        } else {
+            removals.push(Statement::new(
+                format!(
+                    "DELETE FROM events WHERE seq IN
+                         (SELECT seq FROM events WHERE {which} ORDER BY seq LIMIT $3)"
+                ),
+                vec![bound.into(), cut.into(), int(limit)],
+            ));
+            counted.push(Some(|p| &mut p.events));
+        }
+    }
+    if let Some(cut) = cutoff(now, policy.messages) {
+        for (sweep, after, position) in [
+            (&MESSAGES, &state.messages_after, &mut next.messages_after),
+            (&BATCHES, &state.batches_after, &mut next.batches_after),
+        ] {
+            let (table, key) = (sweep.table, sweep.key);
+            if dry_run {
+                let sql = format!("SELECT count(*) FROM {table} WHERE touched_at < $1");
+                *(sweep.count)(&mut out) = count(b, sql, vec![cut.into()]).await?;
+                continue;
+            }
+            let rows = b
+                .rows(Query::new(
+                    format!(
+                        "SELECT {key}, touched_at < $2 FROM {table} WHERE {key} > $1
+                         ORDER BY {key} LIMIT $3"
+                    ),
+                    vec![
+                        after.clone().unwrap_or_default().into(),
+                        cut.into(),
+                        int(limit),
+                    ],
+                    |r| Ok((r.string(0)?, r.req_flag(1)?)),
+                ))
+                .await?;
+            *position = (rows.len() == limit)
+                .then(|| rows.last().map(|(k, _)| k.clone()))
+                .flatten();
+            let expired: Vec<Value<'static>> = rows
+                .into_iter()
+                .filter(|(_, expired)| *expired)
+                .map(|(k, _)| k.into())
+                .collect();
+            if expired.is_empty() {
+                continue;
+            }
+            let list = sql::placeholders(2, expired.len());
+            let mut params = vec![cut.into()];
+            params.extend(expired.iter().cloned());
+            removals.push(Statement::new(
+                format!("DELETE FROM {table} WHERE touched_at < $1 AND {key} IN ({list})"),
+                params,
+            ));
+            counted.push(Some(sweep.count));
+            if let Some(with) = sweep.with {
+                // Those of the batches that went: not touched since the read.
+                removals.push(Statement::new(
+                    format!(
+                        "DELETE FROM {with} WHERE {key} IN ({})
+                         AND {key} NOT IN (SELECT {key} FROM {table})",
+                        sql::placeholders(1, expired.len())
+                    ),
+                    expired,
+                ));
+                counted.push(None);
+            }
+        }
+    }
+    if let Some(cut) = cutoff(now, policy.dead_letters) {
+        if dry_run {
+            let sql = "SELECT count(*) FROM dead_letters WHERE created_at < $1".to_owned();
+            out.dead_letters = count(b, sql, vec![cut.into()]).await?;
+        } else {
+            removals.push(Statement::new(
+                "DELETE FROM dead_letters WHERE id IN
+                     (SELECT id FROM dead_letters WHERE created_at < $1 ORDER BY id LIMIT $2)",
+                vec![cut.into(), int(limit)],
+            ));
+            counted.push(Some(|p| &mut p.dead_letters));
+        }
+    }
+    if !removals.is_empty() {
+        let done = b.transaction(removals).await?;
+        for (n, counter) in done.into_iter().zip(counted) {
+            if let Some(counter) = counter {
+                *counter(&mut out) += n as u64;
+            }
+        }
+    }
+    out.done = dry_run
+        || (out.events < limit as u64
+            && out.dead_letters < limit as u64
+            && next.messages_after.is_none()
+            && next.batches_after.is_none());
+    *state = next;
+    Ok(out)
+}

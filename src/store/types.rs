@@ -1,0 +1,400 @@
+//! The store's data: what goes in and comes out of the contract, the same for every
+//! backend.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::event::Status;
+
+/// Something the store could not do. Callers answer 503 (ingest) or 500 (queries).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is closed")]
+    Closed,
+    /// The database failed (the backend's own message).
+    #[error("{0}")]
+    Backend(String),
+    /// Another process took over the sink; its progress is no longer ours to record.
+    #[error("the lease on sink {0} was taken over")]
+    LeaseLost(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What became of an accepted event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored under this sequence number.
+    Accepted { seq: i64 },
+    /// Already stored; nothing new was written.
+    Duplicate,
+}
+
+/// An accepted event as stored.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: i64,
+    /// When it was committed.
+    pub received_at: DateTime<Utc>,
+    pub event_id: String,
+    pub event_type: String,
+    /// body.id and body.status, for status events.
+    pub message_id: Option<String>,
+    pub status: Option<Status>,
+    /// JSON array of warnings.
+    pub warnings: String,
+    /// The request body, byte for byte.
+    pub body: Bytes,
+}
+
+impl StoredEvent {
+    /// A key unique to this stored event, and the same on every attempt, restart and
+    /// replica: what a receiving system deduplicates on. For a message status
+    /// `{body.id}:{status}` (one event per message and status is stored), for another
+    /// event a digest of its envelope id and body; a digest too where body.id would not
+    /// fit in a header.
+    pub fn delivery_key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = |parts: &[&[u8]]| {
+            let mut h = Sha256::new();
+            for p in parts {
+                h.update(p);
+                h.update([0]);
+            }
+            let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            format!("sha256:{hex}")
+        };
+        match (&self.message_id, &self.status) {
+            (Some(m), Some(s)) => {
+                let key = format!("{m}:{s}");
+                let fits = key.len() <= 200 && key.bytes().all(|b| b.is_ascii_graphic());
+                if fits {
+                    key
+                } else {
+                    digest(&[m.as_bytes(), s.as_str().as_bytes()])
+                }
+            }
+            _ => digest(&[self.event_id.as_bytes(), &self.body]),
+        }
+    }
+
+    /// The body on one line, as received otherwise. A JSON string cannot hold a raw line
+    /// break, so every one in a body lies between two tokens and becomes a space without
+    /// changing what the body says: key order, numbers and escapes stay exactly as they
+    /// came, including escapes a JSON value cannot hold (a lone surrogate such as
+    /// `"\ud800"` in an undocumented field is accepted and kept).
+    pub fn body_on_one_line(&self) -> std::borrow::Cow<'_, [u8]> {
+        if self.body.iter().any(|&b| b == b'\n' || b == b'\r') {
+            let spaced = self.body.iter().map(|&b| match b {
+                b'\n' | b'\r' => b' ',
+                b => b,
+            });
+            std::borrow::Cow::Owned(spaced.collect())
+        } else {
+            std::borrow::Cow::Borrowed(&self.body)
+        }
+    }
+}
+
+/// A dead letter, as `innohook dead-letters` prints it (one JSON object a line).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub id: i64,
+    /// When it became a dead letter (for a sink's: its last attempt).
+    #[serde(with = "crate::event::time_format")]
+    pub created_at: DateTime<Utc>,
+    /// `http`: a request that was rejected; `sink`: an event a sink could not deliver.
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sink: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_seq: Option<i64>,
+    /// The undelivered event: envelope id, type, and body.id and status for a message
+    /// status (a sink's dead letters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventSummary>,
+    pub code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Why: the rejection, or the sink's last error.
+    pub reason: String,
+    /// A sink's attempts, and when the first was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "optional_time"
+    )]
+    pub first_attempt_at: Option<DateTime<Utc>>,
+    /// The body as received, as text (invalid UTF-8 replaced; then `bodyIsNotUtf8` is
+    /// true): the rejected request's, or the undelivered event's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub body_is_not_utf8: bool,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "optional_time"
+    )]
+    pub replayed_at: Option<DateTime<Utc>>,
+}
+
+/// Which event a sink's dead letter is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventSummary {
+    /// The envelope id.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+fn optional_time<S: serde::Serializer>(
+    at: &Option<DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => crate::event::time_format::serialize(at, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// An event a sink gave up on.
+#[derive(Debug, Clone)]
+pub struct UndeliveredEvent {
+    pub seq: i64,
+    /// `rejected_by_sink` (permanent failure) or `retries_exhausted`.
+    pub code: &'static str,
+    /// The last error.
+    pub reason: String,
+    pub attempts: u32,
+    pub first_attempt_at: DateTime<Utc>,
+}
+
+/// An event a sink set aside to retry on its own while later events go on (sinks that
+/// keep each message's order, not the global one): it failed while others got through,
+/// or an earlier event of its message is set aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedEvent {
+    pub seq: i64,
+    /// body.id, whose later events wait behind this one.
+    pub message_id: Option<String>,
+    /// Attempts so far (0: waiting behind an earlier event of its message).
+    pub attempts: u32,
+    pub first_attempt_at: Option<DateTime<Utc>>,
+    /// When to try it again (once it is first of its message).
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: String,
+}
+
+/// What a sink is done with, recorded in one commit by [`super::SinkLedger::sink_progress`].
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// The sink is done with every event up to this seq.
+    pub cursor: Option<i64>,
+    /// Events it gave up on: they become dead letters.
+    pub dead: Vec<UndeliveredEvent>,
+    /// Replayed seqs it is done with: they leave its replay queue.
+    pub replayed: Vec<i64>,
+    /// Events set aside, or set aside again after another attempt.
+    pub parked: Vec<ParkedEvent>,
+    /// Parked seqs it is done with (delivered, or in `dead`).
+    pub unparked: Vec<i64>,
+}
+
+/// The right to run one sink, and to record its progress, until it is taken over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkLease {
+    pub sink: String,
+    /// The fencing token: progress under an older token than the sink's current one is
+    /// refused.
+    pub token: i64,
+    /// When to claim it again (renewing it keeps the token).
+    pub renew_at: std::time::Instant,
+    /// Until when it is surely ours without a renewal (by this process's clock, counted
+    /// from before the claim was sent).
+    pub valid_until: std::time::Instant,
+}
+
+/// What the retention keeps (`None`: forever), and the sinks whose positions hold events.
+#[derive(Debug, Clone, Default)]
+pub struct Retention {
+    pub events: Option<std::time::Duration>,
+    /// A message's status and a batch's summary, after their last event.
+    pub messages: Option<std::time::Duration>,
+    pub dead_letters: Option<std::time::Duration>,
+    /// The configured sinks: an event stays until each of them is past it (a sink with no
+    /// position yet holds every event).
+    pub sinks: Vec<String>,
+}
+
+/// Where a pruning pass is, from one [`super::Admin::prune`] call to the next (the sweeps over
+/// messages and batches go by key).
+#[derive(Debug, Clone, Default)]
+pub struct PruneState {
+    pub messages_after: Option<String>,
+    pub batches_after: Option<String>,
+}
+
+/// What a [`super::Admin::prune`] call removed (or, dry, would remove).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Pruned {
+    pub events: u64,
+    pub messages: u64,
+    pub batches: u64,
+    pub dead_letters: u64,
+    /// The pass is complete: nothing more is due now.
+    #[serde(skip)]
+    pub done: bool,
+    /// Sinks holding events past their retention, with the receipt time of the oldest
+    /// event each still owes.
+    #[serde(skip)]
+    pub held_by: Vec<(String, DateTime<Utc>)>,
+}
+
+impl Pruned {
+    pub fn add(&mut self, other: &Pruned) {
+        self.events += other.events;
+        self.messages += other.messages;
+        self.batches += other.batches;
+        self.dead_letters += other.dead_letters;
+    }
+}
+
+/// How large the store is, for metrics.
+#[derive(Debug, Clone, Default)]
+pub struct StoreStats {
+    pub size_bytes: u64,
+    /// Free and total space of the filesystem the store is on, when the store knows it
+    /// (not for a database elsewhere).
+    pub free_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
+    /// Rows per table (estimates where counting would be slow).
+    pub rows: Vec<(&'static str, i64)>,
+    pub oldest_event_at: Option<DateTime<Utc>>,
+}
+
+/// Which stored events `/api/events` wants.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only status events of this status (wire spelling).
+    pub status: Option<String>,
+    /// Only events received at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only events after this seq.
+    pub after: i64,
+    pub limit: usize,
+}
+
+/// What became of pushes, as counted per hour in the store (see [`super::Queries::event_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Counted {
+    Accepted,
+    Duplicate,
+    /// Rejected with 400 (kept as a dead letter).
+    Rejected,
+}
+
+impl Counted {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Duplicate => "duplicate",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Accepted, Self::Duplicate, Self::Rejected]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+}
+
+/// How a pushed event's status is counted: a documented status, `other` for any other
+/// (so a sender cannot create new rows), and `""` for other event types and rejections.
+pub fn counted_status(status: Option<&Status>) -> &'static str {
+    match status {
+        None => "",
+        Some(Status::Delivered) => "delivered",
+        Some(Status::Read) => "read",
+        Some(Status::Failed) => "failed",
+        Some(Status::SmeclFailed) => "SMECL:FAILED",
+        Some(Status::Unknown(_)) => "other",
+    }
+}
+
+/// Pushes of one hour with one outcome and counted status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourCount {
+    /// The start of the hour (UTC) the store received them in.
+    pub hour: DateTime<Utc>,
+    pub outcome: Counted,
+    /// As [`counted_status`] spells it.
+    pub status: String,
+    pub events: i64,
+}
+
+/// Most hours of a batch's timeline [`super::Queries::batch_timeline`] gives (90 days).
+pub const TIMELINE_HOURS: i64 = 90 * 24;
+
+/// A batch's status events in one hour of their eventTime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchHour {
+    pub hour: DateTime<Utc>,
+    /// delivered, read, failed (with `SMECL:FAILED`), other.
+    pub events: [i64; 4],
+}
+
+/// Which batches [`super::Queries::recent_batches`] wants: most recent last event first.
+#[derive(Debug, Clone, Default)]
+pub struct BatchQuery {
+    /// Only uids starting with this.
+    pub uid_prefix: Option<String>,
+    /// Only batches after this one in that order: its last event time and uid.
+    pub before: Option<(DateTime<Utc>, String)>,
+    pub limit: usize,
+}
+
+/// Which dead letters [`super::Queries::dead_letter_page`] wants: newest first.
+#[derive(Debug, Clone)]
+pub struct DeadLetterQuery {
+    /// `http` (rejected pushes) or `sink` (events a sink gave up on).
+    pub source: &'static str,
+    /// Only ids below this.
+    pub before: Option<i64>,
+    pub limit: usize,
+}
+
+/// A dead letter with what a person needs to decide about it.
+#[derive(Debug, Clone)]
+pub struct DeadLetterEntry {
+    pub letter: DeadLetter,
+    /// A sink's dead letter: the event it could not deliver.
+    pub event: Option<StoredEvent>,
+    /// Replayed and still in its sink's replay queue (not delivered yet).
+    pub queued: bool,
+}
+
+/// A sink as the store knows it, whichever process runs it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SinkState {
+    pub sink: String,
+    /// The last seq it is done with (`None`: it never recorded progress).
+    pub cursor: Option<i64>,
+    /// Failing since then, until a delivery succeeds again.
+    pub failing_since: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// Its dead letters not replayed yet.
+    pub dead_letters: i64,
+    pub last_dead_letter_at: Option<DateTime<Utc>>,
+    /// Events it set aside to retry on their own (and those waiting behind them).
+    pub parked: i64,
+}

@@ -5,13 +5,14 @@
 //! error that names the key, so a typo never silently falls back to a default.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::sink::{LogSinkConfig, SinkCommon, SinkConfig, SinkKind};
+pub use crate::store::{Retain, StoreBackend, StoreConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,118 +128,6 @@ pub struct ApiConfig {
     pub token: Option<String>,
 }
 
-/// Where events are kept.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreConfig {
-    /// `sqlite` (embedded, one server) or `postgres` (several replicas on one database).
-    pub backend: StoreBackend,
-    /// Directory of the SQLite store (created if missing); unused with `postgres`.
-    pub dir: PathBuf,
-    /// PostgreSQL connection URL, e.g. `postgres://innohook:…@db:5432/innohook?sslmode=require`
-    /// (set it by environment: `INNOHOOK_STORE__URL`).
-    pub url: Option<String>,
-    /// PostgreSQL connections per replica.
-    pub pool_size: usize,
-    /// Seconds a replica holds a sink (or a periodic job) without renewing it; another
-    /// replica takes it over this long after the holder died. Renewed every third of it.
-    pub lease_secs: u64,
-    /// How long a duplicate of an event other than a message status is still
-    /// recognised, in days (status events: as long as their message is tracked).
-    pub dedup_retention_days: u32,
-    /// How long accepted events are kept (`"30d"`, `"12h"`, `"forever"`); an event also
-    /// stays until every sink is past it.
-    pub retain_events: Retain,
-    /// How long a message's status, and a batch's summary, are kept after their last event.
-    pub retain_messages: Retain,
-    /// How long dead letters are kept (a sink's undelivered event stays as long as its
-    /// dead letter, so that it can be replayed).
-    pub retain_dead_letters: Retain,
-    /// Below this share of free space on the store's filesystem, a warning, a metric, and
-    /// a word in /readyz's body (it still answers ready while commits succeed).
-    pub min_free_percent: f64,
-}
-
-/// A retention: a duration (`"30d"`, `"12h"`, `"5s"`, as humantime reads them), or
-/// `"forever"` (`None`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retain(pub Option<std::time::Duration>);
-
-impl Retain {
-    pub fn days(days: u64) -> Self {
-        Self(Some(std::time::Duration::from_secs(days * 86_400)))
-    }
-}
-
-impl Serialize for Retain {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Some(d) => s.serialize_str(&humantime::format_duration(d).to_string()),
-            None => s.serialize_str("forever"),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Retain {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        if text == "forever" {
-            return Ok(Self(None));
-        }
-        let duration = humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "{text:?} is not a duration ({e}); write e.g. \"30d\", \"12h\", \"90s\" or \"forever\""
-            ))
-        })?;
-        if duration.is_zero() {
-            return Err(serde::de::Error::custom(
-                "a retention of 0 would keep nothing; write \"forever\" to keep everything",
-            ));
-        }
-        Ok(Self(Some(duration)))
-    }
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        Self {
-            backend: StoreBackend::Sqlite,
-            dir: PathBuf::from("./data"),
-            url: None,
-            pool_size: 16,
-            lease_secs: 10,
-            dedup_retention_days: 7,
-            retain_events: Retain::days(30),
-            retain_messages: Retain::days(90),
-            retain_dead_letters: Retain::days(90),
-            min_free_percent: 5.0,
-        }
-    }
-}
-
-/// Which database holds the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreBackend {
-    /// Embedded, in `[store] dir`: nothing to install, one server per store.
-    Sqlite,
-    /// PostgreSQL at `[store] url`: several replicas share it.
-    Postgres,
-}
-
-impl StoreConfig {
-    /// Where the store is, for people (never the password).
-    pub fn describe(&self) -> String {
-        match self.backend {
-            StoreBackend::Sqlite => format!("SQLite in {}", self.dir.display()),
-            StoreBackend::Postgres => {
-                let url = self.url.as_deref().unwrap_or_default();
-                format!("PostgreSQL at {}", crate::store::redact_url(url))
-            }
-        }
-    }
-}
-
 /// Logging, to stderr.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -289,7 +178,7 @@ impl Config {
     /// server needs (the webhook's secrets, the sinks' `${ENV}` headers) is not checked.
     pub fn load_for_store(path: Option<&Path>) -> anyhow::Result<Self> {
         let config = Self::read(path)?;
-        config.check_store()?;
+        config.store.check()?;
         Ok(config)
     }
 
@@ -319,35 +208,9 @@ impl Config {
         figment.extract().map_err(|e| explain(e, path))
     }
 
-    /// What the store needs.
-    fn check_store(&self) -> anyhow::Result<()> {
-        match self.store.backend {
-            StoreBackend::Sqlite => {}
-            StoreBackend::Postgres => {
-                anyhow::ensure!(
-                    self.store.url.as_deref().is_some_and(|u| !u.is_empty()),
-                    "store.backend is postgres but store.url is not set; set INNOHOOK_STORE__URL=postgres://user:password@host:5432/database"
-                );
-                anyhow::ensure!(
-                    self.store.pool_size > 0,
-                    "store.pool_size must be at least 1"
-                );
-                anyhow::ensure!(
-                    self.store.lease_secs >= 3,
-                    "store.lease_secs must be at least 3 (it is renewed every third of it)"
-                );
-            }
-        }
-        anyhow::ensure!(
-            (0.0..100.0).contains(&self.store.min_free_percent),
-            "store.min_free_percent must be from 0 to below 100"
-        );
-        Ok(())
-    }
-
     /// Rules that serde cannot express: everything a server needs.
     fn check(&self) -> anyhow::Result<()> {
-        self.check_store()?;
+        self.store.check()?;
         let path = self.server.path.as_str();
         anyhow::ensure!(
             path.starts_with('/'),

@@ -17,6 +17,7 @@
 //!   under a lease that was taken over ([`StoreError::LeaseLost`]). Periodic work runs
 //!   once across them ([`Store::due`]).
 
+pub mod config;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
@@ -29,9 +30,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::config::{StoreBackend, StoreConfig};
 use crate::event::tracking::{Batch, Message};
 use crate::event::{Accepted, Rejection, Status};
+pub use config::{Retain, StoreBackend, StoreConfig};
 
 /// Something the store could not do. Callers answer 503 (ingest) or 500 (queries).
 #[derive(Debug, Clone, thiserror::Error)]

@@ -36,9 +36,9 @@ use super::{
     HourCount, Outcome, ParkedEvent, Progress, PruneState, Pruned, Retention, Role, SinkLease,
     SinkState, Store, StoreError, StoreResult, StoreStats, StoredEvent, TIMELINE_HOURS,
 };
-use crate::config::StoreConfig;
 use crate::event::tracking::{Batch, FailureGroup, Message, StatusUpdate, hour_of, hour_start};
 use crate::event::{Accepted, DedupKey, Rejection, Status};
+use crate::store::StoreConfig;
 
 /// How often a replica looks for commits of the others.
 const HEAD_POLL: Duration = Duration::from_millis(200);

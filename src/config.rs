@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::sink::{LogSinkConfig, SinkCommon, SinkConfig, SinkKind};
 pub use crate::store::{Retain, StoreBackend, StoreConfig};
+pub use crate::telemetry::{LogConfig, LogFormat};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,35 +129,6 @@ pub struct ApiConfig {
     pub token: Option<String>,
 }
 
-/// Logging, to stderr.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// `pretty` for people, `json` for log collectors.
-    pub format: LogFormat,
-    /// Level filter (`info`, `warn`, `innohook=debug`, …); `RUST_LOG` wins when set.
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            format: LogFormat::Pretty,
-            level: "info".into(),
-        }
-    }
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// For people.
-    Pretty,
-    /// One JSON object a line, for log collectors.
-    Json,
-}
-
 /// Environment variables read as plain strings, and the keys they set.
 const SECRET_VARS: [(&str, &str); 4] = [
     ("INNOHOOK_AUTH__USERNAME", "auth.username"),
@@ -266,10 +238,7 @@ impl Config {
             sink.check()
                 .map_err(|e| anyhow::anyhow!("sinks[{i}] ({name}): {e:#}"))?;
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
-            anyhow::anyhow!("log.level {:?} is not a valid filter: {e}", self.log.level)
-        })?;
-        Ok(())
+        self.log.check()
     }
 }
 

@@ -104,7 +104,7 @@ impl App {
         ));
         let retention = tokio::spawn(crate::retention::prune_forever(
             store.clone(),
-            crate::retention::policy(&config),
+            crate::retention::policy(&config.store, &config.sinks),
         ));
         let sizes = tokio::spawn(crate::retention::watch_size(
             store.clone(),

@@ -226,7 +226,7 @@ pub fn prune(
     out: &mut impl Write,
 ) -> anyhow::Result<i32> {
     let config = crate::config::Config::load_for_store(config_path)?;
-    let policy = crate::retention::policy(&config);
+    let policy = crate::retention::policy(&config.store, &config.sinks);
     let pruned = with_store(&config, |store| async move {
         if dry_run {
             let mut state = crate::store::PruneState::default();

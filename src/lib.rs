@@ -1,7 +1,8 @@
 //! innohook: a durable receiver for InnoPaaS WhatsApp Business API webhooks.
 //!
 //! Module map, in the order a push travels:
-//! - [`config`]: the TOML file and `INNOHOOK_*` environment, as plain data.
+//! - [`config`]: the TOML file and `INNOHOOK_*` environment, as plain data; it gathers
+//!   the sections each component owns (`http`, `store`, `sink`, `telemetry`).
 //! - [`http`]: router, authentication, handlers, the one error type.
 //! - [`event`]: wire JSON → typed, validated events, and the tracking rules (no I/O).
 //! - [`store`]: the store contract, and its backends (SQLite: group commit, dedup, dead letters).

@@ -7,6 +7,8 @@ use std::time::Duration;
 use metrics::{Counter, Histogram, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::event::{Status, counted_status};
+
 pub const EVENTS_RECEIVED: &str = "innohook_events_received_total";
 pub const DUPLICATES: &str = "innohook_events_duplicate_total";
 pub const REJECTIONS: &str = "innohook_rejections_total";
@@ -166,11 +168,12 @@ fn type_label(index: usize) -> &'static str {
     KNOWN_TYPES.get(index).copied().unwrap_or("other")
 }
 
-/// The `status` label: none (not a status event), a documented status, or `other`.
-const STATUS_LABELS: [&str; 6] = ["", "delivered", "read", "failed", "SMECL:FAILED", "other"];
+/// The `status` label's values: none (not a status event), each documented status, or
+/// `other`, as [`counted_status`] spells them.
+const STATUSES: usize = 1 + Status::ALL.len() + 1;
 
-fn status_index(status: Option<&crate::event::Status>) -> usize {
-    use crate::event::Status;
+/// The `status` label's index: from a fixed list, so a sender cannot create new series.
+fn status_index(status: Option<&Status>) -> usize {
     match status {
         None => 0,
         Some(Status::Delivered) => 1,
@@ -188,12 +191,13 @@ fn status_index(status: Option<&crate::event::Status>) -> usize {
 // series, which it is not set up to do (see `install`); keep it that way.
 
 /// `innohook_events_received_total{type, status}`.
-pub fn event_received(event_type: &str, status: Option<&crate::event::Status>) -> &'static Counter {
-    static SLOTS: [[OnceLock<Counter>; STATUS_LABELS.len()]; TYPES] =
-        [const { [const { OnceLock::new() }; STATUS_LABELS.len()] }; TYPES];
+pub fn event_received(event_type: &str, status: Option<&Status>) -> &'static Counter {
+    static SLOTS: [[OnceLock<Counter>; STATUSES]; TYPES] =
+        [const { [const { OnceLock::new() }; STATUSES] }; TYPES];
     let (t, s) = (type_index(event_type), status_index(status));
     SLOTS[t][s].get_or_init(|| {
-        metrics::counter!(EVENTS_RECEIVED, "type" => type_label(t), "status" => STATUS_LABELS[s])
+        let status = counted_status(status);
+        metrics::counter!(EVENTS_RECEIVED, "type" => type_label(t), "status" => status)
     })
 }
 

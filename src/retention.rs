@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::config::Config;
 use crate::metrics as m;
-use crate::store::{PruneState, Pruned, Retention, Store};
+use crate::sink::SinkConfig;
+use crate::store::{PruneState, Pruned, Retention, Store, StoreConfig};
 
 /// Rows per table in one pruning step (one transaction).
 pub const STEP: usize = 500;
@@ -23,13 +23,14 @@ const STATS_EVERY: Duration = Duration::from_secs(30);
 /// A sink holding events back longer than this past their retention is named.
 const HELD_TOO_LONG: Duration = Duration::from_secs(86_400);
 
-/// The retention policy of a configuration.
-pub fn policy(config: &Config) -> Retention {
+/// The retention policy of the store's settings, for these sinks (an event stays until
+/// every one of them is past it).
+pub fn policy(store: &StoreConfig, sinks: &[SinkConfig]) -> Retention {
     Retention {
-        events: config.store.retain_events.0,
-        messages: config.store.retain_messages.0,
-        dead_letters: config.store.retain_dead_letters.0,
-        sinks: config.sinks.iter().map(|s| s.name().to_owned()).collect(),
+        events: store.retain_events.0,
+        messages: store.retain_messages.0,
+        dead_letters: store.retain_dead_letters.0,
+        sinks: sinks.iter().map(|s| s.name().to_owned()).collect(),
     }
 }
 

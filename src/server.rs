@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::config::{Config, StoreBackend};
+use crate::config::Config;
 use crate::http::serve::Limits;
-use crate::http::{self, AppState, Auth, Connections};
+use crate::http::{self, AppState, Auth, Connections, HttpSettings};
 use crate::sink::runner::Runner;
-use crate::store::{self, Role, Store};
+use crate::store::{self, Role, Store, StoreBackend};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const GRACE: Duration = Duration::from_secs(6);
@@ -104,14 +104,14 @@ impl App {
         ));
         let retention = tokio::spawn(crate::retention::prune_forever(
             store.clone(),
-            crate::retention::policy(&config),
+            crate::retention::policy(&config.store, &config.sinks),
         ));
         let sizes = tokio::spawn(crate::retention::watch_size(
             store.clone(),
             config.store.min_free_percent,
             low_disk.clone(),
         ));
-        let app = http::router(state, &config);
+        let app = http::router(state, http_settings(&config));
         tracing::info!(addr = %listener.local_addr()?, path = %config.server.path, store = %config.store.describe(), "Listening.");
 
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
@@ -154,6 +154,21 @@ impl App {
         }
         tracing::info!("Stopped; every event answered 200 is committed.");
         Ok(())
+    }
+}
+
+/// What the HTTP surface needs of the configuration: its own sections, and the sinks and
+/// store the dashboard shows.
+fn http_settings(config: &Config) -> HttpSettings {
+    HttpSettings {
+        server: config.server.clone(),
+        api: config.api.clone(),
+        sinks: config
+            .sinks
+            .iter()
+            .map(|s| (s.name().to_owned(), s.kind.type_name()))
+            .collect(),
+        store_description: config.store.describe(),
     }
 }
 

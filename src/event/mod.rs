@@ -11,5 +11,5 @@ pub(crate) use parse::id_text;
 pub use parse::{Accepted, RejectCode, Rejection, parse};
 pub use types::{
     Bucket, Conversation, DedupKey, Envelope, ErrorData, Event, InitiateType, MESSAGE_STATUS_TYPE,
-    Status, StatusEvent, Timestamp, Warning, format_time, time_format,
+    Status, StatusEvent, Timestamp, Warning, counted_status, format_time, time_format,
 };

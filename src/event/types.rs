@@ -179,24 +179,48 @@ pub enum Bucket {
     Other,
 }
 
+/// The wire spellings of the documented statuses, and the name counts and filters give
+/// any other: the only place they are written.
+const DELIVERED: &str = "delivered";
+const READ: &str = "read";
+const FAILED: &str = "failed";
+const SMECL_FAILED: &str = "SMECL:FAILED";
+const OTHER: &str = "other";
+
 impl Status {
+    /// The statuses InnoPaaS documents.
+    pub const ALL: [Status; 4] = [
+        Status::Delivered,
+        Status::Read,
+        Status::Failed,
+        Status::SmeclFailed,
+    ];
+
     pub fn parse(s: &str) -> Self {
         match s {
-            "delivered" => Self::Delivered,
-            "read" => Self::Read,
-            "failed" => Self::Failed,
-            "SMECL:FAILED" => Self::SmeclFailed,
+            DELIVERED => Self::Delivered,
+            READ => Self::Read,
+            FAILED => Self::Failed,
+            SMECL_FAILED => Self::SmeclFailed,
             other => Self::Unknown(other.to_owned()),
         }
     }
     /// The wire spelling.
     pub fn as_str(&self) -> &str {
         match self {
-            Self::Delivered => "delivered",
-            Self::Read => "read",
-            Self::Failed => "failed",
-            Self::SmeclFailed => "SMECL:FAILED",
             Self::Unknown(s) => s,
+            documented => documented.counted(),
+        }
+    }
+    /// How the status is counted: a documented status as it is spelled, any other as
+    /// `other` (so that a sender cannot create new counts, series or labels).
+    pub const fn counted(&self) -> &'static str {
+        match self {
+            Self::Delivered => DELIVERED,
+            Self::Read => READ,
+            Self::Failed => FAILED,
+            Self::SmeclFailed => SMECL_FAILED,
+            Self::Unknown(_) => OTHER,
         }
     }
     /// Precedence: unknown < delivered < read < SMECL:FAILED < failed.
@@ -231,6 +255,25 @@ impl Status {
             Self::Unknown(_) => Bucket::Other,
         }
     }
+}
+
+impl Bucket {
+    /// The bucket's name (the dashboard's message filters): the status it counts, or
+    /// `other`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => DELIVERED,
+            Self::Read => READ,
+            Self::Failed => FAILED,
+            Self::Other => OTHER,
+        }
+    }
+}
+
+/// How a pushed event's status is counted: a documented status, `other` for any other
+/// (so a sender cannot create new rows), and `""` for other event types and rejections.
+pub fn counted_status(status: Option<&Status>) -> &'static str {
+    status.map_or("", Status::counted)
 }
 
 impl std::fmt::Display for Status {

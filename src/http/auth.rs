@@ -4,8 +4,8 @@
 use axum::http::{HeaderMap, HeaderValue};
 use subtle::ConstantTimeEq;
 
+use super::config::AuthConfig;
 use super::error::ApiError;
-use crate::config::AuthConfig;
 
 /// The expected header values; a header that is not configured is not checked.
 #[derive(Clone)]

@@ -9,6 +9,7 @@ mod api;
 
 pub use api::{PATHS as API_PATHS, batch_csv_bytes};
 mod auth;
+mod config;
 mod error;
 mod handlers;
 mod middleware;
@@ -29,11 +30,11 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 
 pub use auth::Auth;
+pub use config::{ApiConfig, AuthConfig, HttpSettings, ServerConfig};
 pub use error::ApiError;
 pub use handlers::Readiness;
 pub use serve::Connections;
 
-use crate::config::Config;
 use crate::store::Store;
 
 /// What every handler shares.
@@ -65,13 +66,19 @@ pub fn is_reserved_path(path: &str) -> bool {
 
 /// The whole app: the webhook, the probes and metrics, and with an `[api] token` the query
 /// API and the dashboard.
-pub fn router(state: AppState, config: &Config) -> Router {
-    let cfg = &config.server;
-    let api = match config.api.token.as_deref() {
+pub fn router(state: AppState, settings: HttpSettings) -> Router {
+    let HttpSettings {
+        server: cfg,
+        api,
+        sinks,
+        store_description,
+    } = settings;
+    let api = match api.token.as_deref() {
         Some(token) => api::router(token, state.store.clone()).merge(ui::router(
             token,
             state.store.clone(),
-            config,
+            sinks,
+            store_description,
         )),
         None => Router::new(),
     };

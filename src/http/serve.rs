@@ -31,7 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::Service;
 
-use crate::config::ServerConfig;
+use super::config::ServerConfig;
 use crate::metrics as m;
 
 /// The limits on each connection, from `[server]`.

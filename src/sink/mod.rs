@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use crate::event::Status;
 use crate::store::StoredEvent;
 
 pub use file::FileSinkConfig;
@@ -236,8 +237,8 @@ impl SinkConfig {
     /// Checks what can be checked without opening anything (for `check-config` too).
     pub fn check(&self) -> anyhow::Result<()> {
         // A filter value that can never match is a mistake to say, not to ignore: the
-        // documented values are case-sensitive.
-        let known_statuses = ["delivered", "read", "failed", "SMECL:FAILED"];
+        // documented values are case-sensitive. (A documented status counts as spelled.)
+        let known_statuses = Status::ALL.map(|s| s.counted());
         for s in &self.common.statuses {
             if let Some(k) = known_statuses
                 .iter()

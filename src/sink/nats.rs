@@ -16,6 +16,7 @@ use async_nats::jetstream::message::PublishMessage;
 use serde::{Deserialize, Serialize};
 
 use super::{BoxFuture, Sink, SinkError, expand_env, header_text};
+use crate::event::Status;
 use crate::store::StoredEvent;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -243,13 +244,13 @@ impl NatsSink {
             )
         })?;
         let info = stream.info().await?;
-        let samples = ["delivered", "read", "failed", "SMECL:FAILED"]
+        let samples = Status::ALL
             .map(|status| {
                 fill(
                     &cfg.subject,
                     &Fields {
                         event_type: Some(crate::event::MESSAGE_STATUS_TYPE),
-                        status: Some(status),
+                        status: Some(status.as_str()),
                         message_id: Some("1"),
                         uid: Some("1".into()),
                     },

@@ -32,6 +32,7 @@ pub mod queries;
 pub mod sql;
 mod types;
 
+pub mod config;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
@@ -43,8 +44,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+pub use self::config::{Retain, StoreBackend, StoreConfig};
 pub use self::types::*;
-use crate::config::{StoreBackend, StoreConfig};
 use crate::event::tracking::{Batch, Message};
 use crate::event::{Accepted, Rejection, Status};
 

@@ -317,18 +317,7 @@ impl Counted {
     }
 }
 
-/// How a pushed event's status is counted: a documented status, `other` for any other
-/// (so a sender cannot create new rows), and `""` for other event types and rejections.
-pub fn counted_status(status: Option<&Status>) -> &'static str {
-    match status {
-        None => "",
-        Some(Status::Delivered) => "delivered",
-        Some(Status::Read) => "read",
-        Some(Status::Failed) => "failed",
-        Some(Status::SmeclFailed) => "SMECL:FAILED",
-        Some(Status::Unknown(_)) => "other",
-    }
-}
+pub use crate::event::counted_status;
 
 /// Pushes of one hour with one outcome and counted status.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -229,10 +229,14 @@ pub(super) struct PageQuery {
 /// The message filters: query value, tab label, bucket.
 const FILTERS: [(&str, &str, Option<Bucket>); 5] = [
     ("", "All", None),
-    ("delivered", "Delivered, not read", Some(Bucket::Delivered)),
-    ("read", "Read", Some(Bucket::Read)),
-    ("failed", "Failed", Some(Bucket::Failed)),
-    ("other", "Other status", Some(Bucket::Other)),
+    (
+        Bucket::Delivered.as_str(),
+        "Delivered, not read",
+        Some(Bucket::Delivered),
+    ),
+    (Bucket::Read.as_str(), "Read", Some(Bucket::Read)),
+    (Bucket::Failed.as_str(), "Failed", Some(Bucket::Failed)),
+    (Bucket::Other.as_str(), "Other status", Some(Bucket::Other)),
 ];
 
 pub(super) async fn page(

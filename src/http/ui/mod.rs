@@ -28,7 +28,6 @@ use chrono::{DateTime, Utc};
 use self::session::{Keys, Session};
 use super::ApiError;
 use super::api::read_failed;
-use crate::config::Config;
 use crate::store::Store;
 
 /// What every dashboard handler shares.
@@ -43,21 +42,19 @@ pub(crate) struct UiState {
 
 type Ui = Arc<UiState>;
 
-/// The `/ui` routes; `token` is the `[api] token`.
+/// The `/ui` routes; `token` is the `[api] token`, `sinks` the configured sinks (name and
+/// type), `store_description` where the store is.
 pub(crate) fn router<S: Clone + Send + Sync + 'static>(
     token: &str,
     store: Arc<dyn Store>,
-    config: &Config,
+    sinks: Vec<(String, &'static str)>,
+    store_description: String,
 ) -> Router<S> {
     let ui = Arc::new(UiState {
         store,
         keys: Keys::new(token),
-        sinks: config
-            .sinks
-            .iter()
-            .map(|s| (s.name().to_owned(), s.kind.type_name()))
-            .collect(),
-        store_description: config.store.describe(),
+        sinks,
+        store_description,
     });
     let signed_in = Router::new()
         .route("/ui/", get(overview::page))

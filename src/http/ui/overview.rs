@@ -16,17 +16,20 @@ use super::dead_letters::Replay;
 use super::session::Session;
 use super::{Chrome, Ui, read_failed, render, thousands, when};
 use crate::event::tracking::{hour_of, hour_start};
+use crate::event::{Bucket, Status, counted_status};
 use crate::http::ApiError;
 use crate::store::{BatchQuery, Counted, HourCount, SinkState};
 
-/// Which series an accepted push of this counted status is in.
+/// Which series an accepted push of this counted status ([`counted_status`]) is in.
 fn series_of(status: &str) -> usize {
-    match status {
-        "delivered" => 0,
-        "read" => 1,
-        "failed" | "SMECL:FAILED" => 2,
-        "" => 4,
-        _ => 3,
+    if status == counted_status(None) {
+        return 4;
+    }
+    match Status::parse(status).bucket() {
+        Bucket::Delivered => 0,
+        Bucket::Read => 1,
+        Bucket::Failed => 2,
+        Bucket::Other => 3,
     }
 }
 

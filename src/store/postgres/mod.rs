@@ -27,13 +27,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use self::connect::describe;
 use self::ingest::{Accept, Queued};
+use super::StoreConfig;
 use super::ingest::Incoming;
 use super::sql::{Query, Sql, Statement};
 use super::{
     Admin, Delivery, Ingest, Outcome, Progress, Role, SinkLease, StoreError, StoreResult,
     StoreStats, StoredEvent,
 };
-use crate::config::StoreConfig;
 use crate::event::{Accepted, Rejection};
 
 /// How often a replica looks for commits of the others.

@@ -14,7 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use innohook::config::StoreConfig;
 use innohook::event;
 use innohook::event::Bucket;
-use innohook::store::{BatchQuery, DeadLetterQuery, Role, Store};
+use innohook::store::{BatchQuery, DeadLetterQuery, DeadLetterSource, Role, Store};
 
 const MESSAGES: usize = 500_000;
 const BIG_BATCH: usize = 100_000;
@@ -206,7 +206,7 @@ fn dashboard(c: &mut Criterion) {
                     before: None,
                     limit: 25,
                 };
-                let (sinks, http) = (query("sink"), query("http"));
+                let (sinks, http) = (query(DeadLetterSource::Sink), query(DeadLetterSource::Http));
                 let (a, b, states) = tokio::join!(
                     store.dead_letter_page(&sinks),
                     store.dead_letter_page(&http),

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::event::{self, Accepted, Event};
-use crate::store::{Role, Store};
+use crate::store::{DeadLetterSource, Role, Store};
 
 /// `innohook validate FILE|-`: checks one payload offline.
 /// Exit code 0 when it would be accepted, 1 when rejected, 2 when it cannot be read.
@@ -162,7 +162,7 @@ pub fn dead_letters(
         eprintln!("No dead letters: every request was accepted and every event delivered.");
     }
     for mut dl in dead {
-        if dl.source == "sink" && !payload {
+        if dl.source == DeadLetterSource::Sink && !payload {
             dl.body = None;
             dl.body_is_not_utf8 = false;
         }

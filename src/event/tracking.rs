@@ -63,11 +63,7 @@ impl StatusUpdate {
             warnings: accepted
                 .warnings
                 .iter()
-                .map(|w| RecordedWarning {
-                    code: w.code.to_owned(),
-                    field: w.field.clone(),
-                    message: w.message.clone(),
-                })
+                .map(RecordedWarning::from)
                 .collect(),
             message_id: s.message_id().to_owned(),
             wamid: s.wamid().to_owned(),
@@ -95,7 +91,7 @@ impl StatusUpdate {
     /// Whether `message` (its stored state) already has this update's status: then the
     /// event is a duplicate. This is the dedup of status events, key (body.id, status).
     pub fn is_known_to(&self, message: Option<&Message>) -> bool {
-        message.is_some_and(|m| m.statuses.contains_key(self.status.as_str()))
+        message.is_some_and(|m| m.statuses.contains_key(&self.status))
     }
 }
 
@@ -109,7 +105,7 @@ pub struct Message {
     pub status: Status,
     /// Each status reached (wire spelling), with its eventTime.
     #[serde(serialize_with = "time_format::map")]
-    pub statuses: BTreeMap<String, DateTime<Utc>>,
+    pub statuses: BTreeMap<Status, DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<MessageError>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -138,7 +134,29 @@ pub struct Message {
     /// Per status reached, the stored event that brought it (empty for statuses stored
     /// before a store kept them).
     #[serde(skip)]
-    pub events: BTreeMap<String, EventRecord>,
+    pub events: BTreeMap<Status, EventRecord>,
+}
+
+/// A message's statuses are kept in the order of their spelling (as they are stored and
+/// shown), whatever their precedence.
+impl Ord for Status {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for Status {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// From its wire spelling (a stored message's maps are keyed by it).
+impl<'de> serde::Deserialize<'de> for Status {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let spelled = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(Status::parse(&spelled))
+    }
 }
 
 /// The stored event that brought a message one of its statuses.
@@ -171,12 +189,22 @@ mod millis {
     }
 }
 
-/// A warning of a stored event, as kept with its message.
+/// A warning of a stored event, as kept with it and with its message.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct RecordedWarning {
     pub code: String,
     pub field: String,
     pub message: String,
+}
+
+impl From<&super::Warning> for RecordedWarning {
+    fn from(w: &super::Warning) -> Self {
+        Self {
+            code: w.code.to_owned(),
+            field: w.field.clone(),
+            message: w.message.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -207,7 +235,7 @@ impl Message {
 
     /// When it reached `status`, if it did.
     pub fn reached(&self, status: &Status) -> Option<DateTime<Utc>> {
-        self.statuses.get(status.as_str()).copied()
+        self.statuses.get(status).copied()
     }
 
     /// When it failed (`failed`, else `SMECL:FAILED`), if it did.
@@ -279,9 +307,9 @@ pub fn track(old: Option<&Message>, u: &StatusUpdate, received_at: DateTime<Utc>
         m.account_name.clone_from(&u.account_name);
         m.identity_status = Some(u.status.clone());
     }
-    m.statuses.insert(u.status.as_str().to_owned(), at);
+    m.statuses.insert(u.status.clone(), at);
     m.events.insert(
-        u.status.as_str().to_owned(),
+        u.status.clone(),
         EventRecord {
             envelope_id: u.envelope_id.clone(),
             received_at: received_at.trunc_subsecs(3),
@@ -311,7 +339,7 @@ pub fn track(old: Option<&Message>, u: &StatusUpdate, received_at: DateTime<Utc>
         m.conversation = Some(c.clone());
         m.conversation_status = Some(u.status.clone());
     }
-    let reached = |f: fn(&Status) -> bool| m.statuses.keys().any(|s| f(&Status::parse(s)));
+    let reached = |f: fn(&Status) -> bool| m.statuses.keys().any(f);
     m.conflict = reached(Status::is_failure) && reached(Status::is_success);
     m.first_event_at = m.first_event_at.min(at);
     m.last_event_at = m.last_event_at.max(at);
@@ -483,7 +511,7 @@ impl BatchDeltas {
         for (side, other, sign) in [(before, after, -1), (after, before, 1)] {
             for (status, at) in side.into_iter().flatten() {
                 if other.and_then(|o| o.get(status)) != Some(at) {
-                    let slot = slot(Status::parse(status).bucket()) - 1;
+                    let slot = slot(status.bucket()) - 1;
                     d.hours.entry(hour_of(at)).or_default()[slot] += sign;
                 }
             }
@@ -627,7 +655,7 @@ mod tests {
                 "{names:?}: depends on order"
             );
             assert_eq!(m.status.as_str(), expected_current(&names), "{names:?}");
-            let mut reached: Vec<&str> = m.statuses.keys().map(String::as_str).collect();
+            let mut reached: Vec<&str> = m.statuses.keys().map(Status::as_str).collect();
             reached.sort();
             let mut want = names.clone();
             want.sort();

@@ -373,7 +373,7 @@ pub mod time_format {
 
     /// A map of times, such as a message's statuses.
     pub fn map<S: Serializer>(
-        map: &BTreeMap<String, DateTime<Utc>>,
+        map: &BTreeMap<super::Status, DateTime<Utc>>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(map.len()))?;

@@ -427,7 +427,7 @@ struct EventJson<'a> {
     message_id: Option<&'a str>,
     status: Option<&'a str>,
     // Null only if the stored text were not JSON; what the store holds always is.
-    warnings: Option<&'a RawValue>,
+    warnings: &'a [crate::event::tracking::RecordedWarning],
     event: Option<EventBody>,
 }
 
@@ -447,7 +447,7 @@ impl<'a> From<&'a StoredEvent> for EventJson<'a> {
             event_type: &e.event_type,
             message_id: e.message_id.as_deref(),
             status: e.status.as_ref().map(|s| s.as_str()),
-            warnings: serde_json::from_str(&e.warnings).ok(),
+            warnings: &e.warnings,
             event: match serde_json::from_slice(&e.body) {
                 Ok(v) => Some(EventBody::Decoded(v)),
                 Err(_) => serde_json::from_slice(&e.body_on_one_line())

@@ -154,14 +154,14 @@ fn line(e: &StoredEvent) -> Result<Vec<u8>, serde_json::Error> {
         seq: i64,
         received_at: String,
         event: &'a RawValue,
-        warnings: &'a RawValue,
+        warnings: &'a [crate::event::tracking::RecordedWarning],
     }
     let body = e.body_on_one_line();
     let mut line = serde_json::to_vec(&Line {
         seq: e.seq,
         received_at: crate::event::format_time(&e.received_at),
         event: serde_json::from_slice(&body)?,
-        warnings: serde_json::from_str(&e.warnings)?,
+        warnings: &e.warnings,
     })?;
     line.push(b'\n');
     Ok(line)

@@ -59,7 +59,9 @@ impl Sink for LogSink {
     ) -> BoxFuture<'a, Vec<Result<(), SinkError>>> {
         Box::pin(async move {
             for e in events {
-                let warnings = (e.warnings != "[]").then_some(e.warnings.as_str());
+                let warnings = (!e.warnings.is_empty())
+                    .then(|| serde_json::to_string(&e.warnings).unwrap_or_default());
+                let warnings = warnings.as_deref();
                 let status_of_message = (e.event_type == MESSAGE_STATUS_TYPE)
                     .then(|| {
                         e.message_id

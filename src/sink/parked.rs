@@ -103,7 +103,7 @@ mod tests {
             event_type: "t".into(),
             message_id: message.map(str::to_owned),
             status: None,
-            warnings: "[]".into(),
+            warnings: Vec::new(),
             body: axum::body::Bytes::new(),
         }
     }

@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 
 use super::sql::Value;
 use super::{Counted, StoredEvent, counted_status};
-use crate::event::tracking::{BatchDeltas, Message, StatusUpdate, Tracked, hour_of, track};
+use crate::event::tracking::{
+    BatchDeltas, Message, RecordedWarning, StatusUpdate, Tracked, hour_of, track,
+};
 use crate::event::{Accepted, DedupKey, Status};
 
 /// An accepted event, ready to store.
@@ -25,8 +27,8 @@ pub struct Incoming {
     pub key: Option<String>,
     pub status: Option<Status>,
     pub message_id: Option<String>,
-    /// JSON array of warnings.
-    pub warnings: String,
+    /// What was unexpected in it.
+    pub warnings: Vec<RecordedWarning>,
     /// The request body, byte for byte.
     pub body: Bytes,
 }
@@ -42,7 +44,11 @@ impl Incoming {
             update,
             status: env.message_status().map(|s| s.status().clone()),
             message_id: env.message_status().map(|s| s.message_id().to_owned()),
-            warnings: serde_json::to_string(&accepted.warnings).expect("warnings serialise"),
+            warnings: accepted
+                .warnings
+                .iter()
+                .map(RecordedWarning::from)
+                .collect(),
             body,
         }
     }
@@ -85,7 +91,9 @@ impl Incoming {
             self.event_type.as_str().into(),
             self.message_id.as_deref().into(),
             self.status.as_ref().map(Status::as_str).into(),
-            self.warnings.as_str().into(),
+            serde_json::to_string(&self.warnings)
+                .expect("warnings serialise")
+                .into(),
             Value::Bytes(std::borrow::Cow::Borrowed(&self.body)),
         ]
     }

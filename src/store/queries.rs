@@ -171,7 +171,7 @@ impl<B: Sql> Queries for B {
                     outcome: Counted::parse(outcome).ok_or_else(|| {
                         StoreError::Backend(format!("not an outcome: {outcome:?}"))
                     })?,
-                    status: r.string(2)?,
+                    status: r.text(2)?.filter(|s| !s.is_empty()).map(Status::parse),
                     events: r.req_int(3)?,
                 })
             },
@@ -237,7 +237,7 @@ impl<B: Sql> Queries for B {
             sql::DEAD_LETTERS_WITH_EVENTS
         );
         let params = vec![
-            q.source.into(),
+            q.source.as_str().into(),
             q.before.unwrap_or(i64::MAX).into(),
             int(q.limit),
         ];

@@ -11,7 +11,8 @@ use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 
 use super::{
-    DeadLetter, EventSummary, ParkedEvent, SinkState, StoreError, StoreResult, StoredEvent,
+    DeadLetter, DeadLetterSource, EventSummary, ParkedEvent, SinkState, StoreError, StoreResult,
+    StoredEvent,
 };
 use crate::event::Status;
 use crate::event::tracking::{Batch, FailureGroup, Message, MessageError};
@@ -295,7 +296,7 @@ pub fn message(r: &dyn Row) -> StoreResult<Message> {
     let statuses = statuses
         .into_iter()
         .map(|(s, at)| match parse_time(&at) {
-            Some(t) => Ok((s, t)),
+            Some(t) => Ok((Status::parse(&s), t)),
             None => Err(unreadable(format!("bad time {at:?} in its statuses"))),
         })
         .collect::<StoreResult<_>>()?;
@@ -352,7 +353,12 @@ pub fn event(r: &dyn Row) -> StoreResult<StoredEvent> {
         event_type: r.string(3)?,
         message_id: r.opt_string(4)?,
         status: r.status(5)?,
-        warnings: r.string(6)?,
+        warnings: serde_json::from_str(r.req_str(6)?).map_err(|e| {
+            StoreError::Backend(format!(
+                "event {}: unreadable warnings: {e}",
+                r.req_int(0).unwrap_or(0)
+            ))
+        })?,
         body: Bytes::copy_from_slice(r.bytes(7)?.unwrap_or_default()),
     })
 }
@@ -367,10 +373,12 @@ pub const DEAD_LETTERS_WITH_EVENTS: &str =
 
 pub fn dead_letter(r: &dyn Row) -> StoreResult<DeadLetter> {
     let body = r.bytes(8)?;
+    let source = r.req_str(2)?;
     Ok(DeadLetter {
         id: r.req_int(0)?,
         created_at: r.req_time(1)?,
-        source: r.string(2)?,
+        source: DeadLetterSource::parse(source)
+            .ok_or_else(|| StoreError::Backend(format!("not a dead letter source: {source:?}")))?,
         sink: r.opt_string(3)?,
         event_seq: r.int(4)?,
         event: match r.opt_string(12)? {

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::event::Status;
+use crate::event::tracking::RecordedWarning;
 
 /// Something the store could not do. Callers answer 503 (ingest) or 500 (queries).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -42,8 +43,8 @@ pub struct StoredEvent {
     /// body.id and body.status, for status events.
     pub message_id: Option<String>,
     pub status: Option<Status>,
-    /// JSON array of warnings.
-    pub warnings: String,
+    /// What was unexpected in it.
+    pub warnings: Vec<RecordedWarning>,
     /// The request body, byte for byte.
     pub body: Bytes,
 }
@@ -105,8 +106,7 @@ pub struct DeadLetter {
     /// When it became a dead letter (for a sink's: its last attempt).
     #[serde(with = "crate::event::time_format")]
     pub created_at: DateTime<Utc>,
-    /// `http`: a request that was rejected; `sink`: an event a sink could not deliver.
-    pub source: String,
+    pub source: DeadLetterSource,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sink: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -325,8 +325,9 @@ pub struct HourCount {
     /// The start of the hour (UTC) the store received them in.
     pub hour: DateTime<Utc>,
     pub outcome: Counted,
-    /// As [`counted_status`] spells it.
-    pub status: String,
+    /// The status pushed (as [`counted_status`] counts it: an undocumented one is
+    /// `other`); `None` for other event types and rejections.
+    pub status: Option<Status>,
     pub events: i64,
 }
 
@@ -351,11 +352,41 @@ pub struct BatchQuery {
     pub limit: usize,
 }
 
+/// Where a dead letter comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeadLetterSource {
+    /// A request that was rejected (400).
+    Http,
+    /// An event a sink could not deliver.
+    Sink,
+}
+
+impl DeadLetterSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Sink => "sink",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Http, Self::Sink]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
+}
+
+impl PartialEq<&str> for DeadLetterSource {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// Which dead letters [`super::Queries::dead_letter_page`] wants: newest first.
 #[derive(Debug, Clone)]
 pub struct DeadLetterQuery {
-    /// `http` (rejected pushes) or `sink` (events a sink gave up on).
-    pub source: &'static str,
+    pub source: DeadLetterSource,
     /// Only ids below this.
     pub before: Option<i64>,
     pub limit: usize,

@@ -14,7 +14,7 @@ use super::{
     Chrome, CsrfForm, Ui, check_csrf, encode, message_href, read_failed, render, thousands, when,
 };
 use crate::http::ApiError;
-use crate::store::{DeadLetterEntry, DeadLetterQuery};
+use crate::store::{DeadLetterEntry, DeadLetterQuery, DeadLetterSource};
 
 /// Dead letters per page, of each kind.
 const PAGE: usize = 25;
@@ -109,7 +109,10 @@ pub(super) async fn page(
         before,
         limit: PAGE,
     };
-    let (sinks, http) = (query("sink", q.sink_before), query("http", q.http_before));
+    let (sinks, http) = (
+        query(DeadLetterSource::Sink, q.sink_before),
+        query(DeadLetterSource::Http, q.http_before),
+    );
     let (sink_page, http_page, states) = tokio::join!(
         ui.store.dead_letter_page(&sinks),
         ui.store.dead_letter_page(&http),

@@ -11,7 +11,6 @@ use axum::response::Response;
 use super::batches::{MessageRow, status_class};
 use super::session::Session;
 use super::{Chrome, Ui, batch_href, read_failed, render, when};
-use crate::event::Status;
 use crate::event::tracking::Message;
 use crate::http::ApiError;
 use crate::store::StoreResult;
@@ -114,14 +113,14 @@ async fn find(ui: &Ui, q: &str) -> StoreResult<Vec<Message>> {
 fn detail(m: &Message) -> Detail {
     // The statuses in the order their events happened.
     let mut statuses: Vec<_> = m.statuses.iter().collect();
-    statuses.sort_by_key(|(s, at)| (**at, Status::parse(s).rank()));
+    statuses.sort_by_key(|(s, at)| (**at, s.rank()));
     let timeline = statuses
         .into_iter()
         .map(|(s, at)| {
             let event = m.events.get(s);
             TimelineRow {
-                status: s.clone(),
-                status_class: status_class(&Status::parse(s)),
+                status: s.as_str().to_owned(),
+                status_class: status_class(s),
                 at: when(at),
                 received: event.map(|e| when(&e.received_at)).unwrap_or_default(),
                 envelope: event.map(|e| e.envelope_id.clone()).unwrap_or_default(),

@@ -16,20 +16,18 @@ use super::dead_letters::Replay;
 use super::session::Session;
 use super::{Chrome, Ui, read_failed, render, thousands, when};
 use crate::event::tracking::{hour_of, hour_start};
-use crate::event::{Bucket, Status, counted_status};
+use crate::event::{Bucket, Status};
 use crate::http::ApiError;
 use crate::store::{BatchQuery, Counted, HourCount, SinkState};
 
-/// Which series an accepted push of this counted status ([`counted_status`]) is in.
-fn series_of(status: &str) -> usize {
-    if status == counted_status(None) {
-        return 4;
-    }
-    match Status::parse(status).bucket() {
-        Bucket::Delivered => 0,
-        Bucket::Read => 1,
-        Bucket::Failed => 2,
-        Bucket::Other => 3,
+/// Which series an accepted push of this status (none: another event type) is in.
+fn series_of(status: &Option<Status>) -> usize {
+    match status.as_ref().map(Status::bucket) {
+        Some(Bucket::Delivered) => 0,
+        Some(Bucket::Read) => 1,
+        Some(Bucket::Failed) => 2,
+        Some(Bucket::Other) => 3,
+        None => 4,
     }
 }
 

@@ -93,7 +93,7 @@ mod tests {
             event_type: "t".into(),
             message_id: None,
             status: None,
-            warnings: "[]".into(),
+            warnings: Vec::new(),
             body: vec![b' '; size].into(),
         }
     }

@@ -263,3 +263,24 @@ async fn status_keys_from_before_v3_are_still_honoured() {
     assert_eq!(accept(&store, &read).await, Outcome::Duplicate);
     store.close().await;
 }
+
+/// An event answered as stored is there for the next read, also while a sink keeps the
+/// window of recent events: the window takes a commit's events before its callers are
+/// answered (it once took them after, and a read right after a 200 could miss it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_event_is_read_back_at_once_from_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Role::Server).unwrap();
+    // A sink reads: from now on the window keeps events.
+    assert!(store.events_after(0, 10).await.unwrap().is_empty());
+    for i in 0..300 {
+        let Outcome::Accepted { seq } =
+            accept(&store, &message_event(&format!("m{i}"), "read")).await
+        else {
+            panic!("a new message is accepted")
+        };
+        let read = store.events_after(seq - 1, 10).await.unwrap();
+        assert_eq!(read.first().map(|e| e.seq), Some(seq), "event {i}");
+    }
+    store.close().await;
+}

@@ -233,15 +233,19 @@ pub(super) fn run(
             micros = started.elapsed().as_micros() as u64,
             "Batch committed."
         );
+        if commit.is_ok()
+            && let Some(seq) = pending.last_seq.take()
+        {
+            // Before anyone is answered: a caller that reads events after its 200 finds
+            // them in the window (or the window starts after them). The window before
+            // the head, so a sink woken by the new seq finds the events there.
+            recent.extend(std::mem::take(&mut pending.events), seq);
+            last_seq.send_replace(seq);
+        }
         for op in batch.drain(..) {
             op.finish(commit.clone());
         }
         if commit.is_ok() {
-            if let Some(seq) = pending.last_seq.take() {
-                // The window first, so a sink woken by the new seq finds the events there.
-                recent.extend(std::mem::take(&mut pending.events), seq);
-                last_seq.send_replace(seq);
-            }
             if wal.restart_wanted.swap(false, Ordering::Relaxed) {
                 finish_checkpoint(&conn, wal);
             }

@@ -10,7 +10,6 @@ mod forward;
 mod log;
 #[cfg(feature = "nats")]
 mod nats;
-mod parked;
 pub mod runner;
 
 use std::future::Future;

@@ -6,6 +6,8 @@
 //! Every sink has its own runner task, so a slow or broken sink never holds up another,
 //! and the HTTP answer never waits for any of them.
 
+mod parked;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +15,7 @@ use tokio::sync::watch;
 
 use chrono::{DateTime, Utc};
 
-use super::parked::Parked;
+use self::parked::Parked;
 use super::{Sink, SinkConfig, Start};
 use crate::metrics as m;
 use crate::store::{

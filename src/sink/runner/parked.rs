@@ -1,13 +1,19 @@
 //! The events a sink that keeps each message's order has set aside: one that failed
 //! while other events got through is retried on its own schedule, and the later events
 //! of its message wait behind it, while every other message goes on. The store keeps
-//! them (so they survive a restart); this is the runner's copy.
+//! them (so they survive a restart); [`Parked`] is the runner's copy, and
+//! [`Runner::retry_due`] the round that tries them again.
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use crate::store::{ParkedEvent, StoredEvent};
+use super::deliver::answers;
+use super::health::retried;
+use super::retry::RetryPolicy;
+use super::{Halt, Held, Runner};
+use crate::sink::SinkError;
+use crate::store::{ParkedEvent, Progress, StoredEvent, UndeliveredEvent};
 
 #[derive(Default)]
 pub(super) struct Parked {
@@ -88,6 +94,140 @@ impl Parked {
     /// When the next head is due.
     pub(super) fn next_due(&self) -> Option<DateTime<Utc>> {
         self.heads().map(|(p, _)| p.next_attempt_at).min()
+    }
+}
+
+/// An event set aside behind an earlier one of its message, never tried yet: due as soon
+/// as it is first of its message.
+pub(super) fn waiting(event: &StoredEvent, now: DateTime<Utc>) -> ParkedEvent {
+    ParkedEvent {
+        seq: event.seq,
+        message_id: event.message_id.clone(),
+        attempts: 0,
+        first_attempt_at: None,
+        next_attempt_at: now,
+        last_error: "waiting behind an earlier event of its message".into(),
+    }
+}
+
+/// What retrying set-aside events left.
+#[derive(Default)]
+struct Retried {
+    delivered: usize,
+    unparked: Vec<i64>,
+    rescheduled: Vec<(ParkedEvent, StoredEvent)>,
+    dead: Vec<UndeliveredEvent>,
+}
+
+impl Runner {
+    /// Tries again the set-aside events `due` (see [`Parked::due`]) and records the
+    /// outcome; a delivery in flight when the lease is lost is abandoned.
+    pub(super) async fn retry_due(
+        &mut self,
+        held: &mut Held<'_>,
+        due: Vec<(ParkedEvent, StoredEvent)>,
+    ) -> Result<(), Halt> {
+        let retried = tokio::select! {
+            r = self.retry_parked(due) => r,
+            _ = held.lost.wait_for(|l| *l) => return Err(Halt::LeaseLost),
+        };
+        let (done, dead) = (retried.delivered, retried.dead.len());
+        let progress = Progress {
+            unparked: retried.unparked,
+            parked: (retried.rescheduled.iter())
+                .map(|(p, _)| p.clone())
+                .collect(),
+            dead: retried.dead,
+            ..Progress::default()
+        };
+        self.record(held, progress).await?;
+        for (p, e) in retried.rescheduled {
+            self.parked.insert(p, e);
+        }
+        held.meters.recorded(self.parked.len(), done, dead);
+        Ok(())
+    }
+
+    /// Tries again the set-aside events whose time has come (one per message); takes
+    /// the delivered ones out of `self.parked` and reschedules or dead-letters the rest.
+    async fn retry_parked(&mut self, due: Vec<(ParkedEvent, StoredEvent)>) -> Retried {
+        let name = self.sink.name();
+        let policy = self.config.retry_policy();
+        let events: Vec<StoredEvent> = due.iter().map(|(_, e)| e.clone()).collect();
+        // Let finish when a stop comes, as in `deliver`.
+        let results = answers(name, due.len(), self.sink.deliver(&events).await);
+        let now = Utc::now();
+        let mut out = Retried::default();
+        let mut failed = None;
+        for ((p, event), result) in due.into_iter().zip(results) {
+            self.parked.remove(p.seq);
+            if let Some(error) = out.settle(name, &policy, now, p, event, result) {
+                failed = Some(error);
+            }
+        }
+        if failed.is_some() || out.delivered > 0 {
+            self.health.report(&*self.store, name, failed).await;
+        }
+        out
+    }
+}
+
+impl Retried {
+    /// Takes in one set-aside event's result; returns the error of a retryable failure.
+    fn settle(
+        &mut self,
+        sink: &str,
+        policy: &RetryPolicy,
+        now: DateTime<Utc>,
+        mut p: ParkedEvent,
+        event: StoredEvent,
+        result: Result<(), SinkError>,
+    ) -> Option<String> {
+        let first = p.first_attempt_at.unwrap_or(now);
+        let e = match result {
+            Ok(()) => {
+                self.delivered += 1;
+                self.unparked.push(p.seq);
+                return None;
+            }
+            Err(e) if e.held_back => {
+                self.rescheduled.push((p, event));
+                return None;
+            }
+            Err(e) => e,
+        };
+        p.attempts += 1;
+        let exhausted = policy.exhausted(p.attempts, (now - first).to_std().ok());
+        let failed = e.retryable.then(|| e.message.clone());
+        if e.retryable && !exhausted {
+            retried(sink, 1);
+            p.first_attempt_at = Some(first);
+            p.next_attempt_at = now + policy.delay(p.attempts);
+            p.last_error = e.message;
+            self.rescheduled.push((p, event));
+            return failed;
+        }
+        tracing::error!(
+            sink,
+            seq = p.seq,
+            event_id = event.event_id,
+            attempts = p.attempts,
+            error = e.message,
+            "Sink gave up on an event set aside; it is a dead letter, and its message's later events go on."
+        );
+        self.unparked.push(p.seq);
+        self.dead.push(UndeliveredEvent {
+            seq: p.seq,
+            code: if e.retryable {
+                "retries_exhausted"
+            } else {
+                "rejected_by_sink"
+            },
+            reason: e.message,
+            attempts: p.attempts,
+            first_attempt_at: first,
+        });
+        failed
     }
 }
 

@@ -1,6 +1,7 @@
 //! Delivering one batch: handing it to the sink, retrying in place with backoff what
 //! failed, setting aside what failed on its own (sinks that keep each message's order),
-//! dead-lettering what cannot be delivered.
+//! dead-lettering what cannot be delivered. Also what a runner makes of a sink that
+//! breaks its contract by answering a different number of results than it got events.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -27,18 +28,29 @@ pub(super) struct Delivery {
 }
 
 /// The sink's answers to `events` events: one per event, as [`crate::sink::Sink::deliver`]
-/// promises.
+/// promises. A sink that answers otherwise cannot be told which events got through: that
+/// is logged as an error, and every event of the attempt counts as failed and retryable
+/// (retried with backoff, at least once, its error the sink's health) rather than ending
+/// the sink's runner.
 pub(super) fn answers(
     sink: &str,
     events: usize,
     results: Vec<Result<(), SinkError>>,
 ) -> Vec<Result<(), SinkError>> {
-    assert_eq!(
-        results.len(),
+    if results.len() == events {
+        return results;
+    }
+    tracing::error!(
+        sink,
         events,
-        "sink {sink} must answer once per event"
+        answers = results.len(),
+        "Sink broke its contract to answer once per event; every event of the attempt counts as failed and is retried."
     );
-    results
+    let error = SinkError::retryable(format!(
+        "the sink answered {} results for {events} events (it must answer once per event)",
+        results.len()
+    ));
+    vec![Err(error); events]
 }
 
 impl Runner {
@@ -201,7 +213,7 @@ impl<'a> Attempts<'a> {
             seq: event.seq,
             code: "rejected_by_sink",
             reason: e.message,
-            attempts: self.sent[&event.seq],
+            attempts: self.attempts(event.seq),
             first_attempt_at: self.started_at,
         });
     }

@@ -211,3 +211,6 @@ impl Runner {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

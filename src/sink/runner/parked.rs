@@ -196,7 +196,7 @@ impl Retried {
             }
             Err(e) => e,
         };
-        p.attempts += 1;
+        p.attempts = p.attempts.saturating_add(1);
         let exhausted = policy.exhausted(p.attempts, (now - first).to_std().ok());
         let failed = e.retryable.then(|| e.message.clone());
         if e.retryable && !exhausted {

@@ -10,7 +10,6 @@ mod forward;
 mod log;
 #[cfg(feature = "nats")]
 mod nats;
-mod parked;
 pub mod runner;
 
 use std::future::Future;
@@ -381,9 +380,11 @@ where
         {
             answers[i] = Some(result);
         }
+        // Every event is in exactly one chain, so each is answered; were one not, it is
+        // retried rather than the runner's task ended by a panic.
         answers
             .into_iter()
-            .map(|a| a.expect("every event answered"))
+            .map(|a| a.unwrap_or_else(|| Err(SinkError::retryable("not answered"))))
             .collect()
     })
 }

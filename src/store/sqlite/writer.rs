@@ -245,10 +245,8 @@ pub(super) fn run(
         for op in batch.drain(..) {
             op.finish(commit.clone());
         }
-        if commit.is_ok() {
-            if wal.restart_wanted.swap(false, Ordering::Relaxed) {
-                finish_checkpoint(&conn, wal);
-            }
+        if commit.is_ok() && wal.restart_wanted.swap(false, Ordering::Relaxed) {
+            finish_checkpoint(&conn, wal);
         }
         pending.forget();
     }

@@ -57,4 +57,13 @@ impl Event {
             Self::Other { body, .. } => other::dedup_key(envelope_id, body),
         }
     }
+
+    /// Its typed form, as (label, value) rows given to `row` (`innohook validate` prints
+    /// them).
+    pub fn describe<E>(&self, row: &mut impl FnMut(&str, &str) -> Result<(), E>) -> Result<(), E> {
+        match self {
+            Self::MessageStatus(s) => s.describe(row),
+            Self::Other { .. } => other::describe(row),
+        }
+    }
 }

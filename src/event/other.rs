@@ -29,3 +29,8 @@ pub(super) fn dedup_key(envelope_id: &str, body: &Value) -> DedupKey {
         body_sha256: Sha256::digest(body.to_string().as_bytes()).into(),
     }
 }
+
+/// Its typed form: there is none.
+pub(super) fn describe<E>(row: &mut impl FnMut(&str, &str) -> Result<(), E>) -> Result<(), E> {
+    row("body", "kept as sent (not interpreted)")
+}

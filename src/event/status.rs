@@ -165,6 +165,38 @@ impl StatusEvent {
         }
     }
 
+    /// Its fields as (label, value) rows: the message id, status, wamid, sendPhone,
+    /// accountName, wabaId, then the uid, conversation and error when given.
+    pub(super) fn describe<E>(
+        &self,
+        row: &mut impl FnMut(&str, &str) -> Result<(), E>,
+    ) -> Result<(), E> {
+        row("message id", self.message_id())?;
+        row("status", self.status().as_str())?;
+        row("wamid", self.wamid())?;
+        row("sendPhone", self.send_phone())?;
+        row("accountName", self.account_name())?;
+        row("wabaId", self.waba_id())?;
+        if let Some(uid) = self.uid() {
+            row("uid", uid)?;
+        }
+        if let Some(c) = self.conversation() {
+            let kind = c.initiate_type().map(|t| t.as_str()).unwrap_or("-");
+            let expires = c
+                .expire_at()
+                .map(|t| t.at().to_rfc3339())
+                .unwrap_or_default();
+            row("conversation", &format!("{kind}, expires {expires}"))?;
+        }
+        if let Some(e) = self.error() {
+            row(
+                "error",
+                &format!("{} {}", e.code(), e.message().unwrap_or("")),
+            )?;
+        }
+        Ok(())
+    }
+
     /// What an accepted status event brings to its message's tracked state
     /// ([`tracking::track`](super::tracking::track)): the message id, status, wamid, uid,
     /// sendPhone, wabaId, accountName, the error (code and message) and the conversation

@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use crate::event::{self, Accepted, Event};
+use crate::event::{self, Accepted};
 use crate::store::{DeadLetterSource, Role, Store};
 
 /// `innohook validate FILE|-`: checks one payload offline.
@@ -40,34 +40,7 @@ fn write_summary(a: &Accepted, out: &mut impl Write) -> std::io::Result<()> {
     if let Some(t) = env.event_time() {
         row("eventTime", &t.at().to_rfc3339())?;
     }
-    match env.event() {
-        Event::MessageStatus(s) => {
-            row("message id", s.message_id())?;
-            row("status", s.status().as_str())?;
-            row("wamid", s.wamid())?;
-            row("sendPhone", s.send_phone())?;
-            row("accountName", s.account_name())?;
-            row("wabaId", s.waba_id())?;
-            if let Some(uid) = s.uid() {
-                row("uid", uid)?;
-            }
-            if let Some(c) = s.conversation() {
-                let kind = c.initiate_type().map(|t| t.as_str()).unwrap_or("-");
-                let expires = c
-                    .expire_at()
-                    .map(|t| t.at().to_rfc3339())
-                    .unwrap_or_default();
-                row("conversation", &format!("{kind}, expires {expires}"))?;
-            }
-            if let Some(e) = s.error() {
-                row(
-                    "error",
-                    &format!("{} {}", e.code(), e.message().unwrap_or("")),
-                )?;
-            }
-        }
-        Event::Other { .. } => row("body", "kept as sent (not interpreted)")?,
-    }
+    env.event().describe(&mut row)?;
     for w in &a.warnings {
         writeln!(out, "warning {} at {}: {}", w.code, w.field, w.message)?;
     }

@@ -1,15 +1,69 @@
 //! The InnoPaaS event model: wire JSON in, typed events or precise rejections out, and
 //! the rules that follow from them (status precedence, message tracking).
 //!
+//! One module per event type, each owning its fields, how its body is read (what is
+//! refused, what is flagged), its dedup key and what it brings to tracking; [`Event`]
+//! holds one variant per type and `Event::parse` picks the module by the envelope's
+//! `type`. What every event shares (the JSON, the envelope) is read in `parse.rs`.
+//!
 //! No I/O here: the receiver, the stores, the `validate` command and the sinks all use this.
 
+mod other;
 mod parse;
+mod status;
 pub mod tracking;
 mod types;
 
+use serde_json::Value;
+
 pub(crate) use parse::id_text;
 pub use parse::{Accepted, RejectCode, Rejection, parse};
+pub use status::{Conversation, ErrorData, InitiateType, MESSAGE_STATUS_TYPE, StatusEvent};
 pub use types::{
-    Bucket, Conversation, DedupKey, Envelope, ErrorData, Event, InitiateType, MESSAGE_STATUS_TYPE,
-    Status, StatusEvent, Timestamp, Warning, counted_status, format_time, time_format,
+    Bucket, DedupKey, Envelope, Status, Timestamp, Warning, counted_status, format_time,
+    time_format,
 };
+
+/// What the envelope carries: one variant per event type.
+// Nearly every event is a status event, so boxing the large variant would only add an
+// allocation to the common case.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// `whatsapp_message_status_updated`, fully typed (`status.rs`).
+    MessageStatus(StatusEvent),
+    /// Any other InnoPaaS event type (`whatsapp_mo_message_received`, …): stored and
+    /// passed on, not interpreted (`other.rs`).
+    Other { event_type: String, body: Value },
+}
+
+impl Event {
+    /// Reads the body of an event of type `event_type` with the module of that type.
+    fn parse(
+        event_type: &str,
+        body: &parse::Body<'_>,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<Self, Rejection> {
+        Ok(match event_type {
+            MESSAGE_STATUS_TYPE => Self::MessageStatus(StatusEvent::parse(body, warnings)?),
+            _ => other::parse(event_type, body)?,
+        })
+    }
+
+    /// The key under which a redelivery is recognised (see [`Envelope::dedup_key`]).
+    fn dedup_key(&self, envelope_id: &str) -> DedupKey {
+        match self {
+            Self::MessageStatus(s) => s.dedup_key(),
+            Self::Other { body, .. } => other::dedup_key(envelope_id, body),
+        }
+    }
+
+    /// Its typed form, as (label, value) rows given to `row` (`innohook validate` prints
+    /// them).
+    pub fn describe<E>(&self, row: &mut impl FnMut(&str, &str) -> Result<(), E>) -> Result<(), E> {
+        match self {
+            Self::MessageStatus(s) => s.describe(row),
+            Self::Other { .. } => other::describe(row),
+        }
+    }
+}

@@ -3,14 +3,21 @@
 //! [`parse`] either returns a typed envelope with the warnings for what was merely
 //! unexpected, or a [`Rejection`] for what cannot be interpreted. Rejections carry a
 //! stable code, the field path and a sentence for the person who reads the HTTP 400.
+//!
+//! What every event shares is read here: the JSON (UTF-8, nesting depth, lone surrogates),
+//! the envelope (`id`, `type`, `eventTime`, `body` present and an object) and the tools a
+//! module reads its body with ([`Body`], [`Fields`]). The body itself goes to the module of
+//! its event type, through `Event::parse` (`mod.rs`).
 
 use std::borrow::Cow;
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::types::*;
+use super::Event;
+use super::types::{Envelope, Timestamp, Warning};
 
 /// Why a payload cannot be interpreted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -57,7 +64,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(code: RejectCode, field: Option<String>, message: String) -> Self {
+    pub(super) fn new(code: RejectCode, field: Option<String>, message: String) -> Self {
         Self {
             code,
             field,
@@ -74,19 +81,6 @@ pub struct Accepted {
 }
 
 const ENVELOPE_FIELDS: &[&str] = &["id", "type", "eventTime", "body"];
-const STATUS_FIELDS: &[&str] = &[
-    "id",
-    "accountName",
-    "wabaId",
-    "status",
-    "wamid",
-    "sendPhone",
-    "uid",
-    "conversation",
-    "errorData",
-];
-const CONVERSATION_FIELDS: &[&str] = &["id", "initiateType", "expireAt"];
-const ERROR_FIELDS: &[&str] = &["errorCode", "errorMessage"];
 
 /// Parses and validates one request body.
 ///
@@ -150,30 +144,16 @@ fn parse_object(top: &RawObject<'_>, text: &str) -> Result<Accepted, Rejection> 
         Some(b) if kind(b) != "object" => return Err(root.wrong_type("body", "a JSON object", b)),
         Some(b) => b,
     };
-    let body_fields = RawObject::parse(body, "body")?;
-    if body_fields.0.is_empty() {
+    let body = Body {
+        raw: body,
+        object: RawObject::parse(body, "body")?,
+    };
+    if body.object.0.is_empty() {
         return Err(root.empty("body", "the event body"));
     }
     root.flag_unknown(ENVELOPE_FIELDS, &mut warnings)?;
 
-    let event = if event_type == MESSAGE_STATUS_TYPE {
-        Event::MessageStatus(parse_status(
-            Fields::new(&body_fields, "body"),
-            &mut warnings,
-        )?)
-    } else {
-        check_depth(body, "body")?;
-        Event::Other {
-            event_type: event_type.clone(),
-            body: serde_json::from_str(body.get()).map_err(|e| {
-                Rejection::new(
-                    RejectCode::InvalidJson,
-                    Some("body".into()),
-                    format!("body cannot be read as JSON ({e})."),
-                )
-            })?,
-        }
-    };
+    let event = Event::parse(&event_type, &body, &mut warnings)?;
     cap_warnings(&mut warnings);
     Ok(Accepted {
         envelope: Envelope {
@@ -204,159 +184,8 @@ fn cap_warnings(warnings: &mut Vec<Warning>) {
     }
 }
 
-fn parse_status(
-    body: Fields<'_, '_>,
-    warnings: &mut Vec<Warning>,
-) -> Result<StatusEvent, Rejection> {
-    let message_id = body.required_id("id", "the InnoPaaS message id")?;
-    let account_name = body.required_id("accountName", "the API account")?;
-    let waba_id = body.required_id("wabaId", "the WhatsApp Business Account id")?;
-    let status = Status::parse(&body.required_str(
-        "status",
-        "the message status (delivered, read, failed or SMECL:FAILED)",
-    )?);
-    let wamid = body
-        .required_str("wamid", "the WhatsApp message id")?
-        .to_owned();
-    let send_phone = body.required_id("sendPhone", "the recipient's WhatsApp number")?;
-    let uid = body.optional_id("uid")?.filter(|u| !u.is_empty());
-
-    let conversation = match body.optional_object("conversation")? {
-        None => None,
-        Some((object, path)) => Some(parse_conversation(Fields::new(&object, &path), warnings)?),
-    };
-    let error = parse_error_data(&body, &status, warnings)?;
-    body.flag_unknown(STATUS_FIELDS, warnings)?;
-
-    match &status {
-        Status::Unknown(s) => warnings.push(warning(
-            "unknown_status",
-            "body.status",
-            format!(
-                "Status \"{s}\" is not one InnoPaaS documents (delivered, read, failed, SMECL:FAILED); the event is kept as sent."
-            ),
-        )),
-        Status::Delivered if conversation.is_none() => warnings.push(warning(
-            "missing_conversation",
-            "body.conversation",
-            "A delivered status usually carries conversation; this one has none.".into(),
-        )),
-        Status::Read | Status::Failed | Status::SmeclFailed if conversation.is_some() => {
-            warnings.push(warning(
-                "unexpected_conversation",
-                "body.conversation",
-                format!(
-                    "A {} status does not usually carry conversation; it is kept as sent.",
-                    status.as_str()
-                ),
-            ))
-        }
-        _ => {}
-    }
-
-    Ok(StatusEvent {
-        message_id,
-        account_name,
-        waba_id,
-        status,
-        wamid,
-        send_phone,
-        uid,
-        conversation,
-        error,
-    })
-}
-
-fn parse_conversation(
-    c: Fields<'_, '_>,
-    warnings: &mut Vec<Warning>,
-) -> Result<Conversation, Rejection> {
-    let id = c.optional_id("id")?;
-    let initiate_type = c
-        .optional_str("initiateType")?
-        .map(|t| InitiateType::parse(&t));
-    let expire_at = c.optional_time("expireAt")?;
-    c.flag_unknown(CONVERSATION_FIELDS, warnings)?;
-    match &initiate_type {
-        Some(InitiateType::Unknown(s)) => warnings.push(warning(
-            "unknown_initiate_type",
-            "body.conversation.initiateType",
-            format!(
-                "initiateType \"{s}\" is not one InnoPaaS documents (business_initiated, referral_conversion, customer_initiated); it is kept as sent."
-            ),
-        )),
-        None => warnings.push(warning(
-            "incomplete_conversation",
-            "body.conversation.initiateType",
-            "conversation has no initiateType.".into(),
-        )),
-        Some(_) => {}
-    }
-    if expire_at.is_none() {
-        warnings.push(warning(
-            "incomplete_conversation",
-            "body.conversation.expireAt",
-            "conversation has no expireAt.".into(),
-        ));
-    }
-    Ok(Conversation {
-        id,
-        initiate_type,
-        expire_at,
-    })
-}
-
-fn parse_error_data(
-    body: &Fields<'_, '_>,
-    status: &Status,
-    warnings: &mut Vec<Warning>,
-) -> Result<Option<ErrorData>, Rejection> {
-    let failed = *status == Status::Failed;
-    let Some((object, path)) = body.optional_object("errorData")? else {
-        if failed {
-            return Err(Rejection::new(
-                RejectCode::MissingErrorData,
-                Some("body.errorData".into()),
-                "body.errorData is missing: a failed status must carry errorData with the Meta errorCode and errorMessage.".into(),
-            ));
-        }
-        return Ok(None);
-    };
-    let e = Fields::new(&object, &path);
-    let code = e.optional_id("errorCode")?.filter(|c| !c.is_empty());
-    let message = e.optional_str("errorMessage")?;
-    e.flag_unknown(ERROR_FIELDS, warnings)?;
-    if matches!(status, Status::Delivered | Status::Read) {
-        warnings.push(warning(
-            "unexpected_error_data",
-            "body.errorData",
-            format!(
-                "A {} status does not usually carry errorData; it is kept as sent.",
-                status.as_str()
-            ),
-        ));
-    }
-    let Some(code) = code else {
-        if failed {
-            return Err(Rejection::new(
-                RejectCode::MissingErrorData,
-                Some("body.errorData.errorCode".into()),
-                "body.errorData.errorCode is missing or empty: a failed status must carry the Meta error code.".into(),
-            ));
-        }
-        return Ok(None);
-    };
-    if message.is_none() && failed {
-        warnings.push(warning(
-            "missing_error_message",
-            "body.errorData.errorMessage",
-            "errorData has an errorCode but no errorMessage.".into(),
-        ));
-    }
-    Ok(Some(ErrorData { code, message }))
-}
-
-fn warning(code: &'static str, field: &str, message: String) -> Warning {
+/// A warning about the field at `field` (a dotted path).
+pub(super) fn warning(code: &'static str, field: &str, message: String) -> Warning {
     Warning {
         code,
         field: field.to_owned(),
@@ -456,7 +285,7 @@ pub(crate) fn id_text(v: &RawValue) -> Option<String> {
 const LONE_SURROGATE: &str = "an escaped half of a UTF-16 surrogate pair (\\ud800 to \\udfff) without the other half, so it is not text; send the character itself or both halves.";
 
 /// A JSON object as its members in order, each value still raw (borrowed, unparsed).
-struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+pub(super) struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'a> RawObject<'a> {
     /// The members of `raw`, a JSON object (see [`kind`]) found at `path`. It was read
@@ -493,6 +322,34 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
     }
 }
 
+/// The envelope's body as an event module gets it: a JSON object with at least one field,
+/// every field name text, the values still raw. Read once by [`parse`]; a module takes its
+/// fields ([`Body::fields`]) or keeps it whole ([`Body::value`]).
+pub(super) struct Body<'a> {
+    raw: &'a RawValue,
+    object: RawObject<'a>,
+}
+
+impl<'a> Body<'a> {
+    /// Its fields, named `body.…` in warnings and rejections.
+    pub(super) fn fields(&self) -> Fields<'_, 'a> {
+        Fields::new(&self.object, "body")
+    }
+
+    /// The whole body as a JSON value (fields in order, numbers with every digit); refused
+    /// if it nests deeper than [`MAX_DEPTH`].
+    pub(super) fn value(&self) -> Result<Value, Rejection> {
+        check_depth(self.raw, "body")?;
+        serde_json::from_str(self.raw.get()).map_err(|e| {
+            Rejection::new(
+                RejectCode::InvalidJson,
+                Some("body".into()),
+                format!("body cannot be read as JSON ({e})."),
+            )
+        })
+    }
+}
+
 /// An object key, borrowed from the input unless it had escapes.
 struct Key<'a>(Cow<'a, str>);
 
@@ -516,13 +373,13 @@ impl<'de> Deserialize<'de> for Key<'de> {
 }
 
 /// One JSON object being read, with the path that names its fields in messages.
-struct Fields<'o, 'a> {
+pub(super) struct Fields<'o, 'a> {
     object: &'o RawObject<'a>,
     prefix: String,
 }
 
 impl<'o, 'a> Fields<'o, 'a> {
-    fn new(object: &'o RawObject<'a>, prefix: &str) -> Self {
+    pub(super) fn new(object: &'o RawObject<'a>, prefix: &str) -> Self {
         Self {
             object,
             prefix: prefix.to_owned(),
@@ -584,7 +441,7 @@ impl<'o, 'a> Fields<'o, 'a> {
         })
     }
 
-    fn required_str(&self, key: &str, what: &str) -> Result<String, Rejection> {
+    pub(super) fn required_str(&self, key: &str, what: &str) -> Result<String, Rejection> {
         match self.optional_str(key)? {
             None => Err(self.missing(key, what)),
             Some(s) if s.is_empty() => Err(self.empty(key, what)),
@@ -592,7 +449,7 @@ impl<'o, 'a> Fields<'o, 'a> {
         }
     }
 
-    fn optional_str(&self, key: &str) -> Result<Option<String>, Rejection> {
+    pub(super) fn optional_str(&self, key: &str) -> Result<Option<String>, Rejection> {
         match self.get(key) {
             None => Ok(None),
             Some(v) if kind(v) == "string" => match string_text(v) {
@@ -603,7 +460,7 @@ impl<'o, 'a> Fields<'o, 'a> {
         }
     }
 
-    fn required_id(&self, key: &str, what: &str) -> Result<String, Rejection> {
+    pub(super) fn required_id(&self, key: &str, what: &str) -> Result<String, Rejection> {
         match self.optional_id(key)? {
             None => Err(self.missing(key, what)),
             Some(s) if s.is_empty() => Err(self.empty(key, what)),
@@ -611,7 +468,7 @@ impl<'o, 'a> Fields<'o, 'a> {
         }
     }
 
-    fn optional_id(&self, key: &str) -> Result<Option<String>, Rejection> {
+    pub(super) fn optional_id(&self, key: &str) -> Result<Option<String>, Rejection> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => match id_text(v) {
@@ -622,7 +479,10 @@ impl<'o, 'a> Fields<'o, 'a> {
         }
     }
 
-    fn optional_object(&self, key: &str) -> Result<Option<(RawObject<'a>, String)>, Rejection> {
+    pub(super) fn optional_object(
+        &self,
+        key: &str,
+    ) -> Result<Option<(RawObject<'a>, String)>, Rejection> {
         match self.get(key) {
             None => Ok(None),
             Some(v) if kind(v) == "object" => {
@@ -633,7 +493,7 @@ impl<'o, 'a> Fields<'o, 'a> {
         }
     }
 
-    fn optional_time(&self, key: &str) -> Result<Option<Timestamp>, Rejection> {
+    pub(super) fn optional_time(&self, key: &str) -> Result<Option<Timestamp>, Rejection> {
         let Some(s) = self.optional_str(key)? else {
             return Ok(None);
         };
@@ -647,7 +507,11 @@ impl<'o, 'a> Fields<'o, 'a> {
     }
 
     /// Flags undocumented fields; refuses one nesting deeper than [`MAX_DEPTH`].
-    fn flag_unknown(&self, known: &[&str], warnings: &mut Vec<Warning>) -> Result<(), Rejection> {
+    pub(super) fn flag_unknown(
+        &self,
+        known: &[&str],
+        warnings: &mut Vec<Warning>,
+    ) -> Result<(), Rejection> {
         let unknown = self
             .object
             .0

@@ -1,15 +1,14 @@
-//! Domain types of an InnoPaaS push: what an accepted event *is*.
+//! Domain types every event type shares: the envelope, the dedup key, the statuses and
+//! their precedence, times, warnings. What each event type carries is in its own module
+//! (`status.rs`, `other.rs`).
 //!
-//! Every type here is built only by [`super::parse`], so holding one means the
-//! event passed validation: a `failed` status always carries an error code,
-//! every required field is non-empty, every timestamp was understood.
+//! An [`Envelope`] is built only by [`super::parse`], so holding one means the event
+//! passed validation.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
 
-/// The event type this product exists for.
-pub const MESSAGE_STATUS_TYPE: &str = "whatsapp_message_status_updated";
+use super::{Event, StatusEvent};
 
 /// One accepted push: the envelope `{id, type, eventTime, body}`, typed, plus
 /// the JSON exactly as it arrived (every field, in order, numbers with every digit).
@@ -43,7 +42,7 @@ impl Envelope {
     pub fn message_status(&self) -> Option<&StatusEvent> {
         match &self.event {
             Event::MessageStatus(s) => Some(s),
-            Event::Other { .. } => None,
+            _ => None,
         }
     }
     /// The whole envelope exactly as received: every field, in order, every digit.
@@ -51,25 +50,11 @@ impl Envelope {
         &self.raw
     }
 
-    /// The key under which a redelivery of this event is recognised.
-    ///
-    /// A status event is identified by (message id, status): a message is
-    /// delivered once and read once, whatever envelope id a redelivery carries.
-    /// Any other event by its envelope id together with a digest of its body.
+    /// The key under which a redelivery of this event is recognised: each event type's
+    /// module says which (a status by message id and status; any other event by its
+    /// envelope id and a digest of its body).
     pub fn dedup_key(&self) -> DedupKey {
-        match &self.event {
-            Event::MessageStatus(s) => DedupKey::Status {
-                message_id: s.message_id.clone(),
-                status: s.status.clone(),
-            },
-            Event::Other { body, .. } => {
-                use sha2::{Digest, Sha256};
-                DedupKey::Other {
-                    envelope_id: self.id.clone(),
-                    body_sha256: Sha256::digest(body.to_string().as_bytes()).into(),
-                }
-            }
-        }
+        self.event.dedup_key(&self.id)
     }
 }
 
@@ -84,72 +69,6 @@ pub enum DedupKey {
         envelope_id: String,
         body_sha256: [u8; 32],
     },
-}
-
-/// What the envelope carries.
-// Nearly every event is a status event, so boxing the large variant would only add an
-// allocation to the common case.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// `whatsapp_message_status_updated`, fully typed.
-    MessageStatus(StatusEvent),
-    /// Any other InnoPaaS event type (`whatsapp_mo_message_received`, …): stored and
-    /// passed on, not interpreted.
-    Other { event_type: String, body: Value },
-}
-
-/// The body of a `whatsapp_message_status_updated` event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatusEvent {
-    pub(super) message_id: String,
-    pub(super) account_name: String,
-    pub(super) waba_id: String,
-    pub(super) status: Status,
-    pub(super) wamid: String,
-    pub(super) send_phone: String,
-    pub(super) uid: Option<String>,
-    pub(super) conversation: Option<Conversation>,
-    pub(super) error: Option<ErrorData>,
-}
-
-impl StatusEvent {
-    /// `body.id`: the InnoPaaS message id (digits kept as sent).
-    pub fn message_id(&self) -> &str {
-        &self.message_id
-    }
-    /// `body.accountName`: the API account.
-    pub fn account_name(&self) -> &str {
-        &self.account_name
-    }
-    /// `body.wabaId`: the WhatsApp Business Account id.
-    pub fn waba_id(&self) -> &str {
-        &self.waba_id
-    }
-    /// `body.status`.
-    pub fn status(&self) -> &Status {
-        &self.status
-    }
-    /// `body.wamid`: the WhatsApp message id.
-    pub fn wamid(&self) -> &str {
-        &self.wamid
-    }
-    /// `body.sendPhone`: the recipient's WhatsApp number.
-    pub fn send_phone(&self) -> &str {
-        &self.send_phone
-    }
-    /// `body.uid`: the customer's batch number, when given.
-    pub fn uid(&self) -> Option<&str> {
-        self.uid.as_deref()
-    }
-    /// `body.conversation`, when given.
-    pub fn conversation(&self) -> Option<&Conversation> {
-        self.conversation.as_ref()
-    }
-    /// `body.errorData`; always present for [`Status::Failed`].
-    pub fn error(&self) -> Option<&ErrorData> {
-        self.error.as_ref()
-    }
 }
 
 /// `body.status`. Unknown values are kept, not refused.
@@ -286,70 +205,6 @@ impl std::fmt::Display for Status {
 impl Serialize for Status {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
-    }
-}
-
-/// `conversation.initiateType`. Unknown values are kept, not refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InitiateType {
-    BusinessInitiated,
-    ReferralConversion,
-    CustomerInitiated,
-    Unknown(String),
-}
-
-impl InitiateType {
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "business_initiated" => Self::BusinessInitiated,
-            "referral_conversion" => Self::ReferralConversion,
-            "customer_initiated" => Self::CustomerInitiated,
-            other => Self::Unknown(other.to_owned()),
-        }
-    }
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::BusinessInitiated => "business_initiated",
-            Self::ReferralConversion => "referral_conversion",
-            Self::CustomerInitiated => "customer_initiated",
-            Self::Unknown(s) => s,
-        }
-    }
-}
-
-/// `body.conversation`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Conversation {
-    pub(super) id: Option<String>,
-    pub(super) initiate_type: Option<InitiateType>,
-    pub(super) expire_at: Option<Timestamp>,
-}
-
-impl Conversation {
-    pub fn id(&self) -> Option<&str> {
-        self.id.as_deref()
-    }
-    pub fn initiate_type(&self) -> Option<&InitiateType> {
-        self.initiate_type.as_ref()
-    }
-    pub fn expire_at(&self) -> Option<&Timestamp> {
-        self.expire_at.as_ref()
-    }
-}
-
-/// `body.errorData`: Meta's error code (never empty) and description.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ErrorData {
-    pub(super) code: String,
-    pub(super) message: Option<String>,
-}
-
-impl ErrorData {
-    pub fn code(&self) -> &str {
-        &self.code
-    }
-    pub fn message(&self) -> Option<&str> {
-        self.message.as_deref()
     }
 }
 

@@ -52,7 +52,7 @@ fn default_concurrency() -> usize {
 pub struct ForwardSink {
     name: String,
     client: reqwest::Client,
-    url: reqwest::Url,
+    url: url::Url,
     limit: Arc<Semaphore>,
     /// The HMAC key of `signing_secret`.
     signing_key: Option<Vec<u8>>,
@@ -90,8 +90,8 @@ impl ForwardSinkConfig {
         Ok(Some(key))
     }
 
-    fn url(&self) -> anyhow::Result<reqwest::Url> {
-        reqwest::Url::parse(&self.url)
+    fn url(&self) -> anyhow::Result<url::Url> {
+        url::Url::parse(&self.url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| anyhow::anyhow!("url {:?} is not an http(s) URL", self.url))

@@ -122,7 +122,7 @@ pub(crate) fn progress(sink: &str, progress: Progress) -> Vec<Statement> {
                 now.into(),
                 sink(),
                 d.seq.into(),
-                d.code.into(),
+                d.code.as_str().into(),
                 d.reason.into(),
                 i64::from(d.attempts).into(),
                 d.first_attempt_at.into(),

@@ -253,7 +253,7 @@ pub async fn check(config: &StoreConfig) -> anyhow::Result<String> {
 
 /// A connection URL with its password (and any query, which may hold one) left out.
 pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
+    match url::Url::parse(url) {
         Ok(mut u) => {
             if u.password().is_some() {
                 let _ = u.set_password(Some("***"));

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use async_trait::async_trait;
-use axum::body::Bytes;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use super::{

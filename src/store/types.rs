@@ -169,8 +169,7 @@ fn optional_time<S: serde::Serializer>(
 #[derive(Debug, Clone)]
 pub struct UndeliveredEvent {
     pub seq: i64,
-    /// `rejected_by_sink` (permanent failure) or `retries_exhausted`.
-    pub code: &'static str,
+    pub code: Undelivered,
     /// The last error.
     pub reason: String,
     pub attempts: u32,
@@ -350,6 +349,34 @@ pub struct BatchQuery {
     /// Only batches after this one in that order: its last event time and uid.
     pub before: Option<(DateTime<Utc>, String)>,
     pub limit: usize,
+}
+
+/// Why a sink gave an event up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undelivered {
+    /// The target refused it for good (a permanent failure).
+    RejectedBySink,
+    /// Every attempt the retry policy allows failed.
+    RetriesExhausted,
+}
+
+impl Undelivered {
+    /// The dead letter's code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RejectedBySink => "rejected_by_sink",
+            Self::RetriesExhausted => "retries_exhausted",
+        }
+    }
+
+    /// Why an event that failed with an error `retryable` or not is given up.
+    pub fn after(retryable: bool) -> Self {
+        if retryable {
+            Self::RetriesExhausted
+        } else {
+            Self::RejectedBySink
+        }
+    }
 }
 
 /// Where a dead letter comes from.

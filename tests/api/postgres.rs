@@ -383,7 +383,7 @@ async fn the_commands_read_and_replay_on_postgres() {
         cursor: Some(1),
         dead: vec![innohook::store::UndeliveredEvent {
             seq: 1,
-            code: "rejected_by_sink",
+            code: innohook::store::Undelivered::RejectedBySink,
             reason: "400".into(),
             attempts: 1,
             first_attempt_at: chrono::Utc::now(),

@@ -720,7 +720,7 @@ async fn a_file_ahead_of_its_cursor_is_not_written_again_after_a_replay() {
         cursor: Some(0),
         dead: vec![UndeliveredEvent {
             seq: 1,
-            code: "rejected_by_sink",
+            code: innohook::store::Undelivered::RejectedBySink,
             reason: "test".into(),
             attempts: 1,
             first_attempt_at: chrono::Utc::now(),

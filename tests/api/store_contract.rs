@@ -552,7 +552,7 @@ async fn dead_letters_replay_once(b: &impl Backend) {
         cursor: Some(seqs[2]),
         dead: vec![UndeliveredEvent {
             seq: seqs[1],
-            code: "retries_exhausted",
+            code: innohook::store::Undelivered::RetriesExhausted,
             reason: "POST answered 503".into(),
             attempts: 1,
             first_attempt_at: chrono::Utc::now(),
@@ -649,7 +649,7 @@ async fn parked_events_are_kept_until_done(b: &impl Backend) {
         unparked: vec![seqs[0]],
         dead: vec![UndeliveredEvent {
             seq: seqs[0],
-            code: "retries_exhausted",
+            code: innohook::store::Undelivered::RetriesExhausted,
             reason: "503 again".into(),
             attempts: 3,
             first_attempt_at: at,
@@ -697,7 +697,7 @@ async fn retention_removes_only_what_no_sink_needs(b: &impl Backend) {
         cursor: Some(seqs[1]),
         dead: vec![UndeliveredEvent {
             seq: seqs[0],
-            code: "rejected_by_sink",
+            code: innohook::store::Undelivered::RejectedBySink,
             reason: "400".into(),
             attempts: 1,
             first_attempt_at: chrono::Utc::now(),
@@ -1120,7 +1120,7 @@ async fn dead_letter_pages_carry_their_events_and_replay_one_at_a_time(b: &impl 
         .iter()
         .map(|&seq| UndeliveredEvent {
             seq,
-            code: "rejected_by_sink",
+            code: innohook::store::Undelivered::RejectedBySink,
             reason: format!("400 for {seq}"),
             attempts: 1,
             first_attempt_at: chrono::Utc::now(),
@@ -1235,7 +1235,7 @@ async fn sink_states_show_positions_failures_and_dead_letters(b: &impl Backend) 
                 cursor: Some(seq),
                 dead: vec![UndeliveredEvent {
                     seq,
-                    code: "retries_exhausted",
+                    code: innohook::store::Undelivered::RetriesExhausted,
                     reason: "503".into(),
                     attempts: 3,
                     first_attempt_at: chrono::Utc::now(),

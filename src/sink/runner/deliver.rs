@@ -14,7 +14,7 @@ use super::health::retried;
 use super::parked::waiting;
 use super::retry::{RetryPolicy, pause};
 use crate::sink::SinkError;
-use crate::store::{ParkedEvent, StoredEvent, UndeliveredEvent};
+use crate::store::{ParkedEvent, StoredEvent, Undelivered, UndeliveredEvent};
 
 /// What became of a batch.
 #[derive(Default)]
@@ -211,7 +211,7 @@ impl<'a> Attempts<'a> {
         );
         self.out.dead.push(UndeliveredEvent {
             seq: event.seq,
-            code: "rejected_by_sink",
+            code: Undelivered::RejectedBySink,
             reason: e.message,
             attempts: self.attempts(event.seq),
             first_attempt_at: self.started_at,
@@ -261,7 +261,7 @@ impl<'a> Attempts<'a> {
             .dead
             .extend(pending.into_iter().map(|e| UndeliveredEvent {
                 seq: e.seq,
-                code: "retries_exhausted",
+                code: Undelivered::RetriesExhausted,
                 reason: last_error.clone(),
                 attempts: sent.get(&e.seq).copied().unwrap_or(0),
                 first_attempt_at,

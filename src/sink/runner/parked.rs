@@ -13,7 +13,7 @@ use super::health::retried;
 use super::retry::RetryPolicy;
 use super::{Halt, Held, Runner};
 use crate::sink::SinkError;
-use crate::store::{ParkedEvent, Progress, StoredEvent, UndeliveredEvent};
+use crate::store::{ParkedEvent, Progress, StoredEvent, Undelivered, UndeliveredEvent};
 
 #[derive(Default)]
 pub(super) struct Parked {
@@ -218,11 +218,7 @@ impl Retried {
         self.unparked.push(p.seq);
         self.dead.push(UndeliveredEvent {
             seq: p.seq,
-            code: if e.retryable {
-                "retries_exhausted"
-            } else {
-                "rejected_by_sink"
-            },
+            code: Undelivered::after(e.retryable),
             reason: e.message,
             attempts: p.attempts,
             first_attempt_at: first,
@@ -244,7 +240,7 @@ mod tests {
             message_id: message.map(str::to_owned),
             status: None,
             warnings: Vec::new(),
-            body: axum::body::Bytes::new(),
+            body: bytes::Bytes::new(),
         }
     }
 

@@ -63,7 +63,7 @@ enum Check {
 /// Takes out of the URL what tokio-postgres does not read: `sslrootcert` (returned,
 /// read) and the `sslmode`s that check certificates (tokio-postgres reads `require`).
 fn libpq_options(url: &str) -> anyhow::Result<(String, Option<Vec<u8>>, Check)> {
-    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+    let Ok(mut parsed) = url::Url::parse(url) else {
         // Not a URL: a key=value string, which tokio-postgres reads itself.
         return Ok((url.to_owned(), None, Check::None));
     };

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use rusqlite::OpenFlags;
 use tokio::sync::oneshot;
 

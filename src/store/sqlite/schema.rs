@@ -155,8 +155,7 @@ ALTER TABLE messages ADD COLUMN identity_status TEXT;
     // events a sink set aside to retry while later ones went on (sinks that keep each
     // message's order rather than the global one).
     r#"
-ALTER TABLE dead_letters ADD COLUMN attempts INTEGER;
-ALTER TABLE dead_letters ADD COLUMN first_attempt_at TEXT;
+ALTER TABLE dead_letters ADD COLUMN attempts INTEGER; ALTER TABLE dead_letters ADD COLUMN first_attempt_at TEXT;
 CREATE TABLE sink_parked (
     sink             TEXT NOT NULL,
     event_seq        INTEGER NOT NULL,

@@ -50,11 +50,11 @@ impl Event {
         })
     }
 
-    /// The key under which a redelivery is recognised (see [`Envelope::dedup_key`]).
-    fn dedup_key(&self, envelope_id: &str) -> DedupKey {
+    /// The keys under which a redelivery is recognised (see [`Envelope::dedup_keys`]).
+    fn dedup_keys(&self, envelope_id: &str) -> Vec<DedupKey> {
         match self {
-            Self::MessageStatus(s) => s.dedup_key(),
-            Self::Other { body, .. } => other::dedup_key(envelope_id, body),
+            Self::MessageStatus(s) => vec![s.dedup_key()],
+            Self::Other { body, .. } => vec![other::dedup_key(envelope_id, body)],
         }
     }
 

@@ -54,7 +54,14 @@ impl Envelope {
     /// module says which (a status by message id and status; any other event by its
     /// envelope id and a digest of its body).
     pub fn dedup_key(&self) -> DedupKey {
-        self.event.dedup_key(&self.id)
+        self.dedup_keys().swap_remove(0)
+    }
+
+    /// Every key under which a redelivery is recognised: one for most types; an event
+    /// known by more than one id (an inbound message: its envelope, and its wamid) is a
+    /// duplicate when any of them was seen.
+    pub fn dedup_keys(&self) -> Vec<DedupKey> {
+        self.event.dedup_keys(&self.id)
     }
 }
 
@@ -69,6 +76,9 @@ pub enum DedupKey {
         envelope_id: String,
         body_sha256: [u8; 32],
     },
+    /// An inbound message, by its WhatsApp message id: the same message pushed under
+    /// another envelope id is the same event.
+    Inbound { wamid: String },
 }
 
 /// `body.status`. Unknown values are kept, not refused.

@@ -22,9 +22,9 @@ pub struct Incoming {
     pub event_type: String,
     /// What it says of its message, for a message status.
     pub update: Option<StatusUpdate>,
-    /// Its key in the `dedup` table: an event other than a message status (a status
-    /// event's key is its message's set of statuses).
-    pub key: Option<String>,
+    /// Its keys in the `dedup` table, for an event other than a message status (a status
+    /// event's key is its message's set of statuses): a duplicate when any is there.
+    pub keys: Vec<String>,
     pub status: Option<Status>,
     pub message_id: Option<String>,
     /// What was unexpected in it.
@@ -40,7 +40,10 @@ impl Incoming {
         Self {
             event_id: env.id().to_owned(),
             event_type: env.event_type().to_owned(),
-            key: update.is_none().then(|| dedup_text(&env.dedup_key())),
+            keys: match update {
+                Some(_) => Vec::new(),
+                None => env.dedup_keys().iter().map(dedup_text).collect(),
+            },
             update,
             status: env.message_status().map(|s| s.status().clone()),
             message_id: env.message_status().map(|s| s.message_id().to_owned()),
@@ -112,6 +115,7 @@ pub fn dedup_text(key: &DedupKey) -> String {
             let hex: String = body_sha256.iter().map(|b| format!("{b:02x}")).collect();
             format!("other\u{1f}{envelope_id}\u{1f}{hex}")
         }
+        DedupKey::Inbound { wamid } => format!("inbound\u{1f}{wamid}"),
     }
 }
 

@@ -244,11 +244,11 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
     // 3: the dedup keys of other events that are new.
     let mut keys: Vec<String> = batch
         .iter()
-        .filter_map(|a| a.event.key.as_deref().map(|k| text(k).into_owned()))
+        .flat_map(|a| a.event.keys.iter().map(|k| text(k).into_owned()))
         .collect();
     keys.sort();
     keys.dedup();
-    let mut new_keys: HashMap<String, bool> = HashMap::new();
+    let mut new_keys: std::collections::HashSet<String> = Default::default();
     if !keys.is_empty() {
         let rows = tx
             .query(
@@ -258,7 +258,7 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
             )
             .await?;
         for row in rows {
-            new_keys.insert(row.get(0), true);
+            new_keys.insert(row.get(0));
         }
     }
 
@@ -268,7 +268,7 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
     let mut tally = Tally::default();
     let mut changed: BTreeMap<String, Message> = BTreeMap::new();
     for Accept { event: e, .. } in batch {
-        let new = match (&e.update, &e.key) {
+        let new = match (&e.update, &e.keys) {
             (Some(u), _) => {
                 let id = text(u.message_id()).into_owned();
                 let old = messages.get(&id);
@@ -282,11 +282,14 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
                     }
                 }
             }
-            // The first of the batch's events with a new key takes it.
-            (None, key) => {
-                let new = key
-                    .as_deref()
-                    .is_none_or(|k| new_keys.remove(text(k).as_ref()).is_some());
+            // The first of the batch's events whose keys are all new takes them.
+            (None, keys) => {
+                let new = keys.iter().all(|k| new_keys.contains(text(k).as_ref()));
+                if new {
+                    for k in keys {
+                        new_keys.remove(text(k).as_ref());
+                    }
+                }
                 let outcome = if new {
                     Counted::Accepted
                 } else {

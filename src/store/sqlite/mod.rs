@@ -254,19 +254,19 @@ impl Ingest for SqliteStore {
             body
         };
         let e = Incoming::new(accepted, body);
-        let lookup = match &e.key {
-            Some(key) => Some(key.clone()),
-            None if self.legacy_status_keys => e.legacy_status_key(),
-            None => None,
+        let legacy = match self.legacy_status_keys {
+            true => e.legacy_status_key(),
+            false => None,
         };
         self.write(move |tx| {
-            let known = match &lookup {
-                Some(key) => tx
-                    .conn
-                    .prepare_cached("SELECT 1 FROM dedup WHERE key = ?1")?
-                    .exists([key])?,
-                None => false,
-            };
+            let mut known = false;
+            for key in e.keys.iter().chain(&legacy) {
+                known = known
+                    || tx
+                        .conn
+                        .prepare_cached("SELECT 1 FROM dedup WHERE key = ?1")?
+                        .exists([key])?;
+            }
             if known {
                 tx.count(Counted::Duplicate, e.counted());
                 return Ok(Outcome::Duplicate);
@@ -283,7 +283,7 @@ impl Ingest for SqliteStore {
                 )?
                 .execute(rusqlite::params_from_iter(&e.values(tx.at.at)))?;
             let seq = tx.conn.last_insert_rowid();
-            if let Some(key) = &e.key {
+            for key in &e.keys {
                 tx.conn
                     .prepare_cached("INSERT INTO dedup (key, seq, created_at) VALUES (?1, ?2, ?3)")?
                     .execute(rusqlite::params![key, seq, tx.at.at.timestamp()])?;

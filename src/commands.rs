@@ -210,11 +210,12 @@ pub fn prune(
     })?;
     writeln!(
         out,
-        "{} {} events, {} messages, {} batches, {} dead letters.",
+        "{} {} events, {} messages, {} batches, {} inbound messages, {} dead letters.",
         if dry_run { "Would remove" } else { "Removed" },
         pruned.events,
         pruned.messages,
         pruned.batches,
+        pruned.inbound,
         pruned.dead_letters
     )?;
     for (sink, at) in &pruned.held_by {

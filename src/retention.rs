@@ -65,6 +65,7 @@ pub async fn prune_pass(
             ("events", step.events),
             ("messages", step.messages),
             ("batches", step.batches),
+            ("inbound", step.inbound),
             ("dead_letters", step.dead_letters),
         ] {
             if n > 0 {
@@ -95,11 +96,12 @@ pub async fn prune_forever(store: Arc<dyn Store>, policy: Retention) {
         }
         match prune_pass(store.as_ref(), &policy).await {
             Ok(p) => {
-                if p.events + p.messages + p.batches + p.dead_letters > 0 {
+                if p.events + p.messages + p.batches + p.inbound + p.dead_letters > 0 {
                     tracing::info!(
                         events = p.events,
                         messages = p.messages,
                         batches = p.batches,
+                        inbound = p.inbound,
                         dead_letters = p.dead_letters,
                         "Pruned what the retention no longer keeps."
                     );

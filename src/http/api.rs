@@ -26,9 +26,12 @@ pub const MAX_PAGE: usize = 1000;
 
 /// The paths this API serves, as its OpenAPI document lists them (a test holds the two
 /// together).
-pub const PATHS: [&str; 7] = [
+pub const PATHS: [&str; 10] = [
     "/api/messages",
     "/api/messages/{id}",
+    "/api/inbound",
+    "/api/inbound/{id}",
+    "/api/conversations/{phone}",
     "/api/batches",
     "/api/batches/{uid}",
     "/api/batches/{uid}/messages.csv",
@@ -65,6 +68,9 @@ pub fn router<S: Clone + Send + Sync + 'static>(token: &str, store: Arc<dyn Stor
         .route("/api/batches/{uid}", get(batch))
         .route("/api/batches/{uid}/messages.csv", get(batch_csv))
         .route("/api/events", get(events))
+        .route("/api/inbound", get(inbound_page))
+        .route("/api/inbound/{id}", get(inbound))
+        .route("/api/conversations/{phone}", get(conversation))
         .route("/api/openapi.json", get(openapi))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
@@ -105,7 +111,12 @@ async fn message(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     match s.store.message(&id).await.map_err(read_failed)? {
-        Some(m) => Ok(Json(json!(m))),
+        Some(m) => {
+            let replies = s.store.replies(&m.wamid).await.map_err(read_failed)?;
+            let mut answer = json!(m);
+            answer["replies"] = json!(replies);
+            Ok(Json(answer))
+        }
         None => Err(ApiError::Missing(format!(
             "No status has been received for message {id}."
         ))),
@@ -179,6 +190,89 @@ async fn batches(
     Ok(Json(json!({"batches": listed, "nextCursor": next})))
 }
 
+/// `GET /api/inbound/{id}`: one inbound message by InnoPaaS id or wamid.
+async fn inbound(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    match s.store.inbound(&id).await.map_err(read_failed)? {
+        Some(m) => Ok(Json(json!(m))),
+        None => Err(ApiError::Missing(format!(
+            "No inbound message {id} has been received."
+        ))),
+    }
+}
+
+/// `GET /api/inbound?from=PHONE&uid=UID&since=RFC3339&limit=N&cursor=C`: customers'
+/// messages, the latest first; `uid` keeps the replies to that batch's messages.
+async fn inbound_page(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    only_known(&q, &["from", "uid", "since", "limit", "cursor"])?;
+    let limit = page_limit(&q)?;
+    let since = match q.get("since") {
+        None => None,
+        Some(t) => Some(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|_| ApiError::BadQuery("since must be an RFC 3339 time.".into()))?
+                .to_utc(),
+        ),
+    };
+    let before = match q.get("cursor") {
+        None => None,
+        Some(c) => Some(c.parse::<i64>().map_err(|_| {
+            ApiError::BadQuery("cursor must be the nextCursor of a previous page.".into())
+        })?),
+    };
+    let query = crate::store::InboundQuery {
+        from: q.get("from").cloned(),
+        uid: q.get("uid").cloned(),
+        since,
+        before,
+        limit,
+    };
+    let page = s.store.inbound_page(&query).await.map_err(read_failed)?;
+    let next = (page.len() == limit)
+        .then(|| page.last())
+        .flatten()
+        .map(|m| m.seq);
+    Ok(Json(json!({"inbound": page, "nextCursor": next})))
+}
+
+/// `GET /api/conversations/{phone}`: what was exchanged with one number, in time order:
+/// the messages sent to it (at their first status) and its own messages (as sent).
+async fn conversation(
+    State(s): State<ApiState>,
+    Path(phone): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let theirs = crate::store::InboundQuery {
+        from: Some(phone.clone()),
+        limit: MAX_PAGE,
+        ..Default::default()
+    };
+    let (sent, received) = tokio::join!(
+        s.store.messages_by_phone(&phone),
+        s.store.inbound_page(&theirs)
+    );
+    let (sent, received) = (sent.map_err(read_failed)?, received.map_err(read_failed)?);
+    if sent.is_empty() && received.is_empty() {
+        return Err(ApiError::Missing(format!(
+            "Nothing has been exchanged with {phone}."
+        )));
+    }
+    let mut items: Vec<(chrono::DateTime<chrono::Utc>, Value)> = sent
+        .iter()
+        .map(|m| (m.first_event_at, json!({"direction": "outbound", "at": format_time(&m.first_event_at), "message": m})))
+        .chain(received.iter().map(|i| {
+            (i.sent_at, json!({"direction": "inbound", "at": format_time(&i.sent_at), "inbound": i}))
+        }))
+        .collect();
+    items.sort_by_key(|(at, _)| *at);
+    let items: Vec<Value> = items.into_iter().map(|(_, v)| v).collect();
+    Ok(Json(json!({"phone": phone, "items": items})))
+}
+
 /// `limit`: from 1 to [`MAX_PAGE`], 100 when not given.
 fn page_limit(q: &HashMap<String, String>) -> Result<usize, ApiError> {
     match q.get("limit") {
@@ -198,7 +292,16 @@ async fn batch(
     Path(uid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     match s.store.batch(&uid).await.map_err(read_failed)? {
-        Some(b) => Ok(Json(json!(b))),
+        Some(b) => {
+            let replied = s.store.replied(&uid).await.map_err(read_failed)?;
+            let mut answer = json!(b);
+            answer["replied"] = json!(replied);
+            answer["replyRate"] = json!(match b.messages {
+                0 => 0.0,
+                n => replied as f64 / n as f64,
+            });
+            Ok(Json(answer))
+        }
         None => Err(ApiError::Missing(format!(
             "No message of batch {uid} has been received."
         ))),

@@ -31,6 +31,40 @@ pub struct Incoming {
     pub warnings: Vec<RecordedWarning>,
     /// The request body, byte for byte.
     pub body: Bytes,
+    /// What an inbound message stores beside its event.
+    pub inbound: Option<InboundRow>,
+}
+
+/// An inbound message's row, beside its event.
+#[derive(Debug, Clone)]
+pub struct InboundRow {
+    pub id: String,
+    pub wamid: String,
+    pub from: String,
+    pub to: Option<String>,
+    pub sent_at: DateTime<Utc>,
+    pub content_type: String,
+    pub summary: String,
+    pub reply_to: Option<String>,
+}
+
+impl InboundRow {
+    /// Its values: `seq, message_id, wamid, from_phone, to_phone, sent_at, content_type,
+    /// summary, reply_to, received_at`.
+    pub fn values(&self, seq: i64, received_at: DateTime<Utc>) -> [Value<'_>; 10] {
+        [
+            seq.into(),
+            self.id.as_str().into(),
+            self.wamid.as_str().into(),
+            self.from.as_str().into(),
+            self.to.as_deref().into(),
+            self.sent_at.into(),
+            self.content_type.as_str().into(),
+            self.summary.as_str().into(),
+            self.reply_to.as_deref().into(),
+            received_at.into(),
+        ]
+    }
 }
 
 impl Incoming {
@@ -53,6 +87,7 @@ impl Incoming {
                 .map(RecordedWarning::from)
                 .collect(),
             body,
+            inbound: inbound_row(accepted),
         }
     }
 
@@ -100,6 +135,12 @@ impl Incoming {
             Value::Bytes(std::borrow::Cow::Borrowed(&self.body)),
         ]
     }
+}
+
+/// The row an inbound message stores beside its event.
+fn inbound_row(accepted: &Accepted) -> Option<InboundRow> {
+    let _ = accepted;
+    None
 }
 
 /// How the `dedup` table spells a key (as every store since schema v1 has).

@@ -164,6 +164,19 @@ pub trait Queries: Send + Sync {
 
     /// Every sink the store has heard of: position, failure, dead letters; by name.
     async fn sink_states(&self) -> StoreResult<Vec<SinkState>>;
+
+    /// One inbound message by InnoPaaS id or wamid (the latest stored, if several).
+    async fn inbound(&self, id: &str) -> StoreResult<Option<Inbound>>;
+
+    /// Inbound messages, the latest stored first.
+    async fn inbound_page(&self, query: &InboundQuery) -> StoreResult<Vec<Inbound>>;
+
+    /// The inbound messages that answer or react to the message with this wamid, as
+    /// sent (whichever of the two was stored first).
+    async fn replies(&self, wamid: &str) -> StoreResult<Vec<Inbound>>;
+
+    /// How many of a batch's messages were answered (a reply or a reaction to them).
+    async fn replied(&self, uid: &str) -> StoreResult<i64>;
 }
 
 /// Pruning: the retention, written once for every backend ([`prune`]).

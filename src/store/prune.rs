@@ -179,6 +179,20 @@ async fn step<B: Sql>(
             }
         }
     }
+    if let Some(cut) = cutoff(now, policy.messages) {
+        // Customers' inbound messages, as long as the messages they may answer.
+        if dry_run {
+            let sql = "SELECT count(*) FROM inbound WHERE received_at < $1".to_owned();
+            out.inbound = count(b, sql, vec![cut.into()]).await?;
+        } else {
+            removals.push(Statement::new(
+                "DELETE FROM inbound WHERE seq IN
+                     (SELECT seq FROM inbound WHERE received_at < $1 ORDER BY seq LIMIT $2)",
+                vec![cut.into(), int(limit)],
+            ));
+            counted.push(Some(|p| &mut p.inbound));
+        }
+    }
     if let Some(cut) = cutoff(now, policy.dead_letters) {
         if dry_run {
             let sql = "SELECT count(*) FROM dead_letters WHERE created_at < $1".to_owned();
@@ -202,6 +216,7 @@ async fn step<B: Sql>(
     }
     out.done = dry_run
         || (out.events < limit as u64
+            && out.inbound < limit as u64
             && out.dead_letters < limit as u64
             && next.messages_after.is_none()
             && next.batches_after.is_none());

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use super::sql::{self, Query, Sql, Value, int, one};
 use super::{
     BatchHour, BatchQuery, Counted, DeadLetter, DeadLetterEntry, DeadLetterQuery, EventQuery,
-    HourCount, Queries, SinkState, StoreError, StoreResult, StoredEvent, TIMELINE_HOURS,
+    HourCount, Inbound, InboundQuery, Queries, SinkState, StoreError, StoreResult, StoredEvent,
+    TIMELINE_HOURS,
 };
 use crate::event::Status;
 use crate::event::tracking::{Batch, Message, hour_of, hour_start};
@@ -261,5 +262,73 @@ impl<B: Sql> Queries for B {
     async fn sink_states(&self) -> StoreResult<Vec<SinkState>> {
         self.rows(Query::new(sql::SINK_STATES, vec![], sql::sink_state))
             .await
+    }
+
+    async fn inbound(&self, id: &str) -> StoreResult<Option<Inbound>> {
+        for column in ["wamid", "message_id"] {
+            let sql = format!(
+                "SELECT {} FROM inbound i WHERE i.{column} = $1 ORDER BY i.seq DESC LIMIT 1",
+                sql::INBOUND_COLUMNS
+            );
+            let found = one(
+                self,
+                Query::new(sql, vec![id.to_owned().into()], sql::inbound),
+            );
+            if let Some(found) = found.await? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn inbound_page(&self, q: &InboundQuery) -> StoreResult<Vec<Inbound>> {
+        let mut params = vec![q.before.unwrap_or(i64::MAX).into()];
+        let mut sql = format!(
+            "SELECT {} FROM inbound i WHERE i.seq < $1",
+            sql::INBOUND_COLUMNS
+        );
+        let mut and = |condition: &str, value: Value<'static>| {
+            params.push(value);
+            sql.push_str(&format!(" AND {condition}${}", params.len()));
+        };
+        if let Some(from) = &q.from {
+            and("i.from_phone = ", from.clone().into());
+        }
+        if let Some(since) = q.since {
+            and("i.sent_at >= ", since.into());
+        }
+        if let Some(uid) = &q.uid {
+            and(
+                "i.reply_to IN (SELECT wamid FROM messages WHERE uid = ",
+                uid.clone().into(),
+            );
+            sql.push(')');
+        }
+        params.push(int(q.limit));
+        sql.push_str(&format!(" ORDER BY i.seq DESC LIMIT ${}", params.len()));
+        self.rows(Query::new(sql, params, sql::inbound)).await
+    }
+
+    async fn replies(&self, wamid: &str) -> StoreResult<Vec<Inbound>> {
+        let sql = format!(
+            "SELECT {} FROM inbound i WHERE i.reply_to = $1 ORDER BY i.sent_at, i.seq LIMIT 100",
+            sql::INBOUND_COLUMNS
+        );
+        self.rows(Query::new(sql, vec![wamid.to_owned().into()], sql::inbound))
+            .await
+    }
+
+    async fn replied(&self, uid: &str) -> StoreResult<i64> {
+        let counted = one(
+            self,
+            Query::new(
+                "SELECT count(*) FROM messages m WHERE m.uid = $1
+                 AND EXISTS (SELECT 1 FROM inbound i WHERE i.reply_to = m.wamid)",
+                vec![uid.to_owned().into()],
+                |r| r.req_int(0),
+            ),
+        )
+        .await?;
+        Ok(counted.unwrap_or(0))
     }
 }

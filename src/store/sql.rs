@@ -241,6 +241,16 @@ pub async fn one<B: Sql + ?Sized, T: Send + 'static>(
     Ok(b.rows(query).await?.into_iter().next())
 }
 
+/// The tables whose rows the store's metrics count.
+pub const SIZED_TABLES: [&str; 6] = [
+    "events",
+    "messages",
+    "batches",
+    "inbound",
+    "dead_letters",
+    "dedup",
+];
+
 // The tables' columns, each read back in one place.
 
 /// The columns of a message row, in [`message`] order.
@@ -448,6 +458,29 @@ pub fn parked(r: &dyn Row) -> StoreResult<(ParkedEvent, StoredEvent)> {
         },
         event,
     ))
+}
+
+/// The columns an inbound row is written in ([`super::ingest::InboundRow::values`]).
+pub const INBOUND_WRITE: &str = "seq, message_id, wamid, from_phone, to_phone, sent_at, \
+     content_type, summary, reply_to, received_at";
+
+/// An inbound row, in [`inbound`] order.
+pub const INBOUND_COLUMNS: &str = "i.seq, i.message_id, i.wamid, i.from_phone, i.to_phone, \
+     i.sent_at, i.content_type, i.summary, i.reply_to, i.received_at";
+
+pub fn inbound(r: &dyn Row) -> StoreResult<super::Inbound> {
+    Ok(super::Inbound {
+        seq: r.req_int(0)?,
+        id: r.string(1)?,
+        wamid: r.string(2)?,
+        from: r.string(3)?,
+        to: r.opt_string(4)?,
+        sent_at: r.req_time(5)?,
+        content_type: r.string(6)?,
+        summary: r.string(7)?,
+        reply_to: r.opt_string(8)?,
+        received_at: r.req_time(9)?,
+    })
 }
 
 /// [`super::Store::sink_states`]: every sink with a cursor, a recorded failure, dead

@@ -247,6 +247,8 @@ pub struct Pruned {
     pub events: u64,
     pub messages: u64,
     pub batches: u64,
+    /// Customers' inbound messages (kept as long as messages).
+    pub inbound: u64,
     pub dead_letters: u64,
     /// The pass is complete: nothing more is due now.
     #[serde(skip)]
@@ -262,6 +264,7 @@ impl Pruned {
         self.events += other.events;
         self.messages += other.messages;
         self.batches += other.batches;
+        self.inbound += other.inbound;
         self.dead_letters += other.dead_letters;
     }
 }
@@ -444,4 +447,46 @@ pub struct SinkState {
     pub last_dead_letter_at: Option<DateTime<Utc>>,
     /// Events it set aside to retry on their own (and those waiting behind them).
     pub parked: i64,
+}
+
+/// A customer's inbound message, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inbound {
+    /// The seq of the event that brought it.
+    pub seq: i64,
+    /// InnoPaaS's id (`body.id`).
+    pub id: String,
+    pub wamid: String,
+    /// The customer's number.
+    pub from: String,
+    /// The business number it was sent to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// When the customer sent it (`sendTime`; else the event's time).
+    #[serde(with = "crate::event::time_format")]
+    pub sent_at: DateTime<Utc>,
+    /// `text`, `image`, `reaction`, … as InnoPaaS names it.
+    pub content_type: String,
+    /// The content in a line: the text, a media's type and caption, a choice's title, …
+    pub summary: String,
+    /// The wamid of the message it answers or reacts to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    #[serde(with = "crate::event::time_format")]
+    pub received_at: DateTime<Utc>,
+}
+
+/// Which inbound messages [`super::Queries::inbound_page`] wants: newest first.
+#[derive(Debug, Clone, Default)]
+pub struct InboundQuery {
+    /// Only from this number.
+    pub from: Option<String>,
+    /// Only replies to messages of this batch.
+    pub uid: Option<String>,
+    /// Only those sent at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only those stored before this seq.
+    pub before: Option<i64>,
+    pub limit: usize,
 }

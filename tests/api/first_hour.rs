@@ -501,6 +501,12 @@ async fn the_openapi_document_matches_the_api() {
             "/api/batches/spring-campaign/messages.csv",
         ),
         ("/api/events", "/api/events?status=read"),
+        ("/api/inbound", "/api/inbound?limit=10"),
+        ("/api/inbound/{id}", "/api/inbound/wamid.nobody"),
+        (
+            "/api/conversations/{phone}",
+            "/api/conversations/6512345001",
+        ),
         ("/api/openapi.json", "/api/openapi.json"),
     ] {
         let (status, kind, body) = get(concrete).await;

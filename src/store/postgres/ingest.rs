@@ -329,6 +329,7 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
             .await?;
         seqs = rows.iter().map(|r| r.get::<_, i64>(0)).collect();
         seqs.sort_unstable();
+        write_inbound(&tx, &stored, &seqs, received_at).await?;
     }
     write_counts(&tx, &received_at, &tally).await?;
     tx.commit().await?;
@@ -342,6 +343,34 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
             false => Outcome::Duplicate,
         })
         .collect())
+}
+
+/// The rows of the batch's inbound messages, beside their events (`seqs` in the order
+/// of `stored`).
+async fn write_inbound(
+    tx: &deadpool_postgres::Transaction<'_>,
+    stored: &[&Incoming],
+    seqs: &[i64],
+    received_at: DateTime<Utc>,
+) -> Result<(), tokio_postgres::Error> {
+    let rows: Vec<_> = stored
+        .iter()
+        .zip(seqs)
+        .filter_map(|(e, seq)| e.inbound.as_ref().map(|i| i.values(*seq, received_at)))
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let c = columns(rows);
+    let sql = format!(
+        "INSERT INTO inbound ({})
+         SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[],
+             $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])",
+        sql::INBOUND_WRITE
+    );
+    tx.execute(&tx.prepare_cached(&sql).await?, &super::sql::params_of(&c))
+        .await?;
+    Ok(())
 }
 
 /// Adds the batch's pushes to the counts of its hour, rows in key order. After the events,

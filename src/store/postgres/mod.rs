@@ -380,7 +380,7 @@ impl Admin for PgStore {
             .await?
             .get(0);
         let mut rows = Vec::new();
-        for table in ["events", "messages", "batches", "dead_letters", "dedup"] {
+        for table in super::sql::SIZED_TABLES {
             let estimate: f32 = client
                 .query_one(
                     "SELECT GREATEST(reltuples, 0)::real FROM pg_class WHERE oid = $1::text::regclass",

@@ -162,6 +162,26 @@ CREATE INDEX batches_last_event_at ON batches (last_event_at, uid);
 CREATE INDEX dead_letters_source ON dead_letters (source, id);
 CREATE INDEX dead_letters_pending ON dead_letters (sink, id) WHERE source = 'sink' AND replayed_at IS NULL;
 "#,
+    // 5: customers' inbound messages, one row per stored event, found by id, by wamid, by
+    // the message they answer and by the customer's number.
+    r#"
+CREATE TABLE inbound (
+    seq          bigint PRIMARY KEY,
+    message_id   text NOT NULL,
+    wamid        text NOT NULL,
+    from_phone   text NOT NULL,
+    to_phone     text,
+    sent_at      timestamptz NOT NULL,
+    content_type text NOT NULL,
+    summary      text NOT NULL,
+    reply_to     text,
+    received_at  timestamptz NOT NULL
+);
+CREATE INDEX inbound_message_id ON inbound (message_id);
+CREATE INDEX inbound_wamid ON inbound (wamid);
+CREATE INDEX inbound_reply_to ON inbound (reply_to) WHERE reply_to IS NOT NULL;
+CREATE INDEX inbound_from ON inbound (from_phone, seq);
+"#,
 ];
 
 /// The advisory lock key of migrations (any constant; this one spells "innohook").

@@ -36,6 +36,14 @@ use super::{
 };
 use crate::event::{Accepted, Rejection};
 
+/// An inbound message's row beside its event.
+static INSERT_INBOUND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO inbound ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        super::sql::INBOUND_WRITE
+    )
+});
+
 /// File name of the database inside `[store] dir`.
 pub const DB_FILE: &str = "innohook.db";
 
@@ -289,6 +297,11 @@ impl Ingest for SqliteStore {
                     .execute(rusqlite::params![key, seq, tx.at.at.timestamp()])?;
             }
             let received_at = tx.at.at;
+            if let Some(i) = &e.inbound {
+                tx.conn
+                    .prepare_cached(&INSERT_INBOUND)?
+                    .execute(rusqlite::params_from_iter(&i.values(seq, received_at)))?;
+            }
             tx.stored(seq, || e.stored(seq, received_at));
             Ok(Outcome::Accepted { seq })
         })
@@ -374,7 +387,7 @@ impl Admin for SqliteStore {
             .readers
             .read(|c| {
                 let mut rows = Vec::new();
-                for table in ["events", "messages", "batches", "dead_letters", "dedup"] {
+                for table in super::sql::SIZED_TABLES {
                     let sql = format!("SELECT count(*) FROM {table}");
                     rows.push((table, c.query_row(&sql, [], |r| r.get(0))?));
                 }

@@ -205,6 +205,26 @@ CREATE INDEX batches_last_event_at ON batches (last_event_at);
 CREATE INDEX dead_letters_source ON dead_letters (source, id);
 CREATE INDEX dead_letters_pending ON dead_letters (sink, id) WHERE source = 'sink' AND replayed_at IS NULL;
 "#,
+    // v9: customers' inbound messages, one row per stored event, found by id, by wamid, by
+    // the message they answer and by the customer's number.
+    r#"
+CREATE TABLE inbound (
+    seq          INTEGER PRIMARY KEY,              -- the event's seq
+    message_id   TEXT NOT NULL,                    -- body.id
+    wamid        TEXT NOT NULL,
+    from_phone   TEXT NOT NULL,
+    to_phone     TEXT,
+    sent_at      TEXT NOT NULL,                    -- body.sendTime, else eventTime, else received
+    content_type TEXT NOT NULL,
+    summary      TEXT NOT NULL,
+    reply_to     TEXT,                             -- the wamid it answers or reacts to
+    received_at  TEXT NOT NULL
+);
+CREATE INDEX inbound_message_id ON inbound (message_id);
+CREATE INDEX inbound_wamid ON inbound (wamid);
+CREATE INDEX inbound_reply_to ON inbound (reply_to) WHERE reply_to IS NOT NULL;
+CREATE INDEX inbound_from ON inbound (from_phone, seq);
+"#,
 ];
 
 /// Brings a database up to the newest schema.

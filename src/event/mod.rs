@@ -10,6 +10,7 @@
 
 mod other;
 mod parse;
+mod review;
 mod status;
 mod template;
 pub mod tracking;
@@ -19,6 +20,10 @@ use serde_json::Value;
 
 pub(crate) use parse::id_text;
 pub use parse::{Accepted, RejectCode, Rejection, parse};
+pub use review::{
+    ACCOUNT_REVIEW_TYPE, AccountReview, Decision, PHONE_NUMBER_NAME_TYPE, PhoneNumberNameUpdate,
+    RejectionReason,
+};
 pub use status::{Conversation, ErrorData, InitiateType, MESSAGE_STATUS_TYPE, StatusEvent};
 pub use template::{
     QualityScore, TEMPLATE_CATEGORY_TYPE, TEMPLATE_QUALITY_TYPE, TEMPLATE_STATUS_MISSPELLED_TYPE,
@@ -47,6 +52,10 @@ pub enum Event {
     TemplateQuality(TemplateQualityUpdate),
     /// `template_category_update`: body not documented, kept whole (`template.rs`).
     TemplateCategory(TemplateCategoryUpdate),
+    /// `whatsapp_phone_number_name_update` (`review.rs`).
+    PhoneNumberName(PhoneNumberNameUpdate),
+    /// `whatsapp_account_review_updated`: body not documented, kept whole (`review.rs`).
+    AccountReview(AccountReview),
 }
 
 impl Event {
@@ -64,6 +73,10 @@ impl Event {
                 Self::TemplateQuality(TemplateQualityUpdate::parse(body, warnings)?)
             }
             TEMPLATE_CATEGORY_TYPE => Self::TemplateCategory(TemplateCategoryUpdate::parse(body)?),
+            PHONE_NUMBER_NAME_TYPE => {
+                Self::PhoneNumberName(PhoneNumberNameUpdate::parse(body, warnings)?)
+            }
+            ACCOUNT_REVIEW_TYPE => Self::AccountReview(AccountReview::parse(body)?),
             MESSAGE_STATUS_TYPE => Self::MessageStatus(StatusEvent::parse(body, warnings)?),
             _ => other::parse(event_type, body)?,
         })
@@ -77,6 +90,8 @@ impl Event {
             Self::TemplateStatus(t) => vec![t.dedup_key(envelope_id)],
             Self::TemplateQuality(q) => vec![q.dedup_key(envelope_id)],
             Self::TemplateCategory(c) => vec![c.dedup_key(envelope_id)],
+            Self::PhoneNumberName(n) => vec![n.dedup_key(envelope_id)],
+            Self::AccountReview(r) => vec![r.dedup_key(envelope_id)],
         }
     }
 
@@ -89,6 +104,8 @@ impl Event {
             Self::TemplateStatus(t) => t.describe(row),
             Self::TemplateQuality(q) => q.describe(row),
             Self::TemplateCategory(c) => c.describe(row),
+            Self::PhoneNumberName(n) => n.describe(row),
+            Self::AccountReview(r) => r.describe(row),
         }
     }
 }

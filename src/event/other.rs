@@ -22,7 +22,7 @@ pub(super) fn parse(event_type: &str, body: &Body<'_>) -> Result<Event, Rejectio
 /// Nothing in a body innohook does not read says which event it is, so a redelivery is
 /// recognised by its envelope id together with the SHA-256 of its body (as serde_json
 /// writes it: compact, fields in the order sent). The types typed after they were stored
-/// as `Other` (`template.rs`) keep this key, so a redelivery across the
+/// as `Other` (`template.rs`, `review.rs`) keep this key, so a redelivery across the
 /// upgrade is still recognised.
 pub(super) fn dedup_key(envelope_id: &str, body: &Value) -> DedupKey {
     use sha2::{Digest, Sha256};

@@ -10,7 +10,9 @@
 
 mod other;
 mod parse;
+mod review;
 mod status;
+mod template;
 pub mod tracking;
 mod types;
 
@@ -18,7 +20,16 @@ use serde_json::Value;
 
 pub(crate) use parse::id_text;
 pub use parse::{Accepted, RejectCode, Rejection, parse};
+pub use review::{
+    ACCOUNT_REVIEW_TYPE, AccountReview, Decision, PHONE_NUMBER_NAME_TYPE, PhoneNumberNameUpdate,
+    RejectionReason,
+};
 pub use status::{Conversation, ErrorData, InitiateType, MESSAGE_STATUS_TYPE, StatusEvent};
+pub use template::{
+    QualityScore, TEMPLATE_CATEGORY_TYPE, TEMPLATE_QUALITY_TYPE, TEMPLATE_STATUS_MISSPELLED_TYPE,
+    TEMPLATE_STATUS_TYPE, TemplateCategory, TemplateCategoryUpdate, TemplateQualityUpdate,
+    TemplateStatus, TemplateStatusUpdate,
+};
 pub use types::{
     Bucket, DedupKey, Envelope, Status, Timestamp, Warning, counted_status, format_time,
     time_format,
@@ -35,6 +46,16 @@ pub enum Event {
     /// Any other InnoPaaS event type (`whatsapp_mo_message_received`, …): stored and
     /// passed on, not interpreted (`other.rs`).
     Other { event_type: String, body: Value },
+    /// `whatsapp_template_status_updated` (or its misspelling `…_update`) (`template.rs`).
+    TemplateStatus(TemplateStatusUpdate),
+    /// `message_template_quality_update` (`template.rs`).
+    TemplateQuality(TemplateQualityUpdate),
+    /// `template_category_update`: body not documented, kept whole (`template.rs`).
+    TemplateCategory(TemplateCategoryUpdate),
+    /// `whatsapp_phone_number_name_update` (`review.rs`).
+    PhoneNumberName(PhoneNumberNameUpdate),
+    /// `whatsapp_account_review_updated`: body not documented, kept whole (`review.rs`).
+    AccountReview(AccountReview),
 }
 
 impl Event {
@@ -45,6 +66,17 @@ impl Event {
         warnings: &mut Vec<Warning>,
     ) -> Result<Self, Rejection> {
         Ok(match event_type {
+            TEMPLATE_STATUS_TYPE | TEMPLATE_STATUS_MISSPELLED_TYPE => {
+                Self::TemplateStatus(TemplateStatusUpdate::parse(event_type, body, warnings)?)
+            }
+            TEMPLATE_QUALITY_TYPE => {
+                Self::TemplateQuality(TemplateQualityUpdate::parse(body, warnings)?)
+            }
+            TEMPLATE_CATEGORY_TYPE => Self::TemplateCategory(TemplateCategoryUpdate::parse(body)?),
+            PHONE_NUMBER_NAME_TYPE => {
+                Self::PhoneNumberName(PhoneNumberNameUpdate::parse(body, warnings)?)
+            }
+            ACCOUNT_REVIEW_TYPE => Self::AccountReview(AccountReview::parse(body)?),
             MESSAGE_STATUS_TYPE => Self::MessageStatus(StatusEvent::parse(body, warnings)?),
             _ => other::parse(event_type, body)?,
         })
@@ -55,6 +87,11 @@ impl Event {
         match self {
             Self::MessageStatus(s) => vec![s.dedup_key()],
             Self::Other { body, .. } => vec![other::dedup_key(envelope_id, body)],
+            Self::TemplateStatus(t) => vec![t.dedup_key(envelope_id)],
+            Self::TemplateQuality(q) => vec![q.dedup_key(envelope_id)],
+            Self::TemplateCategory(c) => vec![c.dedup_key(envelope_id)],
+            Self::PhoneNumberName(n) => vec![n.dedup_key(envelope_id)],
+            Self::AccountReview(r) => vec![r.dedup_key(envelope_id)],
         }
     }
 
@@ -64,6 +101,11 @@ impl Event {
         match self {
             Self::MessageStatus(s) => s.describe(row),
             Self::Other { .. } => other::describe(row),
+            Self::TemplateStatus(t) => t.describe(row),
+            Self::TemplateQuality(q) => q.describe(row),
+            Self::TemplateCategory(c) => c.describe(row),
+            Self::PhoneNumberName(n) => n.describe(row),
+            Self::AccountReview(r) => r.describe(row),
         }
     }
 }

@@ -1,6 +1,6 @@
-//! Any event type innohook does not type (`whatsapp_mo_message_received`, template status
-//! updates, name and account reviews, …): [`Event::Other`], its type and its body kept
-//! whole, stored and passed on, not interpreted.
+//! Any event type innohook does not type (`whatsapp_mo_message_received`, a type InnoPaaS
+//! adds later, …): [`Event::Other`], its type and its body kept whole, stored and passed
+//! on, not interpreted.
 //!
 //! Its body must be a JSON object with at least one field (checked with the envelope) that
 //! nests no deeper than the shared limit; nothing in it is refused or flagged.
@@ -21,7 +21,9 @@ pub(super) fn parse(event_type: &str, body: &Body<'_>) -> Result<Event, Rejectio
 
 /// Nothing in a body innohook does not read says which event it is, so a redelivery is
 /// recognised by its envelope id together with the SHA-256 of its body (as serde_json
-/// writes it: compact, fields in the order sent).
+/// writes it: compact, fields in the order sent). The types typed after they were stored
+/// as `Other` (`template.rs`, `review.rs`) keep this key, so a redelivery across the
+/// upgrade is still recognised.
 pub(super) fn dedup_key(envelope_id: &str, body: &Value) -> DedupKey {
     use sha2::{Digest, Sha256};
     DedupKey::Other {

@@ -479,6 +479,49 @@ impl<'o, 'a> Fields<'o, 'a> {
         }
     }
 
+    /// A documented string field the event can be read without: absent, `null` or empty is
+    /// `None` and flagged (`missing_field`); of the wrong JSON type, refused.
+    pub(super) fn expected_str(
+        &self,
+        key: &str,
+        what: &str,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<Option<String>, Rejection> {
+        Ok(self.flag_missing(key, what, self.optional_str(key)?, warnings))
+    }
+
+    /// [`Fields::expected_str`] for an id-like field (a string, or an integer kept with
+    /// every digit).
+    pub(super) fn expected_id(
+        &self,
+        key: &str,
+        what: &str,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<Option<String>, Rejection> {
+        Ok(self.flag_missing(key, what, self.optional_id(key)?, warnings))
+    }
+
+    fn flag_missing(
+        &self,
+        key: &str,
+        what: &str,
+        value: Option<String>,
+        warnings: &mut Vec<Warning>,
+    ) -> Option<String> {
+        let value = value.filter(|v| !v.is_empty());
+        if value.is_none() {
+            let path = self.path(key);
+            warnings.push(warning(
+                "missing_field",
+                &path,
+                format!(
+                    "{path} is missing or empty: the documentation lists {what} for this event, which is kept without it."
+                ),
+            ));
+        }
+        value
+    }
+
     pub(super) fn optional_object(
         &self,
         key: &str,

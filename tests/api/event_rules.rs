@@ -102,10 +102,10 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
         ("SMECL:FAILED", bytes(remove(set(f(), "body.status", json!("SMECL:FAILED")), "body.errorData")),
             Accept(|e| assert_eq!(e.message_status().unwrap().status(), &Status::SmeclFailed))),
         ("null uid is no uid", bytes(set(r(), "body.uid", Value::Null)), Accept(|e| assert_eq!(e.message_status().unwrap().uid(), None))),
-        ("other event types are kept, not interpreted", br#"{"id":"x1","type":"whatsapp_template_status_updated","eventTime":"2023-02-22T12:00:00Z","body":{"templateId":7,"status":"APPROVED"}}"#.to_vec(),
+        ("other event types are kept, not interpreted", br#"{"id":"x1","type":"whatsapp_unlisted_event","eventTime":"2023-02-22T12:00:00Z","body":{"templateId":7,"status":"APPROVED"}}"#.to_vec(),
             Accept(|e| match e.event() {
                 Event::Other { event_type, body } => {
-                    assert_eq!(event_type, "whatsapp_template_status_updated");
+                    assert_eq!(event_type, "whatsapp_unlisted_event");
                     assert_eq!(body["templateId"], 7);
                 }
                 other => panic!("{other:?}"),

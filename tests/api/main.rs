@@ -8,6 +8,7 @@ mod dashboard;
 mod event_props;
 mod event_rules;
 mod event_seeds;
+mod event_templates;
 mod faults;
 mod first_hour;
 mod http_receiver;

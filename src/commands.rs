@@ -280,7 +280,9 @@ pub fn status(
 ) -> anyhow::Result<i32> {
     let config = crate::config::Config::load_for_store(config_path)?;
     let id = message_id.to_owned();
-    let found = with_store(&config, |store| async move { store.message(&id).await })?;
+    let found = with_store(&config, |store| async move {
+        crate::http::message_json(store.as_ref(), &id).await
+    })?;
     print_found(
         found,
         format!("no status has been received for message {message_id}"),
@@ -316,7 +318,9 @@ pub fn batch(
             }
         };
     }
-    let found = with_store(&config, |store| async move { store.batch(&key).await })?;
+    let found = with_store(&config, |store| async move {
+        crate::http::batch_json(store.as_ref(), &key).await
+    })?;
     print_found(found, missing, out)
 }
 

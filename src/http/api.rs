@@ -110,13 +110,11 @@ async fn message(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    match s.store.message(&id).await.map_err(read_failed)? {
-        Some(m) => {
-            let replies = s.store.replies(&m.wamid).await.map_err(read_failed)?;
-            let mut answer = json!(m);
-            answer["replies"] = json!(replies);
-            Ok(Json(answer))
-        }
+    match message_json(s.store.as_ref(), &id)
+        .await
+        .map_err(read_failed)?
+    {
+        Some(m) => Ok(Json(m)),
         None => Err(ApiError::Missing(format!(
             "No status has been received for message {id}."
         ))),
@@ -188,6 +186,33 @@ async fn batches(
         })
         .collect();
     Ok(Json(json!({"batches": listed, "nextCursor": next})))
+}
+
+/// A message as the API and `innohook status` show it: its state and the customer's
+/// replies to it.
+pub async fn message_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreError> {
+    let Some(m) = store.message(id).await? else {
+        return Ok(None);
+    };
+    let mut answer = json!(m);
+    answer["replies"] = json!(store.replies(&m.wamid).await?);
+    Ok(Some(answer))
+}
+
+/// A batch as the API and `innohook batch` show it: its counters, failures, and how many
+/// of its messages were answered.
+pub async fn batch_json(store: &dyn Store, uid: &str) -> Result<Option<Value>, StoreError> {
+    let Some(b) = store.batch(uid).await? else {
+        return Ok(None);
+    };
+    let replied = store.replied(uid).await?;
+    let mut answer = json!(b);
+    answer["replied"] = json!(replied);
+    answer["replyRate"] = json!(match b.messages {
+        0 => 0.0,
+        n => replied as f64 / n as f64,
+    });
+    Ok(Some(answer))
 }
 
 /// `GET /api/inbound/{id}`: one inbound message by InnoPaaS id or wamid.
@@ -291,17 +316,11 @@ async fn batch(
     State(s): State<ApiState>,
     Path(uid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    match s.store.batch(&uid).await.map_err(read_failed)? {
-        Some(b) => {
-            let replied = s.store.replied(&uid).await.map_err(read_failed)?;
-            let mut answer = json!(b);
-            answer["replied"] = json!(replied);
-            answer["replyRate"] = json!(match b.messages {
-                0 => 0.0,
-                n => replied as f64 / n as f64,
-            });
-            Ok(Json(answer))
-        }
+    match batch_json(s.store.as_ref(), &uid)
+        .await
+        .map_err(read_failed)?
+    {
+        Some(b) => Ok(Json(b)),
         None => Err(ApiError::Missing(format!(
             "No message of batch {uid} has been received."
         ))),

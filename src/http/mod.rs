@@ -7,7 +7,7 @@
 
 mod api;
 
-pub use api::{PATHS as API_PATHS, batch_csv_bytes};
+pub use api::{PATHS as API_PATHS, batch_csv_bytes, batch_json, message_json};
 mod auth;
 mod config;
 mod error;

@@ -158,7 +158,8 @@ fn deep_nesting_inside_an_event_is_refused_too() {
     let deep: serde_json::Value =
         serde_json::from_str(&format!("{}1{}", "[".repeat(100), "]".repeat(100))).unwrap();
     let with = |path: &str| set(seed("delivered"), path, deep.clone());
-    let other = serde_json::json!({"id": "x", "type": "whatsapp_mo_message_received", "body": {"deep": deep}});
+    let other =
+        serde_json::json!({"id": "x", "type": "whatsapp_unlisted_event", "body": {"deep": deep}});
     for (event, field) in [
         (other, "body"),
         (with("extra"), "extra"),

@@ -8,6 +8,7 @@
 //!
 //! No I/O here: the receiver, the stores, the `validate` command and the sinks all use this.
 
+mod inbound;
 mod other;
 mod parse;
 mod status;
@@ -16,6 +17,10 @@ mod types;
 
 use serde_json::Value;
 
+pub use inbound::{
+    Button, Contact, ContactName, ContactPhone, Content, Context, INBOUND_MESSAGE_TYPE,
+    InboundMessage, Interactive, Location, Media, MediaKind, MessageError, Reaction, Reply, Text,
+};
 pub(crate) use parse::id_text;
 pub use parse::{Accepted, RejectCode, Rejection, parse};
 pub use status::{Conversation, ErrorData, InitiateType, MESSAGE_STATUS_TYPE, StatusEvent};
@@ -32,8 +37,11 @@ pub use types::{
 pub enum Event {
     /// `whatsapp_message_status_updated`, fully typed (`status.rs`).
     MessageStatus(StatusEvent),
-    /// Any other InnoPaaS event type (`whatsapp_mo_message_received`, …): stored and
-    /// passed on, not interpreted (`other.rs`).
+    /// `whatsapp_mo_message_received`, a customer's message, typed by its content
+    /// (`inbound.rs`).
+    InboundMessage(InboundMessage),
+    /// Any other InnoPaaS event type (template status updates, …): stored and passed on,
+    /// not interpreted (`other.rs`).
     Other { event_type: String, body: Value },
 }
 
@@ -46,6 +54,7 @@ impl Event {
     ) -> Result<Self, Rejection> {
         Ok(match event_type {
             MESSAGE_STATUS_TYPE => Self::MessageStatus(StatusEvent::parse(body, warnings)?),
+            INBOUND_MESSAGE_TYPE => Self::InboundMessage(InboundMessage::parse(body, warnings)?),
             _ => other::parse(event_type, body)?,
         })
     }
@@ -54,6 +63,7 @@ impl Event {
     fn dedup_keys(&self, envelope_id: &str) -> Vec<DedupKey> {
         match self {
             Self::MessageStatus(s) => vec![s.dedup_key()],
+            Self::InboundMessage(m) => m.dedup_keys(envelope_id),
             Self::Other { body, .. } => vec![other::dedup_key(envelope_id, body)],
         }
     }
@@ -63,6 +73,7 @@ impl Event {
     pub fn describe<E>(&self, row: &mut impl FnMut(&str, &str) -> Result<(), E>) -> Result<(), E> {
         match self {
             Self::MessageStatus(s) => s.describe(row),
+            Self::InboundMessage(m) => m.describe(row),
             Self::Other { .. } => other::describe(row),
         }
     }

@@ -1,6 +1,6 @@
-//! Any event type innohook does not type (`whatsapp_mo_message_received`, template status
-//! updates, name and account reviews, …): [`Event::Other`], its type and its body kept
-//! whole, stored and passed on, not interpreted.
+//! Any event type innohook does not type (template status updates, name and account
+//! reviews, …): [`Event::Other`], its type and its body kept whole, stored and passed on,
+//! not interpreted.
 //!
 //! Its body must be a JSON object with at least one field (checked with the envelope) that
 //! nests no deeper than the shared limit; nothing in it is refused or flagged.

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::helpers::{remove, seed, set};
 
 /// Any JSON, with long integers and the documented keys over-represented.
-fn arb_json() -> impl Strategy<Value = Value> {
+pub(crate) fn arb_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),

@@ -31,15 +31,16 @@ pub use types::{
 
 /// What the envelope carries: one variant per event type.
 // Nearly every event is a status event, so boxing the large variant would only add an
-// allocation to the common case.
+// allocation to the common case. Any other variant larger than it is boxed, so that it
+// does not make every event (and the status path) larger.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// `whatsapp_message_status_updated`, fully typed (`status.rs`).
     MessageStatus(StatusEvent),
     /// `whatsapp_mo_message_received`, a customer's message, typed by its content
-    /// (`inbound.rs`).
-    InboundMessage(InboundMessage),
+    /// (`inbound.rs`). Boxed: it is larger than a status event.
+    InboundMessage(Box<InboundMessage>),
     /// Any other InnoPaaS event type (template status updates, …): stored and passed on,
     /// not interpreted (`other.rs`).
     Other { event_type: String, body: Value },
@@ -54,7 +55,9 @@ impl Event {
     ) -> Result<Self, Rejection> {
         Ok(match event_type {
             MESSAGE_STATUS_TYPE => Self::MessageStatus(StatusEvent::parse(body, warnings)?),
-            INBOUND_MESSAGE_TYPE => Self::InboundMessage(InboundMessage::parse(body, warnings)?),
+            INBOUND_MESSAGE_TYPE => {
+                Self::InboundMessage(Box::new(InboundMessage::parse(body, warnings)?))
+            }
             _ => other::parse(event_type, body)?,
         })
     }
@@ -76,5 +79,20 @@ impl Event {
             Self::InboundMessage(m) => m.describe(row),
             Self::Other { .. } => other::describe(row),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every envelope holds an `Event`: a variant larger than a status event would make
+    /// each status event larger to build, move and keep.
+    #[test]
+    fn an_event_is_no_larger_than_a_status_event() {
+        assert_eq!(
+            std::mem::size_of::<Event>(),
+            std::mem::size_of::<StatusEvent>()
+        );
     }
 }

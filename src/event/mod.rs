@@ -8,6 +8,7 @@
 //!
 //! No I/O here: the receiver, the stores, the `validate` command and the sinks all use this.
 
+mod inbound;
 mod other;
 mod parse;
 mod review;
@@ -18,6 +19,10 @@ mod types;
 
 use serde_json::Value;
 
+pub use inbound::{
+    Button, Contact, ContactName, ContactPhone, Content, Context, INBOUND_MESSAGE_TYPE,
+    InboundMessage, Interactive, Location, Media, MediaKind, MessageError, Reaction, Reply, Text,
+};
 pub(crate) use parse::id_text;
 pub use parse::{Accepted, RejectCode, Rejection, parse};
 pub use review::{
@@ -37,14 +42,18 @@ pub use types::{
 
 /// What the envelope carries: one variant per event type.
 // Nearly every event is a status event, so boxing the large variant would only add an
-// allocation to the common case.
+// allocation to the common case. Any other variant larger than it is boxed, so that it
+// does not make every event (and the status path) larger.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// `whatsapp_message_status_updated`, fully typed (`status.rs`).
     MessageStatus(StatusEvent),
-    /// Any other InnoPaaS event type (`whatsapp_mo_message_received`, …): stored and
-    /// passed on, not interpreted (`other.rs`).
+    /// `whatsapp_mo_message_received`, a customer's message, typed by its content
+    /// (`inbound.rs`). Boxed: it is larger than a status event.
+    InboundMessage(Box<InboundMessage>),
+    /// Any other InnoPaaS event type (template status updates, …): stored and passed on,
+    /// not interpreted (`other.rs`).
     Other { event_type: String, body: Value },
     /// `whatsapp_template_status_updated` (or its misspelling `…_update`) (`template.rs`).
     TemplateStatus(TemplateStatusUpdate),
@@ -78,6 +87,9 @@ impl Event {
             }
             ACCOUNT_REVIEW_TYPE => Self::AccountReview(AccountReview::parse(body)?),
             MESSAGE_STATUS_TYPE => Self::MessageStatus(StatusEvent::parse(body, warnings)?),
+            INBOUND_MESSAGE_TYPE => {
+                Self::InboundMessage(Box::new(InboundMessage::parse(body, warnings)?))
+            }
             _ => other::parse(event_type, body)?,
         })
     }
@@ -86,6 +98,7 @@ impl Event {
     fn dedup_keys(&self, envelope_id: &str) -> Vec<DedupKey> {
         match self {
             Self::MessageStatus(s) => vec![s.dedup_key()],
+            Self::InboundMessage(m) => m.dedup_keys(envelope_id),
             Self::Other { body, .. } => vec![other::dedup_key(envelope_id, body)],
             Self::TemplateStatus(t) => vec![t.dedup_key(envelope_id)],
             Self::TemplateQuality(q) => vec![q.dedup_key(envelope_id)],
@@ -100,6 +113,7 @@ impl Event {
     pub fn describe<E>(&self, row: &mut impl FnMut(&str, &str) -> Result<(), E>) -> Result<(), E> {
         match self {
             Self::MessageStatus(s) => s.describe(row),
+            Self::InboundMessage(m) => m.describe(row),
             Self::Other { .. } => other::describe(row),
             Self::TemplateStatus(t) => t.describe(row),
             Self::TemplateQuality(q) => q.describe(row),
@@ -107,5 +121,20 @@ impl Event {
             Self::PhoneNumberName(n) => n.describe(row),
             Self::AccountReview(r) => r.describe(row),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every envelope holds an `Event`: a variant larger than a status event would make
+    /// each status event larger to build, move and keep.
+    #[test]
+    fn an_event_is_no_larger_than_a_status_event() {
+        assert_eq!(
+            std::mem::size_of::<Event>(),
+            std::mem::size_of::<StatusEvent>()
+        );
     }
 }

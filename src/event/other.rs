@@ -1,6 +1,5 @@
-//! Any event type innohook does not type (`whatsapp_mo_message_received`, a type InnoPaaS
-//! adds later, …): [`Event::Other`], its type and its body kept whole, stored and passed
-//! on, not interpreted.
+//! Any event type innohook does not type (a type InnoPaaS adds later, …): [`Event::Other`],
+//! its type and its body kept whole, stored and passed on, not interpreted.
 //!
 //! Its body must be a JSON object with at least one field (checked with the envelope) that
 //! nests no deeper than the shared limit; nothing in it is refused or flagged.

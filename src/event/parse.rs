@@ -339,14 +339,7 @@ impl<'a> Body<'a> {
     /// The whole body as a JSON value (fields in order, numbers with every digit); refused
     /// if it nests deeper than [`MAX_DEPTH`].
     pub(super) fn value(&self) -> Result<Value, Rejection> {
-        check_depth(self.raw, "body")?;
-        serde_json::from_str(self.raw.get()).map_err(|e| {
-            Rejection::new(
-                RejectCode::InvalidJson,
-                Some("body".into()),
-                format!("body cannot be read as JSON ({e})."),
-            )
-        })
+        json_value(self.raw, "body")
     }
 }
 
@@ -386,7 +379,7 @@ impl<'o, 'a> Fields<'o, 'a> {
         }
     }
 
-    fn path(&self, key: &str) -> String {
+    pub(super) fn path(&self, key: &str) -> String {
         if self.prefix.is_empty() {
             key.to_owned()
         } else {
@@ -406,7 +399,7 @@ impl<'o, 'a> Fields<'o, 'a> {
     }
 
     /// A rejection of the field `key`, its sentence written around the field's path.
-    fn reject(
+    pub(super) fn reject(
         &self,
         code: RejectCode,
         key: &str,
@@ -417,13 +410,13 @@ impl<'o, 'a> Fields<'o, 'a> {
         Rejection::new(code, Some(path), message)
     }
 
-    fn missing(&self, key: &str, what: &str) -> Rejection {
+    pub(super) fn missing(&self, key: &str, what: &str) -> Rejection {
         self.reject(RejectCode::MissingField, key, |path| {
             format!("{path} is missing: the event must carry {what}.")
         })
     }
 
-    fn empty(&self, key: &str, what: &str) -> Rejection {
+    pub(super) fn empty(&self, key: &str, what: &str) -> Rejection {
         self.reject(RejectCode::EmptyField, key, |path| {
             format!("{path} is empty: the event must carry {what}.")
         })
@@ -572,5 +565,118 @@ impl<'o, 'a> Fields<'o, 'a> {
             });
         }
         Ok(())
+    }
+}
+
+/// One object of a list read with [`Fields::optional_objects`]: its members, the path that
+/// names its fields (`body.contact[0]`), and its JSON text.
+pub(super) struct Item<'a> {
+    pub(super) object: RawObject<'a>,
+    pub(super) path: String,
+    raw: &'a RawValue,
+}
+
+impl Item<'_> {
+    /// The object as a JSON value (fields in order, numbers with every digit); refused if
+    /// it nests deeper than [`MAX_DEPTH`].
+    pub(super) fn value(&self) -> Result<Value, Rejection> {
+        json_value(self.raw, &self.path)
+    }
+}
+
+/// A raw value as a JSON value, refused if it nests deeper than [`MAX_DEPTH`].
+fn json_value(raw: &RawValue, path: &str) -> Result<Value, Rejection> {
+    check_depth(raw, path)?;
+    serde_json::from_str(raw.get()).map_err(|e| {
+        Rejection::new(
+            RejectCode::InvalidJson,
+            Some(path.to_owned()),
+            format!("{path} cannot be read as JSON ({e})."),
+        )
+    })
+}
+
+/// Readers for the shapes only some event types have: numbers, lists of objects, values
+/// kept whole.
+impl<'o, 'a> Fields<'o, 'a> {
+    /// Whether the field is present (`null` counts as absent).
+    pub(super) fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// A JSON number as `f64`; refused if it is another JSON type or too large for one.
+    pub(super) fn optional_number(&self, key: &str) -> Result<Option<f64>, Rejection> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) if kind(v) == "number" => match v.get().parse::<f64>() {
+                Ok(n) if n.is_finite() => Ok(Some(n)),
+                _ => Err(self.reject(RejectCode::InvalidField, key, |path| {
+                    format!("{path} is {}, which is too large for a number.", v.get())
+                })),
+            },
+            Some(other) => Err(self.wrong_type(key, "a number", other)),
+        }
+    }
+
+    /// A list of objects: a JSON array of objects, or a single object (as some senders
+    /// write a list of one). The items, and whether it was a single object; refused if
+    /// it is another JSON type or an item is not an object.
+    pub(super) fn optional_objects(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Vec<Item<'a>>, bool)>, Rejection> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let path = self.path(key);
+        match kind(v) {
+            "object" => {
+                let object = RawObject::parse(v, &path)?;
+                Ok(Some((
+                    vec![Item {
+                        object,
+                        path,
+                        raw: v,
+                    }],
+                    true,
+                )))
+            }
+            "array" => {
+                let raws: Vec<&'a RawValue> = serde_json::from_str(v.get()).map_err(|e| {
+                    Rejection::new(
+                        RejectCode::InvalidJson,
+                        Some(path.clone()),
+                        format!("{path} cannot be read as JSON ({e})."),
+                    )
+                })?;
+                let mut items = Vec::with_capacity(raws.len());
+                for (i, raw) in raws.into_iter().enumerate() {
+                    let path = format!("{path}[{i}]");
+                    if kind(raw) != "object" {
+                        return Err(Rejection::new(
+                            RejectCode::InvalidField,
+                            Some(path.clone()),
+                            format!(
+                                "{path} must be a JSON object, but it is a JSON {}.",
+                                kind(raw)
+                            ),
+                        ));
+                    }
+                    let object = RawObject::parse(raw, &path)?;
+                    items.push(Item { object, path, raw });
+                }
+                Ok(Some((items, false)))
+            }
+            _ => Err(self.wrong_type(key, "a JSON array of objects (or one object)", v)),
+        }
+    }
+
+    /// The field as a JSON value, whatever its type, kept whole (not interpreted); refused
+    /// if it nests deeper than [`MAX_DEPTH`].
+    pub(super) fn json(&self, key: &str) -> Result<Option<Value>, Rejection> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => json_value(v, &self.path(key)).map(Some),
+        }
     }
 }

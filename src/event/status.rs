@@ -379,6 +379,6 @@ mod tests {
             (update.message_id(), update.status()),
             ("m1", &Status::Read)
         );
-        assert!(StatusEvent::tracking_update(&accepted("whatsapp_mo_message_received")).is_none());
+        assert!(StatusEvent::tracking_update(&accepted("whatsapp_unlisted_event")).is_none());
     }
 }

@@ -1,6 +1,6 @@
 //! Domain types every event type shares: the envelope, the dedup key, the statuses and
 //! their precedence, times, warnings. What each event type carries is in its own module
-//! (`status.rs`, `other.rs`).
+//! (`status.rs`, `inbound.rs`, `other.rs`).
 //!
 //! An [`Envelope`] is built only by [`super::parse`], so holding one means the event
 //! passed validation.
@@ -8,7 +8,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 
-use super::{Event, StatusEvent};
+use super::{Event, InboundMessage, StatusEvent};
 
 /// One accepted push: the envelope `{id, type, eventTime, body}`, typed, plus
 /// the JSON exactly as it arrived (every field, in order, numbers with every digit).
@@ -42,6 +42,13 @@ impl Envelope {
     pub fn message_status(&self) -> Option<&StatusEvent> {
         match &self.event {
             Event::MessageStatus(s) => Some(s),
+            _ => None,
+        }
+    }
+    /// The customer's message, if this is one.
+    pub fn inbound_message(&self) -> Option<&InboundMessage> {
+        match &self.event {
+            Event::InboundMessage(m) => Some(m),
             _ => None,
         }
     }

@@ -370,14 +370,15 @@ async fn the_overview_counts_what_was_posted() {
         campaign_status("e9", "refuse-me", "ov", "read", 1),
         "accepted",
     ));
-    let mo = serde_json::json!({"id": "mo-1", "type": "whatsapp_mo_message_received", "body": {"text": "hi"}});
-    events.push((mo.clone(), "accepted"));
+    let untyped =
+        serde_json::json!({"id": "x-1", "type": "whatsapp_unlisted_event", "body": {"text": "hi"}});
+    events.push((untyped.clone(), "accepted"));
     events.push((campaign_status("again", "m1", "ov", "read", 3), "duplicate"));
     events.push((
         campaign_status("e0", "m0", "ov", "delivered", 1),
         "duplicate",
     ));
-    events.push((mo, "duplicate"));
+    events.push((untyped, "duplicate"));
     post_all(&app, &events).await;
     for _ in 0..2 {
         let res = app

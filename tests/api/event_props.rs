@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::helpers::{remove, seed, set};
 
 /// Any JSON, with long integers and the documented keys over-represented.
-fn arb_json() -> impl Strategy<Value = Value> {
+pub(crate) fn arb_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
@@ -158,7 +158,8 @@ fn deep_nesting_inside_an_event_is_refused_too() {
     let deep: serde_json::Value =
         serde_json::from_str(&format!("{}1{}", "[".repeat(100), "]".repeat(100))).unwrap();
     let with = |path: &str| set(seed("delivered"), path, deep.clone());
-    let other = serde_json::json!({"id": "x", "type": "whatsapp_mo_message_received", "body": {"deep": deep}});
+    let other =
+        serde_json::json!({"id": "x", "type": "whatsapp_unlisted_event", "body": {"deep": deep}});
     for (event, field) in [
         (other, "body"),
         (with("extra"), "extra"),

@@ -63,18 +63,24 @@ async fn a_redelivered_status_is_a_duplicate_whatever_its_envelope_id() {
 #[tokio::test]
 async fn other_event_types_are_stored_raw_and_deduplicated_by_id_and_content() {
     let app = spawn_app().await;
-    let mo = r#"{"id":"mo-1","type":"whatsapp_mo_message_received","eventTime":"2023-02-22T12:00:00Z","body":{"text":"hi","n":12345678901234567890}}"#;
-    let changed = mo.replace("\"hi\"", "\"hello\"");
-    assert_eq!(answer(app.post(mo).await).await.1["status"], "accepted");
-    assert_eq!(answer(app.post(mo).await).await.1["status"], "duplicate");
+    let untyped = r#"{"id":"x-1","type":"whatsapp_unlisted_event","eventTime":"2023-02-22T12:00:00Z","body":{"text":"hi","n":12345678901234567890}}"#;
+    let changed = untyped.replace("\"hi\"", "\"hello\"");
+    assert_eq!(
+        answer(app.post(untyped).await).await.1["status"],
+        "accepted"
+    );
+    assert_eq!(
+        answer(app.post(untyped).await).await.1["status"],
+        "duplicate"
+    );
     assert_eq!(
         answer(app.post(changed).await).await.1["status"],
         "accepted"
     );
     let events = app.store.events_after(0, 10).await.unwrap();
     assert_eq!(events.len(), 2);
-    assert_eq!(events[0].body, mo.as_bytes());
-    assert_eq!(events[0].event_type, "whatsapp_mo_message_received");
+    assert_eq!(events[0].body, untyped.as_bytes());
+    assert_eq!(events[0].event_type, "whatsapp_unlisted_event");
     assert_eq!(events[0].status, None);
 }
 

@@ -5,6 +5,7 @@ mod helpers;
 mod browser;
 mod connections;
 mod dashboard;
+mod event_inbound;
 mod event_props;
 mod event_rules;
 mod event_seeds;

@@ -128,8 +128,8 @@ async fn each_event_is_published_once_with_its_key_on_its_subject() {
     }
     let smecl = set(seed("failed"), "body.status", "SMECL:FAILED".into());
     assert_eq!(app.post(smecl.to_string()).await.status(), 200);
-    let mo = r#"{"id":"mo-1","type":"whatsapp_mo_message_received","body":{"text":"hi"}}"#;
-    assert_eq!(app.post(mo).await.status(), 200);
+    let untyped = r#"{"id":"x-1","type":"whatsapp_unlisted_event","body":{"text":"hi"}}"#;
+    assert_eq!(app.post(untyped).await.status(), 200);
     poll_until("five messages in the stream", 20, async || {
         (stream.count().await == 5).then_some(())
     })
@@ -157,7 +157,7 @@ async fn each_event_is_published_once_with_its_key_on_its_subject() {
         .iter()
         .find(|m| m.1.starts_with("sha256:"))
         .unwrap();
-    assert_eq!(other.0, format!("{p}.whatsapp_mo_message_received.none"));
+    assert_eq!(other.0, format!("{p}.whatsapp_unlisted_event.none"));
     assert_eq!(other.2["body"]["text"], "hi");
     app.scrape_until("innohook_sink_delivered_total{sink=\"bus\"}", 5.0)
         .await;

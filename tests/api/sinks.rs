@@ -377,7 +377,7 @@ async fn the_file_sink_writes_each_event_once_as_received_and_honours_filters() 
     for name in ["delivered", "read", "failed"] {
         assert_eq!(app.post(seed_bytes(name)).await.status(), 200);
     }
-    let big = r#"{"id": "x", "type": "whatsapp_mo_message_received", "body": {"n": 123456789012345678901234567890}}"#;
+    let big = r#"{"id": "x", "type": "whatsapp_unlisted_event", "body": {"n": 123456789012345678901234567890}}"#;
     assert_eq!(app.post(big).await.status(), 200);
     let all = app.dir.path().join("all.jsonl");
     wait_for("4 lines", 10, || file_lines(&all).len() == 4).await;

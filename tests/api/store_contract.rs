@@ -137,7 +137,7 @@ async fn accept(store: &Arc<dyn Store>, v: &Value) -> Outcome {
 }
 
 fn other(env: &str, text: &str) -> Value {
-    json!({"id": env, "type": "whatsapp_mo_message_received", "body": {"text": text}})
+    json!({"id": env, "type": "whatsapp_unlisted_event", "body": {"text": text}})
 }
 
 /// Accepts `n` reads of messages m0, m1, … of batch `uid`; their seqs.
@@ -193,7 +193,7 @@ async fn accept_and_duplicates(b: &impl Backend) {
         Some("delivered")
     );
     assert_eq!(events[2].status, None);
-    assert_eq!(events[2].event_type, "whatsapp_mo_message_received");
+    assert_eq!(events[2].event_type, "whatsapp_unlisted_event");
     store.close().await;
 }
 

@@ -61,3 +61,102 @@ fn validate_on_a_missing_file_says_so_and_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/x.json"));
 }
+
+/// `innohook validate -` on `body`: its exit code and what it printed.
+fn validate_stdin(body: &str) -> (Option<i32>, String) {
+    let mut child = innohook()
+        .args(["validate", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn validate_prints_each_inbound_example_typed() {
+    let quoted = "wamid.HBgKNjU4MTIzNDU2NxUCABEYEjQ0QjJDMUQwRTlGOEE3QjYA";
+    let common = [
+        "accepted: whatsapp_mo_message_received event 3f6c1d2e-8a4b-4c9d-9e0f-1a2b3c4d5e6f\n",
+        "  from          6581234567\n",
+        "  to            6590001111\n",
+        &format!("  wamid         {}\n", crate::event_inbound::WAMID),
+        "  sendTime      2025-03-04T08:15:29+00:00\n",
+        "  customer      Mei Lin\n",
+    ];
+    let reply_to = format!("  reply to      {quoted}\n");
+    for (name, v) in crate::event_inbound::examples() {
+        let rows: Vec<String> = match name {
+            "text" => vec![
+                "  type          text\n".into(),
+                "  text          Can I change my delivery slot?\n".into(),
+                reply_to.clone(),
+            ],
+            "reaction" => vec!["  emoji         👍\n".into(), reply_to.clone()],
+            "image" => vec![
+                "  caption       damaged box\n".into(),
+                "  mimeType      image/jpeg\n".into(),
+                "  link          https://media.example.invalid/wa/400000000000000102\n".into(),
+            ],
+            "document" => vec!["  filename      INV-2025-0042.pdf\n".into()],
+            "location" => vec![
+                "  latitude      1.28397\n".into(),
+                "  longitude     103.85108\n".into(),
+                "  name          Raffles Place MRT\n".into(),
+                "  address       5 Raffles Place, Singapore 048618\n".into(),
+            ],
+            "contacts" => vec!["  contact       Arjun Rao +65 9123 4567\n".into()],
+            "button" => vec![
+                "  text          Reschedule\n".into(),
+                "  payload       RESCHEDULE_ORDER_77\n".into(),
+                reply_to.clone(),
+            ],
+            "list reply" => vec![
+                "  type          interactive\n".into(),
+                "  reply         listReply\n".into(),
+                "  reply id      slot_0900\n".into(),
+                "  title         09:00–11:00\n".into(),
+                "  description   Tomorrow morning\n".into(),
+            ],
+            "button reply" => vec![
+                "  reply         buttonReply\n".into(),
+                "  reply id      confirm_yes\n".into(),
+            ],
+            "unknown" => vec![
+                "  error         131051 Unsupported message type Message type not supported\n"
+                    .into(),
+            ],
+            media => vec![format!("  type          {media}\n")],
+        };
+        let (code, stdout) = validate_stdin(&v.to_string());
+        assert_eq!(code, Some(0), "{name}: {stdout}");
+        assert!(stdout.starts_with(common[0]), "{name}: {stdout}");
+        for row in common
+            .iter()
+            .copied()
+            .chain(rows.iter().map(String::as_str))
+        {
+            assert!(stdout.contains(row), "{name}: no {row:?} in\n{stdout}");
+        }
+        assert!(!stdout.contains("warning"), "{name}: {stdout}");
+    }
+}
+
+#[test]
+fn validate_rejects_an_inbound_message_without_its_wamid() {
+    let mut v = crate::event_inbound::text_example();
+    v["body"].as_object_mut().unwrap().shift_remove("wamid");
+    let (code, stdout) = validate_stdin(&v.to_string());
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(
+        stdout,
+        "rejected: missing_field at body.wamid\n  body.wamid is missing: the event must carry the WhatsApp message id.\n"
+    );
+}

@@ -149,11 +149,7 @@ fn describe() {
 }
 
 /// InnoPaaS event types that get their own series; any other type counts as `other`.
-const KNOWN_TYPES: &[&str] = &[
-    crate::event::MESSAGE_STATUS_TYPE,
-    "whatsapp_mo_message_received",
-    "whatsapp_template_status_updated",
-];
+const KNOWN_TYPES: &[&str] = &crate::event::TYPES;
 const TYPES: usize = KNOWN_TYPES.len() + 1;
 
 /// The `type` label's index: from a fixed list, so a sender cannot create new series.

@@ -30,6 +30,18 @@ pub use review::{
     RejectionReason,
 };
 pub use status::{Conversation, ErrorData, InitiateType, MESSAGE_STATUS_TYPE, StatusEvent};
+
+/// Every event type innohook types (the misspelling InnoPaaS's docs show once is read as
+/// [`TEMPLATE_STATUS_TYPE`] and not listed).
+pub const TYPES: [&str; 7] = [
+    MESSAGE_STATUS_TYPE,
+    INBOUND_MESSAGE_TYPE,
+    TEMPLATE_STATUS_TYPE,
+    TEMPLATE_QUALITY_TYPE,
+    TEMPLATE_CATEGORY_TYPE,
+    PHONE_NUMBER_NAME_TYPE,
+    ACCOUNT_REVIEW_TYPE,
+];
 pub use template::{
     QualityScore, TEMPLATE_CATEGORY_TYPE, TEMPLATE_QUALITY_TYPE, TEMPLATE_STATUS_MISSPELLED_TYPE,
     TEMPLATE_STATUS_TYPE, TemplateCategory, TemplateCategoryUpdate, TemplateQualityUpdate,

@@ -270,7 +270,9 @@ async fn inbound_page(
 async fn conversation(
     State(s): State<ApiState>,
     Path(phone): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    only_known(&q, &[])?;
     let theirs = crate::store::InboundQuery {
         from: Some(phone.clone()),
         limit: MAX_PAGE,
@@ -295,7 +297,12 @@ async fn conversation(
         .collect();
     items.sort_by_key(|(at, _)| *at);
     let items: Vec<Value> = items.into_iter().map(|(_, v)| v).collect();
-    Ok(Json(json!({"phone": phone, "items": items})))
+    // The store gives at most 100 messages sent to a number and this reads at most
+    // MAX_PAGE of its own: say when a side may have been cut.
+    let complete = sent.len() < 100 && received.len() < MAX_PAGE;
+    Ok(Json(
+        json!({"phone": phone, "items": items, "complete": complete}),
+    ))
 }
 
 /// `limit`: from 1 to [`MAX_PAGE`], 100 when not given.
@@ -481,7 +488,11 @@ fn only_known(q: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiErro
     Err(ApiError::BadQuery(format!(
         "Unknown query parameter(s) {}; this takes {}.",
         unknown.join(", "),
-        known.join(", ")
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        }
     )))
 }
 

@@ -256,12 +256,35 @@ impl SinkConfig {
             }
         }
         for t in &self.common.types {
-            if t != &t.to_ascii_lowercase() && t.to_ascii_lowercase().starts_with("whatsapp_") {
+            if let Some(k) = crate::event::TYPES
+                .iter()
+                .find(|k| *k != t && k.eq_ignore_ascii_case(t))
+            {
                 anyhow::bail!(
-                    "types: {t:?} never matches (event types are lower case); did you mean {:?}?",
-                    t.to_ascii_lowercase()
+                    "types: {t:?} never matches (event types are case-sensitive); did you mean {k:?}?"
                 );
             }
+            if !crate::event::TYPES.contains(&t.as_str()) {
+                tracing::warn!(
+                    sink = self.name(),
+                    event_type = t,
+                    "A sink filters on an event type InnoPaaS does not document; it matches only events that carry exactly it."
+                );
+            }
+        }
+        // Only status reports have a status: with statuses, the types must include them.
+        if !self.common.statuses.is_empty()
+            && !self.common.types.is_empty()
+            && !self
+                .common
+                .types
+                .iter()
+                .any(|t| t == crate::event::MESSAGE_STATUS_TYPE)
+        {
+            anyhow::bail!(
+                "statuses and types never match together: only {} events have a status",
+                crate::event::MESSAGE_STATUS_TYPE
+            );
         }
         match &self.kind {
             SinkKind::Log(_) => Ok(()),

@@ -38,7 +38,7 @@ pub struct Incoming {
 /// An inbound message's row, beside its event.
 #[derive(Debug, Clone)]
 pub struct InboundRow {
-    pub id: String,
+    pub id: Option<String>,
     pub wamid: String,
     pub from: String,
     pub to: Option<String>,
@@ -54,7 +54,7 @@ impl InboundRow {
     pub fn values(&self, seq: i64, received_at: DateTime<Utc>) -> [Value<'_>; 10] {
         [
             seq.into(),
-            self.id.as_str().into(),
+            self.id.as_deref().into(),
             self.wamid.as_str().into(),
             self.from.as_str().into(),
             self.to.as_deref().into(),
@@ -139,8 +139,24 @@ impl Incoming {
 
 /// The row an inbound message stores beside its event.
 fn inbound_row(accepted: &Accepted) -> Option<InboundRow> {
-    let _ = accepted;
-    None
+    let env = &accepted.envelope;
+    let m = env.inbound_message()?;
+    // When the customer sent it; without a sendTime, when InnoPaaS says it happened,
+    // else now (it is being stored).
+    let sent_at = m
+        .send_time()
+        .or(env.event_time())
+        .map_or_else(Utc::now, |t| t.at());
+    Some(InboundRow {
+        id: m.message_id().map(str::to_owned),
+        wamid: m.wamid().to_owned(),
+        from: m.from().to_owned(),
+        to: m.to().map(str::to_owned),
+        sent_at,
+        content_type: m.content_type().to_owned(),
+        summary: m.summary(),
+        reply_to: m.reply_to().map(str::to_owned),
+    })
 }
 
 /// How the `dedup` table spells a key (as every store since schema v1 has).

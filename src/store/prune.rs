@@ -10,8 +10,11 @@ use chrono::{DateTime, Utc};
 use super::sql::{self, Query, Sql, Statement, Value, int};
 use super::{PruneState, Pruned, Pruning, Retention, SinkLedger, StoreResult};
 
-/// Events a sink may still need: queued for replay, set aside, or behind a dead letter.
-const KEPT: &str = "seq NOT IN (SELECT event_seq FROM sink_replay)
+/// Events a sink may still need: queued for replay, set aside, or behind a dead letter;
+/// and the newest event, always: SQLite numbers the next event after the highest seq
+/// left, so removing it would hand its seq out again, behind every sink's position.
+const KEPT: &str = "seq < (SELECT max(seq) FROM events)
+     AND seq NOT IN (SELECT event_seq FROM sink_replay)
      AND seq NOT IN (SELECT event_seq FROM sink_parked)
      AND seq NOT IN (SELECT event_seq FROM dead_letters WHERE event_seq IS NOT NULL)";
 
@@ -29,8 +32,8 @@ fn cutoff(now: DateTime<Utc>, keep: Option<std::time::Duration>) -> Option<DateT
 struct Sweep {
     table: &'static str,
     key: &'static str,
-    /// A table whose rows go with the swept one's.
-    with: Option<&'static str>,
+    /// Tables whose rows go with the swept one's.
+    with: &'static [&'static str],
     /// Where the rows it removes are counted.
     count: Counter,
 }
@@ -40,13 +43,13 @@ type Counter = fn(&mut Pruned) -> &mut u64;
 const MESSAGES: Sweep = Sweep {
     table: "messages",
     key: "message_id",
-    with: None,
+    with: &[],
     count: |p| &mut p.messages,
 };
 const BATCHES: Sweep = Sweep {
     table: "batches",
     key: "uid",
-    with: Some("batch_errors"),
+    with: &["batch_errors", "batch_hours"],
     count: |p| &mut p.batches,
 };
 
@@ -165,7 +168,7 @@ async fn step<B: Sql>(
                 params,
             ));
             counted.push(Some(sweep.count));
-            if let Some(with) = sweep.with {
+            for with in sweep.with {
                 // Those of the batches that went: not touched since the read.
                 removals.push(Statement::new(
                     format!(
@@ -173,7 +176,7 @@ async fn step<B: Sql>(
                          AND {key} NOT IN (SELECT {key} FROM {table})",
                         sql::placeholders(1, expired.len())
                     ),
-                    expired,
+                    expired.clone(),
                 ));
                 counted.push(None);
             }

@@ -471,7 +471,7 @@ pub const INBOUND_COLUMNS: &str = "i.seq, i.message_id, i.wamid, i.from_phone, i
 pub fn inbound(r: &dyn Row) -> StoreResult<super::Inbound> {
     Ok(super::Inbound {
         seq: r.req_int(0)?,
-        id: r.string(1)?,
+        id: r.opt_string(1)?,
         wamid: r.string(2)?,
         from: r.string(3)?,
         to: r.opt_string(4)?,

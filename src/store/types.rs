@@ -455,8 +455,9 @@ pub struct SinkState {
 pub struct Inbound {
     /// The seq of the event that brought it.
     pub seq: i64,
-    /// InnoPaaS's id (`body.id`).
-    pub id: String,
+    /// InnoPaaS's id (`body.id`), when it came with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub wamid: String,
     /// The customer's number.
     pub from: String,

@@ -172,6 +172,25 @@ fn config_errors_say_where_and_suggest_the_key_meant() {
         "{}",
         text(&out.stdout)
     );
+    // The same for event types, and for statuses on types that have none.
+    for (filters, said) in [
+        (
+            "types = [\"Message_Template_Quality_Update\"]",
+            "\"Message_Template_Quality_Update\" never matches (event types are case-sensitive); did you mean \"message_template_quality_update\"?",
+        ),
+        (
+            "types = [\"whatsapp_mo_message_received\"]\nstatuses = [\"failed\"]",
+            "statuses and types never match together: only whatsapp_message_status_updated events have a status",
+        ),
+    ] {
+        let path = write_config(
+            dir.path(),
+            &format!("[[sinks]]\ntype = \"log\"\n{filters}\n"),
+        );
+        let out = run(&["check-config", "--config", path.to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(1), "{filters}");
+        assert!(text(&out.stdout).contains(said), "{}", text(&out.stdout));
+    }
 }
 
 /// check-config checks what a start would and says what it found.

@@ -20,6 +20,11 @@ pub trait Backend: Send + Sync {
 
     /// Runs SQL on the store's database behind its back (to damage a row).
     fn execute(&self, sql: &str) -> impl std::future::Future<Output = ()> + Send;
+
+    /// Whether several processes can share the store (then `open` gives another replica).
+    fn replicas(&self) -> bool {
+        false
+    }
 }
 
 /// The SQLite store in a temporary directory.
@@ -66,6 +71,10 @@ impl Backend for Postgres {
         innohook::store::open(&self.0.config(), innohook::store::Role::Server)
             .await
             .unwrap()
+    }
+
+    fn replicas(&self) -> bool {
+        true
     }
 
     async fn execute(&self, sql: &str) {
@@ -124,6 +133,8 @@ contract!(
     dead_letter_pages_carry_their_events_and_replay_one_at_a_time,
     sink_states_show_positions_failures_and_dead_letters,
     a_message_row_missing_its_error_status_is_an_error,
+    a_reply_is_linked_whichever_comes_first,
+    a_batch_counts_the_messages_answered_in_a_shuffled_stream_with_duplicates,
 );
 
 fn parsed(v: &Value) -> (Accepted, Bytes) {
@@ -751,13 +762,14 @@ async fn retention_removes_only_what_no_sink_needs(b: &impl Backend) {
     policy.sinks.push("new".into());
     assert_eq!(prune(&policy, false).await.events, 0);
     policy.sinks.pop();
-    // The sink catches up: 3 and 4 go.
+    // The sink catches up: 3 goes; 4, the newest event, stays (its seq must never be
+    // handed out again).
     let caught_up = Progress {
         cursor: Some(seqs[3]),
         ..Progress::default()
     };
     store.sink_progress(&lease, caught_up).await.unwrap();
-    assert_eq!(prune(&policy, false).await.events, 2);
+    assert_eq!(prune(&policy, false).await.events, 1);
     assert!(prune(&policy, false).await.held_by.is_empty());
     // Messages and batches by their own retention.
     assert!(store.message("m3").await.unwrap().is_some());
@@ -772,8 +784,18 @@ async fn retention_removes_only_what_no_sink_needs(b: &impl Backend) {
     let pruned = prune(&policy, false).await;
     assert_eq!((pruned.dead_letters, pruned.events), (1, 0));
     assert_eq!(prune(&policy, false).await.events, 1);
-    assert_eq!(store.count_events().await.unwrap(), 0);
+    assert_eq!(
+        left(store.events_after(0, 10).await.unwrap()),
+        [seqs[3]],
+        "only the newest is left"
+    );
     assert!(store.dead_letters().await.unwrap().is_empty());
+    // The next event comes after every seq handed out before, so a sink at seqs[3]
+    // reads it.
+    let Outcome::Accepted { seq } = accept(&store, &other("after", "the prune")).await else {
+        panic!("a new event is accepted")
+    };
+    assert!(seq > seqs[3], "{seq} after {seqs:?}");
     store.close().await;
 }
 
@@ -1315,5 +1337,135 @@ async fn a_message_row_missing_its_error_status_is_an_error(b: &impl Backend) {
     assert!(store.message("m2").await.unwrap().is_some());
     // A page that holds it fails the same way rather than leave it out.
     assert!(store.batch_messages("b", None, 10).await.is_err());
+    store.close().await;
+}
+
+/// A customer's message answering `wamid` (a text quoting it, or a reaction to it).
+fn reply(env: &str, wamid: &str, to: &str, reaction: bool) -> Value {
+    let mut body = json!({
+        "id": format!("in-{wamid}-{env}"), "accountName": "acct", "wabaId": "waba",
+        "wamid": format!("wamid.in-{env}"), "from": "6512345", "to": "6590001111",
+        "sendTime": "2026-03-01T11:00:00.000Z", "customerProfile": {"name": "Mei"},
+    });
+    if reaction {
+        body["type"] = json!("reaction");
+        body["reaction"] = json!({"messageId": to, "emoji": "👍"});
+    } else {
+        body["type"] = json!("text");
+        body["text"] = json!({"body": "thanks"});
+        body["context"] = json!({"from": "6590001111", "id": to});
+    }
+    json!({"id": env, "type": "whatsapp_mo_message_received",
+           "eventTime": "2026-03-01T11:00:00.412Z", "body": body})
+}
+
+/// A reply and the status report naming the message it answers may come in either order,
+/// to either replica: the message shows its reply, the batch counts it answered, and the
+/// same reply pushed again under another envelope id is a duplicate.
+async fn a_reply_is_linked_whichever_comes_first(b: &impl Backend) {
+    let one = b.open().await;
+    let other = if b.replicas() {
+        b.open().await
+    } else {
+        one.clone()
+    };
+    // Status first, then its reply (to the other replica).
+    accept(&one, &status("s1", "m1", "b", "delivered", 1)).await;
+    let first = reply("r1", "wamid.m1", "wamid.m1", false);
+    assert!(matches!(
+        accept(&other, &first).await,
+        Outcome::Accepted { .. }
+    ));
+    // The reply first, then the status of the message it answers.
+    let early = reply("r2", "wamid.m2", "wamid.m2", true);
+    assert!(matches!(
+        accept(&one, &early).await,
+        Outcome::Accepted { .. }
+    ));
+    accept(&other, &status("s2", "m2", "b", "read", 2)).await;
+    accept(&one, &status("s3", "m3", "b", "read", 3)).await;
+    // Pushed again under another envelope id: the same wamid, a duplicate.
+    let mut again = first.clone();
+    again["id"] = json!("r1-again");
+    assert_eq!(accept(&one, &again).await, Outcome::Duplicate);
+    for store in [&one, &other] {
+        let replies = store.replies("wamid.m1").await.unwrap();
+        assert_eq!(replies.len(), 1, "{replies:?}");
+        assert_eq!(
+            (
+                replies[0].content_type.as_str(),
+                replies[0].reply_to.as_deref()
+            ),
+            ("text", Some("wamid.m1"))
+        );
+        assert_eq!(replies[0].from, "6512345");
+        let reaction = store.replies("wamid.m2").await.unwrap();
+        assert_eq!(reaction.len(), 1);
+        assert_eq!(reaction[0].content_type, "reaction");
+        assert!(store.replies("wamid.m3").await.unwrap().is_empty());
+        assert_eq!(store.replied("b").await.unwrap(), 2);
+        let found = store
+            .inbound("wamid.in-r1")
+            .await
+            .unwrap()
+            .expect("by wamid");
+        let id = found.id.clone().expect("its InnoPaaS id");
+        assert_eq!(store.inbound(&id).await.unwrap(), Some(found.clone()));
+        let page = store
+            .inbound_page(&innohook::store::InboundQuery {
+                uid: Some("b".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 2, "the batch's replies, the latest first");
+        assert!(page[0].seq > page[1].seq);
+    }
+    one.close().await;
+    if b.replicas() {
+        other.close().await;
+    }
+}
+
+/// `replied` is the number of a batch's messages with at least one reply or reaction,
+/// whatever the order and however often each push came.
+async fn a_batch_counts_the_messages_answered_in_a_shuffled_stream_with_duplicates(
+    b: &impl Backend,
+) {
+    let store = b.open().await;
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut pushes = Vec::new();
+    let mut answered = std::collections::BTreeSet::new();
+    for m in 0..40u32 {
+        let msg = format!("q{m}");
+        pushes.push(status(
+            &format!("s{m}"),
+            &msg,
+            "shuffled",
+            "delivered",
+            m % 60,
+        ));
+        for r in 0..rng.usize(0..3) {
+            let to = format!("wamid.{msg}");
+            pushes.push(reply(&format!("r{m}-{r}"), &to, &to, rng.bool()));
+            answered.insert(m);
+        }
+    }
+    // A reply to a message of no batch innohook knows, and duplicates of some pushes.
+    pushes.push(reply("stray", "wamid.elsewhere", "wamid.elsewhere", false));
+    for _ in 0..15 {
+        let again = pushes[rng.usize(0..pushes.len())].clone();
+        pushes.push(again);
+    }
+    rng.shuffle(&mut pushes);
+    for p in &pushes {
+        accept(&store, p).await;
+    }
+    assert_eq!(
+        store.replied("shuffled").await.unwrap(),
+        answered.len() as i64
+    );
+    assert_eq!(store.replied("nobody").await.unwrap(), 0);
     store.close().await;
 }

@@ -167,7 +167,7 @@ CREATE INDEX dead_letters_pending ON dead_letters (sink, id) WHERE source = 'sin
     r#"
 CREATE TABLE inbound (
     seq          bigint PRIMARY KEY,
-    message_id   text NOT NULL,
+    message_id   text,
     wamid        text NOT NULL,
     from_phone   text NOT NULL,
     to_phone     text,

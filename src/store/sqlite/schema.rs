@@ -210,7 +210,7 @@ CREATE INDEX dead_letters_pending ON dead_letters (sink, id) WHERE source = 'sin
     r#"
 CREATE TABLE inbound (
     seq          INTEGER PRIMARY KEY,              -- the event's seq
-    message_id   TEXT NOT NULL,                    -- body.id
+    message_id   TEXT,                             -- body.id
     wamid        TEXT NOT NULL,
     from_phone   TEXT NOT NULL,
     to_phone     TEXT,

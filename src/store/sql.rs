@@ -460,6 +460,15 @@ pub fn parked(r: &dyn Row) -> StoreResult<(ParkedEvent, StoredEvent)> {
     ))
 }
 
+/// How inbound messages are found (by id, by wamid, by the message they answer, by the
+/// customer's number): the same statements on every backend, a migration of their own.
+pub const INBOUND_INDEXES: &str = "
+CREATE INDEX inbound_message_id ON inbound (message_id);
+CREATE INDEX inbound_wamid ON inbound (wamid);
+CREATE INDEX inbound_reply_to ON inbound (reply_to) WHERE reply_to IS NOT NULL;
+CREATE INDEX inbound_from ON inbound (from_phone, seq);
+";
+
 /// The columns an inbound row is written in ([`super::ingest::InboundRow::values`]).
 pub const INBOUND_WRITE: &str = "seq, message_id, wamid, from_phone, to_phone, sent_at, \
      content_type, summary, reply_to, received_at";

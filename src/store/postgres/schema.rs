@@ -177,11 +177,8 @@ CREATE TABLE inbound (
     reply_to     text,
     received_at  timestamptz NOT NULL
 );
-CREATE INDEX inbound_message_id ON inbound (message_id);
-CREATE INDEX inbound_wamid ON inbound (wamid);
-CREATE INDEX inbound_reply_to ON inbound (reply_to) WHERE reply_to IS NOT NULL;
-CREATE INDEX inbound_from ON inbound (from_phone, seq);
 "#,
+    crate::store::sql::INBOUND_INDEXES,
 ];
 
 /// The advisory lock key of migrations (any constant; this one spells "innohook").

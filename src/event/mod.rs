@@ -112,11 +112,13 @@ impl Event {
             Self::MessageStatus(s) => vec![s.dedup_key()],
             Self::InboundMessage(m) => m.dedup_keys(envelope_id),
             Self::Other { body, .. } => vec![other::dedup_key(envelope_id, body)],
-            Self::TemplateStatus(t) => vec![t.dedup_key(envelope_id)],
-            Self::TemplateQuality(q) => vec![q.dedup_key(envelope_id)],
-            Self::TemplateCategory(c) => vec![c.dedup_key(envelope_id)],
-            Self::PhoneNumberName(n) => vec![n.dedup_key(envelope_id)],
-            Self::AccountReview(r) => vec![r.dedup_key(envelope_id)],
+            // Keyed as `other.rs` keyed them before they were typed: their bodies are
+            // kept whole for it.
+            Self::TemplateStatus(t) => vec![other::dedup_key(envelope_id, &t.body)],
+            Self::TemplateQuality(q) => vec![other::dedup_key(envelope_id, &q.body)],
+            Self::TemplateCategory(c) => vec![other::dedup_key(envelope_id, &c.body)],
+            Self::PhoneNumberName(n) => vec![other::dedup_key(envelope_id, &n.body)],
+            Self::AccountReview(r) => vec![other::dedup_key(envelope_id, &r.body)],
         }
     }
 

@@ -9,8 +9,8 @@
 
 use serde_json::Value;
 
+use super::Warning;
 use super::parse::{Body, Rejection, warning};
-use super::{DedupKey, Warning, other};
 
 /// A sender display name's review changed state.
 pub const PHONE_NUMBER_NAME_TYPE: &str = "whatsapp_phone_number_name_update";
@@ -38,7 +38,7 @@ pub struct PhoneNumberNameUpdate {
     decision: Decision,
     requested_name: Option<String>,
     rejection_reason: Option<RejectionReason>,
-    body: Value,
+    pub(super) body: Value,
 }
 
 impl PhoneNumberNameUpdate {
@@ -119,11 +119,6 @@ impl PhoneNumberNameUpdate {
         })
     }
 
-    /// Keyed as `other.rs` keyed it before it was typed (see the module).
-    pub(super) fn dedup_key(&self, envelope_id: &str) -> DedupKey {
-        other::dedup_key(envelope_id, &self.body)
-    }
-
     /// Its fields as (label, value) rows: the number, decision, requested name, the
     /// rejection reason when given, then wabaId when given.
     pub(super) fn describe<E>(
@@ -150,7 +145,7 @@ impl PhoneNumberNameUpdate {
 pub struct AccountReview {
     waba_id: Option<String>,
     decision: Option<Decision>,
-    body: Value,
+    pub(super) body: Value,
 }
 
 impl AccountReview {
@@ -181,11 +176,6 @@ impl AccountReview {
                 .map(|d| Decision::parse(&d)),
             body: value,
         })
-    }
-
-    /// Keyed as `other.rs` keyed it before it was typed (see the module).
-    pub(super) fn dedup_key(&self, envelope_id: &str) -> DedupKey {
-        other::dedup_key(envelope_id, &self.body)
     }
 
     /// wabaId and decision when given, and that the body is not documented.

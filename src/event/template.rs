@@ -11,8 +11,8 @@
 
 use serde_json::Value;
 
+use super::Warning;
 use super::parse::{Body, Rejection, warning};
-use super::{DedupKey, Warning, other};
 
 /// A template's review status changed.
 pub const TEMPLATE_STATUS_TYPE: &str = "whatsapp_template_status_updated";
@@ -62,7 +62,7 @@ pub struct TemplateStatusUpdate {
     category: Option<TemplateCategory>,
     status: TemplateStatus,
     reason: Option<String>,
-    body: Value,
+    pub(super) body: Value,
 }
 
 impl TemplateStatusUpdate {
@@ -182,11 +182,6 @@ impl TemplateStatusUpdate {
         })
     }
 
-    /// Keyed as `other.rs` keyed it before it was typed (see the module).
-    pub(super) fn dedup_key(&self, envelope_id: &str) -> DedupKey {
-        other::dedup_key(envelope_id, &self.body)
-    }
-
     /// Its fields as (label, value) rows: the template id, name, language, category,
     /// status, reason, whether it is alarming, then wabaId and accountName when given.
     pub(super) fn describe<E>(
@@ -224,7 +219,7 @@ pub struct TemplateQualityUpdate {
     language: Option<String>,
     previous: Option<QualityScore>,
     new: QualityScore,
-    body: Value,
+    pub(super) body: Value,
 }
 
 impl TemplateQualityUpdate {
@@ -307,11 +302,6 @@ impl TemplateQualityUpdate {
         })
     }
 
-    /// Keyed as `other.rs` keyed it before it was typed (see the module).
-    pub(super) fn dedup_key(&self, envelope_id: &str) -> DedupKey {
-        other::dedup_key(envelope_id, &self.body)
-    }
-
     /// Its fields as (label, value) rows: the template id, name, language, the quality
     /// from previous to new, whether it is alarming, then wabaId when given.
     pub(super) fn describe<E>(
@@ -339,7 +329,7 @@ impl TemplateQualityUpdate {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TemplateCategoryUpdate {
     template_id: Option<String>,
-    body: Value,
+    pub(super) body: Value,
 }
 
 impl TemplateCategoryUpdate {
@@ -366,11 +356,6 @@ impl TemplateCategoryUpdate {
             template_id,
             body: value,
         })
-    }
-
-    /// Keyed as `other.rs` keyed it before it was typed (see the module).
-    pub(super) fn dedup_key(&self, envelope_id: &str) -> DedupKey {
-        other::dedup_key(envelope_id, &self.body)
     }
 
     /// The template id when given, and that the body is not documented.

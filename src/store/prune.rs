@@ -53,6 +53,28 @@ const BATCHES: Sweep = Sweep {
     count: |p| &mut p.batches,
 };
 
+/// A table whose rows go by a time of their own.
+struct Aged {
+    table: &'static str,
+    key: &'static str,
+    time: &'static str,
+    count: Counter,
+}
+
+/// Customers' inbound messages, as long as the messages they may answer.
+const INBOUND: Aged = Aged {
+    table: "inbound",
+    key: "seq",
+    time: "received_at",
+    count: |p| &mut p.inbound,
+};
+const DEAD_LETTERS: Aged = Aged {
+    table: "dead_letters",
+    key: "id",
+    time: "created_at",
+    count: |p| &mut p.dead_letters,
+};
+
 async fn count<B: Sql + ?Sized>(
     b: &B,
     sql: String,
@@ -182,31 +204,27 @@ async fn step<B: Sql>(
             }
         }
     }
-    if let Some(cut) = cutoff(now, policy.messages) {
-        // Customers' inbound messages, as long as the messages they may answer.
+    // Tables whose rows go by a time of their own, the oldest first.
+    for (aged, keep) in [
+        (&INBOUND, policy.messages),
+        (&DEAD_LETTERS, policy.dead_letters),
+    ] {
+        let Some(cut) = cutoff(now, keep) else {
+            continue;
+        };
+        let (table, key, time) = (aged.table, aged.key, aged.time);
         if dry_run {
-            let sql = "SELECT count(*) FROM inbound WHERE received_at < $1".to_owned();
-            out.inbound = count(b, sql, vec![cut.into()]).await?;
+            let sql = format!("SELECT count(*) FROM {table} WHERE {time} < $1");
+            *(aged.count)(&mut out) = count(b, sql, vec![cut.into()]).await?;
         } else {
             removals.push(Statement::new(
-                "DELETE FROM inbound WHERE seq IN
-                     (SELECT seq FROM inbound WHERE received_at < $1 ORDER BY seq LIMIT $2)",
+                format!(
+                    "DELETE FROM {table} WHERE {key} IN
+                         (SELECT {key} FROM {table} WHERE {time} < $1 ORDER BY {key} LIMIT $2)"
+                ),
                 vec![cut.into(), int(limit)],
             ));
-            counted.push(Some(|p| &mut p.inbound));
-        }
-    }
-    if let Some(cut) = cutoff(now, policy.dead_letters) {
-        if dry_run {
-            let sql = "SELECT count(*) FROM dead_letters WHERE created_at < $1".to_owned();
-            out.dead_letters = count(b, sql, vec![cut.into()]).await?;
-        } else {
-            removals.push(Statement::new(
-                "DELETE FROM dead_letters WHERE id IN
-                     (SELECT id FROM dead_letters WHERE created_at < $1 ORDER BY id LIMIT $2)",
-                vec![cut.into(), int(limit)],
-            ));
-            counted.push(Some(|p| &mut p.dead_letters));
+            counted.push(Some(aged.count));
         }
     }
     if !removals.is_empty() {

@@ -1422,6 +1422,25 @@ async fn a_reply_is_linked_whichever_comes_first(b: &impl Backend) {
         assert_eq!(page.len(), 2, "the batch's replies, the latest first");
         assert!(page[0].seq > page[1].seq);
     }
+    // Inbound messages go with retain_messages.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let policy = innohook::store::Retention {
+        messages: Some(std::time::Duration::from_secs(1)),
+        ..Default::default()
+    };
+    let mut state = innohook::store::PruneState::default();
+    let dry = one.prune(&policy, &mut state, 100, true).await.unwrap();
+    assert_eq!(dry.inbound, 2);
+    let mut state = innohook::store::PruneState::default();
+    assert_eq!(
+        one.prune(&policy, &mut state, 100, false)
+            .await
+            .unwrap()
+            .inbound,
+        2
+    );
+    assert_eq!(one.inbound("wamid.in-r1").await.unwrap(), None);
+    assert!(one.replies("wamid.m1").await.unwrap().is_empty());
     one.close().await;
     if b.replicas() {
         other.close().await;

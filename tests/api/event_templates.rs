@@ -4,16 +4,13 @@
 //! `is_alarming`; and the dedup key, which is the one these types had before they were
 //! typed. Why each rule is as it is: `docs/events.md`.
 
-use std::io::Write;
-use std::process::Stdio;
-
 use innohook::event::{
     Accepted, Decision, DedupKey, Envelope, Event, QualityScore, RejectCode, RejectionReason,
     TemplateCategory, TemplateStatus, parse,
 };
 use serde_json::{Value, json};
 
-use crate::helpers::{innohook, remove, set};
+use crate::helpers::{remove, set, validate_stdin};
 
 /// §5: a template status update.
 const TEMPLATE_STATUS: &str = r#"{
@@ -170,24 +167,6 @@ fn category_update_is_typed_and_its_body_kept() {
     assert_eq!(c.body(), &json(CATEGORY_UPDATE)["body"]);
 }
 
-/// `innohook validate` on stdin: its exit code and what it prints.
-fn validate(input: &str) -> (Option<i32>, String) {
-    let mut child = innohook()
-        .args(["validate", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.code(), String::from_utf8(out.stdout).unwrap())
-}
-
 #[test]
 fn validate_prints_each_typed_form() {
     for (input, first, rows) in [
@@ -247,7 +226,7 @@ fn validate_prints_each_typed_form() {
             ][..],
         ),
     ] {
-        let (code, stdout) = validate(input);
+        let (code, stdout) = validate_stdin(input);
         assert_eq!(code, Some(0), "{stdout}");
         let lines: Vec<&str> = stdout.lines().collect();
         assert_eq!(lines[0], first, "{stdout}");
@@ -261,7 +240,8 @@ fn validate_prints_each_typed_form() {
 
 #[test]
 fn validate_names_the_field_of_a_refused_template_event() {
-    let (code, stdout) = validate(&remove(json(TEMPLATE_STATUS), "body.templateId").to_string());
+    let (code, stdout) =
+        validate_stdin(&remove(json(TEMPLATE_STATUS), "body.templateId").to_string());
     assert_eq!(code, Some(1), "{stdout}");
     assert_eq!(
         stdout,

@@ -305,6 +305,25 @@ pub fn wait_until(what: &str, deadline: Duration, mut check: impl FnMut() -> boo
     }
 }
 
+/// `innohook validate -` on `body`: its exit code and what it printed.
+pub fn validate_stdin(body: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let mut child = innohook()
+        .args(["validate", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+}
+
 /// The innohook binary, as a command to run.
 pub fn innohook() -> Command {
     Command::new(env!("CARGO_BIN_EXE_innohook"))

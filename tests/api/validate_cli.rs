@@ -1,9 +1,6 @@
 //! `innohook validate`: the real binary on real files and stdin.
 
-use std::io::Write;
-use std::process::Stdio;
-
-use crate::helpers::{innohook, payload_path};
+use crate::helpers::{innohook, payload_path, validate_stdin};
 
 #[test]
 fn validate_accepts_each_seed_payload_and_prints_its_summary() {
@@ -29,23 +26,10 @@ fn validate_accepts_each_seed_payload_and_prints_its_summary() {
 
 #[test]
 fn validate_rejects_from_stdin_with_code_field_and_sentence() {
-    let mut child = innohook()
-        .args(["validate", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
     let body = r#"{"id":"e","type":"whatsapp_message_status_updated","eventTime":"2023-05-25T10:31:08.167Z",
         "body":{"id":"1","accountName":"a","wabaId":"w","status":"failed","wamid":"m","sendPhone":"6"}}"#;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = validate_stdin(body);
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.starts_with("rejected: missing_error_data at body.errorData\n"),
         "{stdout}"
@@ -60,24 +44,6 @@ fn validate_on_a_missing_file_says_so_and_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/x.json"));
-}
-
-/// `innohook validate -` on `body`: its exit code and what it printed.
-fn validate_stdin(body: &str) -> (Option<i32>, String) {
-    let mut child = innohook()
-        .args(["validate", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.code(), String::from_utf8(out.stdout).unwrap())
 }
 
 #[test]

@@ -210,12 +210,13 @@ pub fn prune(
     })?;
     writeln!(
         out,
-        "{} {} events, {} messages, {} batches, {} inbound messages, {} dead letters.",
+        "{} {} events, {} messages, {} batches, {} inbound messages, {} template events, {} dead letters.",
         if dry_run { "Would remove" } else { "Removed" },
         pruned.events,
         pruned.messages,
         pruned.batches,
         pruned.inbound,
+        pruned.templates,
         pruned.dead_letters
     )?;
     for (sink, at) in &pruned.held_by {

@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use crate::event::{Status, counted_status};
 
 pub const EVENTS_RECEIVED: &str = "innohook_events_received_total";
+pub const TEMPLATE_EVENTS: &str = "innohook_template_events_total";
 pub const DUPLICATES: &str = "innohook_events_duplicate_total";
 pub const REJECTIONS: &str = "innohook_rejections_total";
 pub const UNAUTHORIZED: &str = "innohook_unauthorized_total";
@@ -84,6 +85,10 @@ fn describe() {
     describe_counter!(
         DUPLICATES,
         "Redelivered events recognised as duplicates, by type."
+    );
+    describe_counter!(
+        TEMPLATE_EVENTS,
+        "Templates' status and quality changes accepted, by kind (status, quality) and status (the template status or quality score; other for an undocumented one)."
     );
     describe_counter!(REJECTIONS, "Payloads rejected with 400, by code.");
     describe_counter!(UNAUTHORIZED, "Requests refused with 401.");

@@ -61,13 +61,7 @@ pub async fn prune_pass(
         if total.held_by.is_empty() {
             total.held_by = step.held_by.clone();
         }
-        for (table, n) in [
-            ("events", step.events),
-            ("messages", step.messages),
-            ("batches", step.batches),
-            ("inbound", step.inbound),
-            ("dead_letters", step.dead_letters),
-        ] {
+        for (table, n) in step.tables() {
             if n > 0 {
                 metrics::counter!(m::STORE_PRUNED, "table" => table).increment(n);
             }
@@ -96,12 +90,13 @@ pub async fn prune_forever(store: Arc<dyn Store>, policy: Retention) {
         }
         match prune_pass(store.as_ref(), &policy).await {
             Ok(p) => {
-                if p.events + p.messages + p.batches + p.inbound + p.dead_letters > 0 {
+                if p.total() > 0 {
                     tracing::info!(
                         events = p.events,
                         messages = p.messages,
                         batches = p.batches,
                         inbound = p.inbound,
+                        template_events = p.templates,
                         dead_letters = p.dead_letters,
                         "Pruned what the retention no longer keeps."
                     );

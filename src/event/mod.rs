@@ -44,8 +44,8 @@ pub const TYPES: [&str; 7] = [
 ];
 pub use template::{
     QualityScore, TEMPLATE_CATEGORY_TYPE, TEMPLATE_QUALITY_TYPE, TEMPLATE_STATUS_MISSPELLED_TYPE,
-    TEMPLATE_STATUS_TYPE, TemplateCategory, TemplateCategoryUpdate, TemplateQualityUpdate,
-    TemplateStatus, TemplateStatusUpdate,
+    TEMPLATE_STATUS_TYPE, TemplateCategory, TemplateCategoryUpdate, TemplateNews,
+    TemplateQualityUpdate, TemplateStatus, TemplateStatusUpdate,
 };
 pub use types::{
     Bucket, DedupKey, Envelope, Status, Timestamp, Warning, counted_status, format_time,
@@ -107,18 +107,33 @@ impl Event {
     }
 
     /// The keys under which a redelivery is recognised (see [`Envelope::dedup_keys`]).
-    fn dedup_keys(&self, envelope_id: &str) -> Vec<DedupKey> {
+    ///
+    /// Template and review events keep the key `other.rs` gave them before they were
+    /// typed (their bodies are kept whole for it), so a redelivery across the upgrade is
+    /// recognised; those that say what happened to what also have a key of that and of
+    /// `eventTime` (`docs/events.md`).
+    fn dedup_keys(&self, envelope_id: &str, event_time: Option<&Timestamp>) -> Vec<DedupKey> {
+        let (body, fact) = match self {
+            Self::MessageStatus(s) => return vec![s.dedup_key()],
+            Self::InboundMessage(m) => return m.dedup_keys(envelope_id),
+            Self::Other { body, .. } => (body, None),
+            Self::TemplateStatus(t) => (&t.body, t.fact_key(event_time)),
+            Self::TemplateQuality(q) => (&q.body, q.fact_key(event_time)),
+            Self::TemplateCategory(c) => (&c.body, None),
+            Self::PhoneNumberName(n) => (&n.body, n.fact_key(event_time)),
+            Self::AccountReview(r) => (&r.body, None),
+        };
+        let mut keys = vec![other::dedup_key(envelope_id, body)];
+        keys.extend(fact);
+        keys
+    }
+
+    /// What it says happened to a template, for a template's status or quality event.
+    pub fn template_news(&self) -> Option<TemplateNews<'_>> {
         match self {
-            Self::MessageStatus(s) => vec![s.dedup_key()],
-            Self::InboundMessage(m) => m.dedup_keys(envelope_id),
-            Self::Other { body, .. } => vec![other::dedup_key(envelope_id, body)],
-            // Keyed as `other.rs` keyed them before they were typed: their bodies are
-            // kept whole for it.
-            Self::TemplateStatus(t) => vec![other::dedup_key(envelope_id, &t.body)],
-            Self::TemplateQuality(q) => vec![other::dedup_key(envelope_id, &q.body)],
-            Self::TemplateCategory(c) => vec![other::dedup_key(envelope_id, &c.body)],
-            Self::PhoneNumberName(n) => vec![other::dedup_key(envelope_id, &n.body)],
-            Self::AccountReview(r) => vec![other::dedup_key(envelope_id, &r.body)],
+            Self::TemplateStatus(t) => Some(t.news()),
+            Self::TemplateQuality(q) => Some(q.news()),
+            _ => None,
         }
     }
 

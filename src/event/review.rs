@@ -9,8 +9,8 @@
 
 use serde_json::Value;
 
-use super::Warning;
 use super::parse::{Body, Rejection, warning};
+use super::{DedupKey, Timestamp, Warning};
 
 /// A sender display name's review changed state.
 pub const PHONE_NUMBER_NAME_TYPE: &str = "whatsapp_phone_number_name_update";
@@ -62,6 +62,19 @@ impl PhoneNumberNameUpdate {
     /// `body.rejectionReason`; `None` when `null`, empty or absent.
     pub fn rejection_reason(&self) -> Option<&RejectionReason> {
         self.rejection_reason.as_ref()
+    }
+
+    /// Its key as a fact: number, decision and name, at `eventTime`.
+    pub(super) fn fact_key(&self, event_time: Option<&Timestamp>) -> Option<DedupKey> {
+        DedupKey::fact(
+            "phone_number_name",
+            event_time,
+            &[
+                Some(&self.display_phone_number),
+                Some(self.decision.as_str()),
+                self.requested_name.as_deref(),
+            ],
+        )
     }
 
     /// Reads the body of a name update.

@@ -11,8 +11,8 @@
 
 use serde_json::Value;
 
-use super::Warning;
 use super::parse::{Body, Rejection, warning};
+use super::{DedupKey, Timestamp, Warning};
 
 /// A template's review status changed.
 pub const TEMPLATE_STATUS_TYPE: &str = "whatsapp_template_status_updated";
@@ -100,9 +100,19 @@ impl TemplateStatusUpdate {
     }
     /// Whether someone should look: the template was rejected, paused or disabled.
     pub fn is_alarming(&self) -> bool {
-        matches!(
-            self.status,
-            TemplateStatus::Rejected | TemplateStatus::Paused | TemplateStatus::Disabled
+        self.status.is_alarming()
+    }
+
+    /// Its key as a fact: template, language and status, at `eventTime`.
+    pub(super) fn fact_key(&self, event_time: Option<&Timestamp>) -> Option<DedupKey> {
+        DedupKey::fact(
+            "template_status",
+            event_time,
+            &[
+                Some(&self.template_id),
+                self.language.as_deref(),
+                Some(self.status.as_str()),
+            ],
         )
     }
 
@@ -249,7 +259,16 @@ impl TemplateQualityUpdate {
     }
     /// Whether someone should look: the template's quality is now low (RED).
     pub fn is_alarming(&self) -> bool {
-        self.new == QualityScore::Red
+        self.new.is_alarming()
+    }
+
+    /// Its key as a fact: template and new score, at `eventTime`.
+    pub(super) fn fact_key(&self, event_time: Option<&Timestamp>) -> Option<DedupKey> {
+        DedupKey::fact(
+            "template_quality",
+            event_time,
+            &[Some(&self.template_id), Some(self.new.as_str())],
+        )
     }
 
     /// Reads the body of a template quality event.
@@ -329,6 +348,8 @@ impl TemplateQualityUpdate {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TemplateCategoryUpdate {
     template_id: Option<String>,
+    new_category: Option<String>,
+    previous_category: Option<String>,
     pub(super) body: Value,
 }
 
@@ -336,6 +357,16 @@ impl TemplateCategoryUpdate {
     /// `body.templateId`, when the body has one (a string, or an integer with every digit).
     pub fn template_id(&self) -> Option<&str> {
         self.template_id.as_deref()
+    }
+    /// The category it says the template has now, when the body has one as a string:
+    /// `newCategory` (Meta's `new_category`, camel-cased as InnoPaaS writes the other
+    /// events' fields), else `category`. A guess, since the body is not documented.
+    pub fn new_category(&self) -> Option<&str> {
+        self.new_category.as_deref()
+    }
+    /// The category it says the template had, from `previousCategory` when a string.
+    pub fn previous_category(&self) -> Option<&str> {
+        self.previous_category.as_deref()
     }
     /// The body as sent.
     pub fn body(&self) -> &Value {
@@ -352,8 +383,19 @@ impl TemplateCategoryUpdate {
             .ok()
             .flatten()
             .filter(|id| !id.is_empty());
+        let text = |field: &str| {
+            value
+                .get(field)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let new_category = text("newCategory").or_else(|| text("category"));
+        let previous_category = text("previousCategory");
         Ok(Self {
             template_id,
+            new_category,
+            previous_category,
             body: value,
         })
     }
@@ -366,7 +408,76 @@ impl TemplateCategoryUpdate {
         if let Some(id) = self.template_id() {
             row("template id", id)?;
         }
+        if let Some(category) = self.new_category() {
+            let previous = self.previous_category().unwrap_or("-");
+            row("category", &format!("{previous} -> {category}"))?;
+        }
         row("body", "not documented by InnoPaaS: kept as sent")
+    }
+}
+
+/// What a template event says happened to its template, in a form the log, the metrics
+/// and the store share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateNews<'a> {
+    pub template_id: &'a str,
+    pub name: Option<&'a str>,
+    pub language: Option<&'a str>,
+    /// `status` or `quality`.
+    pub kind: &'static str,
+    /// The status or the new quality score, as sent.
+    pub value: &'a str,
+    /// The value as a metric label: a documented one, else `other` (so that a label's
+    /// values stay few).
+    pub label: &'static str,
+    /// Why, when the event says.
+    pub reason: Option<&'a str>,
+    /// Someone running campaigns must be told.
+    pub alarming: bool,
+}
+
+impl TemplateStatusUpdate {
+    /// What it says happened.
+    pub fn news(&self) -> TemplateNews<'_> {
+        TemplateNews {
+            template_id: &self.template_id,
+            name: self.template_name(),
+            language: self.language(),
+            kind: "status",
+            value: self.status.as_str(),
+            label: match &self.status {
+                TemplateStatus::Unknown(_) => "other",
+                TemplateStatus::Pending => "PENDING",
+                TemplateStatus::Approved => "APPROVED",
+                TemplateStatus::Rejected => "REJECTED",
+                TemplateStatus::Paused => "PAUSED",
+                TemplateStatus::Disabled => "DISABLED",
+            },
+            reason: self.reason(),
+            alarming: self.is_alarming(),
+        }
+    }
+}
+
+impl TemplateQualityUpdate {
+    /// What it says happened.
+    pub fn news(&self) -> TemplateNews<'_> {
+        TemplateNews {
+            template_id: &self.template_id,
+            name: self.template_name(),
+            language: self.language(),
+            kind: "quality",
+            value: self.new.as_str(),
+            label: match &self.new {
+                QualityScore::Unknown(_) => "other",
+                QualityScore::Green => "GREEN",
+                QualityScore::Yellow => "YELLOW",
+                QualityScore::Red => "RED",
+                QualityScore::Unrated => "UNKNOWN",
+            },
+            reason: None,
+            alarming: self.is_alarming(),
+        }
     }
 }
 
@@ -408,6 +519,11 @@ impl TemplateStatus {
             Self::Disabled => "DISABLED",
             Self::Unknown(s) => s,
         }
+    }
+    /// Whether the people running campaigns must be told: the template was rejected,
+    /// paused or disabled (an undocumented status is flagged instead).
+    pub fn is_alarming(&self) -> bool {
+        matches!(self, Self::Rejected | Self::Paused | Self::Disabled)
     }
 }
 
@@ -475,5 +591,9 @@ impl QualityScore {
             Self::Unrated => "UNKNOWN",
             Self::Unknown(s) => s,
         }
+    }
+    /// Whether the people running campaigns must be told: the quality is low (RED).
+    pub fn is_alarming(&self) -> bool {
+        *self == Self::Red
     }
 }

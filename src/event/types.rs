@@ -68,7 +68,7 @@ impl Envelope {
     /// known by more than one id (an inbound message: its envelope, and its wamid) is a
     /// duplicate when any of them was seen.
     pub fn dedup_keys(&self) -> Vec<DedupKey> {
-        self.event.dedup_keys(&self.id)
+        self.event.dedup_keys(&self.id, self.event_time.as_ref())
     }
 }
 
@@ -86,6 +86,33 @@ pub enum DedupKey {
     /// An inbound message, by its WhatsApp message id: the same message pushed under
     /// another envelope id is the same event.
     Inbound { wamid: String },
+    /// A template or review event, by what it says and when InnoPaaS says it happened:
+    /// the same news pushed again under another envelope id is the same event. `kind`
+    /// names the event type's key, `parts` its fields in a fixed order.
+    Fact {
+        kind: &'static str,
+        parts: Vec<String>,
+    },
+}
+
+impl DedupKey {
+    /// The key of a fact said at `event_time` (none without one: two pushes without a
+    /// time cannot be told to be the same news).
+    pub(super) fn fact(
+        kind: &'static str,
+        event_time: Option<&Timestamp>,
+        parts: &[Option<&str>],
+    ) -> Option<Self> {
+        let at = event_time?
+            .at()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut all: Vec<String> = parts
+            .iter()
+            .map(|p| p.unwrap_or_default().to_owned())
+            .collect();
+        all.push(at);
+        Some(Self::Fact { kind, parts: all })
+    }
 }
 
 /// `body.status`. Unknown values are kept, not refused.

@@ -71,6 +71,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(token: &str, store: Arc<dyn Stor
         .route("/api/inbound", get(inbound_page))
         .route("/api/inbound/{id}", get(inbound))
         .route("/api/conversations/{phone}", get(conversation))
+        .route("/api/templates", get(templates))
+        .route("/api/templates/{id}", get(template))
         .route("/api/openapi.json", get(openapi))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
@@ -265,28 +267,41 @@ async fn inbound_page(
     Ok(Json(json!({"inbound": page, "nextCursor": next})))
 }
 
-/// `GET /api/conversations/{phone}`: what was exchanged with one number, in time order:
-/// the messages sent to it (at their first status) and its own messages (as sent).
+/// `GET /api/conversations/{phone}`: what was exchanged with one number, in time order.
 async fn conversation(
     State(s): State<ApiState>,
     Path(phone): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     only_known(&q, &[])?;
+    match conversation_json(s.store.as_ref(), &phone)
+        .await
+        .map_err(read_failed)?
+    {
+        Some(c) => Ok(Json(c)),
+        None => Err(ApiError::Missing(format!(
+            "Nothing has been exchanged with {phone}."
+        ))),
+    }
+}
+
+/// A conversation as the API answers it (and the dashboard shows it): the messages sent
+/// to the number (at their first status) and its own messages (as sent), in time order;
+/// `None` when nothing was exchanged with it.
+pub async fn conversation_json(
+    store: &dyn Store,
+    phone: &str,
+) -> Result<Option<Value>, StoreError> {
     let theirs = crate::store::InboundQuery {
-        from: Some(phone.clone()),
+        from: Some(phone.to_owned()),
         limit: MAX_PAGE,
         ..Default::default()
     };
-    let (sent, received) = tokio::join!(
-        s.store.messages_by_phone(&phone),
-        s.store.inbound_page(&theirs)
-    );
-    let (sent, received) = (sent.map_err(read_failed)?, received.map_err(read_failed)?);
+    let (sent, received) =
+        tokio::join!(store.messages_by_phone(phone), store.inbound_page(&theirs));
+    let (sent, received) = (sent?, received?);
     if sent.is_empty() && received.is_empty() {
-        return Err(ApiError::Missing(format!(
-            "Nothing has been exchanged with {phone}."
-        )));
+        return Ok(None);
     }
     let mut items: Vec<(chrono::DateTime<chrono::Utc>, Value)> = sent
         .iter()
@@ -300,9 +315,39 @@ async fn conversation(
     // The store gives at most 100 messages sent to a number and this reads at most
     // MAX_PAGE of its own: say when a side may have been cut.
     let complete = sent.len() < 100 && received.len() < MAX_PAGE;
-    Ok(Json(
+    Ok(Some(
         json!({"phone": phone, "items": items, "complete": complete}),
     ))
+}
+
+/// `GET /api/templates`: every template heard of as its events leave it, those someone
+/// must look at first.
+async fn templates(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    only_known(&q, &[])?;
+    let all = s.store.templates().await.map_err(read_failed)?;
+    Ok(Json(json!({"templates": all})))
+}
+
+/// `GET /api/templates/{templateId}`: one template and its history, the latest first.
+async fn template(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    only_known(&q, &[])?;
+    match s.store.template(&id).await.map_err(read_failed)? {
+        Some((template, history)) => {
+            let mut answer = json!(template);
+            answer["history"] = json!(history);
+            Ok(Json(answer))
+        }
+        None => Err(ApiError::Missing(format!(
+            "No event about template {id} has been received."
+        ))),
+    }
 }
 
 /// `limit`: from 1 to [`MAX_PAGE`], 100 when not given.

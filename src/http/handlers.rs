@@ -61,6 +61,9 @@ pub async fn webhook(
                 Outcome::Accepted { .. } => {
                     m::event_received(env.event_type(), env.message_status().map(|s| s.status()))
                         .increment(1);
+                    if let Some(news) = env.event().template_news() {
+                        announce(&news);
+                    }
                     "accepted"
                 }
                 Outcome::Duplicate => {
@@ -180,5 +183,27 @@ pub async fn metrics(
 pub async fn not_found(State(state): State<Arc<AppState>>) -> ApiError {
     ApiError::NotFound {
         webhook_path: state.webhook_path.to_string(),
+    }
+}
+
+/// Counts a template's news, and says in the log what the people running campaigns must
+/// not miss (the dashboard's overview shows it too, until a later status supersedes it).
+fn announce(news: &crate::event::TemplateNews<'_>) {
+    metrics::counter!(m::TEMPLATE_EVENTS, "kind" => news.kind, "status" => news.label).increment(1);
+    if news.alarming {
+        tracing::warn!(
+            template_id = news.template_id,
+            template_name = news.name.unwrap_or("-"),
+            language = news.language.unwrap_or("-"),
+            reason = news.reason.unwrap_or("none"),
+            "Template {} is now {}{}: campaigns sending it need attention (the dashboard's Templates page has its history).",
+            news.name.unwrap_or(news.template_id),
+            if news.kind == "quality" {
+                "of quality "
+            } else {
+                ""
+            },
+            news.value,
+        );
     }
 }

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use super::sql::Value;
-use super::{Counted, StoredEvent, counted_status};
+use super::sql::{self, SideTable, Value};
+use super::{Counted, StoredEvent, TemplateEventKind, counted_status};
 use crate::event::tracking::{
     BatchDeltas, Message, RecordedWarning, StatusUpdate, Tracked, hour_of, track,
 };
-use crate::event::{Accepted, DedupKey, Status};
+use crate::event::{Accepted, DedupKey, Event, QualityScore, Status, TemplateCategory};
 
 /// An accepted event, ready to store.
 #[derive(Debug)]
@@ -31,39 +31,28 @@ pub struct Incoming {
     pub warnings: Vec<RecordedWarning>,
     /// The request body, byte for byte.
     pub body: Bytes,
-    /// What an inbound message stores beside its event.
-    pub inbound: Option<InboundRow>,
+    /// What it stores beside its event: an inbound message, a template's news.
+    pub side: Option<SideRow>,
 }
 
-/// An inbound message's row, beside its event.
+/// A row some events keep in a table of their own beside their event row, written in
+/// the same transaction.
 #[derive(Debug, Clone)]
-pub struct InboundRow {
-    pub id: Option<String>,
-    pub wamid: String,
-    pub from: String,
-    pub to: Option<String>,
-    pub sent_at: DateTime<Utc>,
-    pub content_type: String,
-    pub summary: String,
-    pub reply_to: Option<String>,
+pub struct SideRow {
+    pub table: &'static SideTable,
+    /// The values between the seq and the receipt time, in the table's column order.
+    values: Vec<Value<'static>>,
 }
 
-impl InboundRow {
-    /// Its values: `seq, message_id, wamid, from_phone, to_phone, sent_at, content_type,
-    /// summary, reply_to, received_at`.
-    pub fn values(&self, seq: i64, received_at: DateTime<Utc>) -> [Value<'_>; 10] {
-        [
-            seq.into(),
-            self.id.as_deref().into(),
-            self.wamid.as_str().into(),
-            self.from.as_str().into(),
-            self.to.as_deref().into(),
-            self.sent_at.into(),
-            self.content_type.as_str().into(),
-            self.summary.as_str().into(),
-            self.reply_to.as_deref().into(),
-            received_at.into(),
-        ]
+impl SideRow {
+    /// Its values in the table's column order.
+    pub fn values(&self, seq: i64, received_at: DateTime<Utc>) -> Vec<Value<'_>> {
+        let mut all = Vec::with_capacity(self.values.len() + 2);
+        all.push(seq.into());
+        all.extend(self.values.iter().map(Value::borrowed));
+        all.push(received_at.into());
+        debug_assert_eq!(all.len(), self.table.columns.len());
+        all
     }
 }
 
@@ -87,7 +76,7 @@ impl Incoming {
                 .map(RecordedWarning::from)
                 .collect(),
             body,
-            inbound: inbound_row(accepted),
+            side: side_row(accepted),
         }
     }
 
@@ -137,26 +126,72 @@ impl Incoming {
     }
 }
 
-/// The row an inbound message stores beside its event.
-fn inbound_row(accepted: &Accepted) -> Option<InboundRow> {
+/// What an event stores beside its own row, if anything.
+fn side_row(accepted: &Accepted) -> Option<SideRow> {
     let env = &accepted.envelope;
-    let m = env.inbound_message()?;
-    // When the customer sent it; without a sendTime, when InnoPaaS says it happened,
-    // else now (it is being stored).
-    let sent_at = m
-        .send_time()
-        .or(env.event_time())
-        .map_or_else(Utc::now, |t| t.at());
-    Some(InboundRow {
-        id: m.message_id().map(str::to_owned),
-        wamid: m.wamid().to_owned(),
-        from: m.from().to_owned(),
-        to: m.to().map(str::to_owned),
-        sent_at,
-        content_type: m.content_type().to_owned(),
-        summary: m.summary(),
-        reply_to: m.reply_to().map(str::to_owned),
-    })
+    // When InnoPaaS says it happened, else now (it is being stored).
+    let event_time = env.event_time().map_or_else(Utc::now, |t| t.at());
+    let text = |s: Option<&str>| -> Value<'static> { s.map(str::to_owned).into() };
+    let (table, values) = match env.event() {
+        Event::InboundMessage(m) => (
+            &sql::INBOUND,
+            vec![
+                text(m.message_id()),
+                m.wamid().to_owned().into(),
+                m.from().to_owned().into(),
+                text(m.to()),
+                // When the customer sent it; without a sendTime, the event's time.
+                m.send_time().map_or(event_time, |t| t.at()).into(),
+                m.content_type().to_owned().into(),
+                m.summary().into(),
+                text(m.reply_to()),
+            ],
+        ),
+        Event::TemplateStatus(t) => (
+            &sql::TEMPLATE_EVENTS,
+            vec![
+                t.template_id().to_owned().into(),
+                TemplateEventKind::Status.as_str().into(),
+                t.status().as_str().to_owned().into(),
+                Value::Null,
+                text(t.template_name()),
+                text(t.language()),
+                text(t.category().map(TemplateCategory::as_str)),
+                text(t.reason()),
+                event_time.into(),
+            ],
+        ),
+        Event::TemplateQuality(q) => (
+            &sql::TEMPLATE_EVENTS,
+            vec![
+                q.template_id().to_owned().into(),
+                TemplateEventKind::Quality.as_str().into(),
+                q.new_quality().as_str().to_owned().into(),
+                text(q.previous_quality().map(QualityScore::as_str)),
+                text(q.template_name()),
+                text(q.language()),
+                Value::Null,
+                Value::Null,
+                event_time.into(),
+            ],
+        ),
+        Event::TemplateCategory(c) => (
+            &sql::TEMPLATE_EVENTS,
+            vec![
+                c.template_id()?.to_owned().into(),
+                TemplateEventKind::Category.as_str().into(),
+                text(c.new_category()),
+                text(c.previous_category()),
+                Value::Null,
+                Value::Null,
+                text(c.new_category()),
+                Value::Null,
+                event_time.into(),
+            ],
+        ),
+        _ => return None,
+    };
+    Some(SideRow { table, values })
 }
 
 /// How the `dedup` table spells a key (as every store since schema v1 has).
@@ -173,6 +208,7 @@ pub fn dedup_text(key: &DedupKey) -> String {
             format!("other\u{1f}{envelope_id}\u{1f}{hex}")
         }
         DedupKey::Inbound { wamid } => format!("inbound\u{1f}{wamid}"),
+        DedupKey::Fact { kind, parts } => format!("fact\u{1f}{kind}\u{1f}{}", parts.join("\u{1f}")),
     }
 }
 

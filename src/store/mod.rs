@@ -177,6 +177,13 @@ pub trait Queries: Send + Sync {
 
     /// How many of a batch's messages were answered (a reply or a reaction to them).
     async fn replied(&self, uid: &str) -> StoreResult<i64>;
+
+    /// Every template heard of, as its events leave it: those someone must look at
+    /// first, then the latest changed first.
+    async fn templates(&self) -> StoreResult<Vec<Template>>;
+
+    /// One template as its events leave it, and its events, the latest first.
+    async fn template(&self, id: &str) -> StoreResult<Option<(Template, Vec<TemplateEvent>)>>;
 }
 
 /// Pruning: the retention, written once for every backend ([`prune`]).

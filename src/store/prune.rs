@@ -58,6 +58,8 @@ struct Aged {
     table: &'static str,
     key: &'static str,
     time: &'static str,
+    /// What else a row `o` must be to go (`""`: nothing).
+    and: &'static str,
     count: Counter,
 }
 
@@ -66,12 +68,26 @@ const INBOUND: Aged = Aged {
     table: "inbound",
     key: "seq",
     time: "received_at",
+    and: "",
     count: |p| &mut p.inbound,
+};
+/// What templates' events said, as long as messages; but never what a template's
+/// status, quality or category is now (its latest event of that kind), so that a paused
+/// template stays paused on the dashboard however long ago it was paused.
+const TEMPLATE_EVENTS: Aged = Aged {
+    table: "template_events",
+    key: "seq",
+    time: "received_at",
+    and: " AND EXISTS (SELECT 1 FROM template_events n
+             WHERE n.template_id = o.template_id AND n.kind = o.kind
+             AND (n.event_time > o.event_time OR (n.event_time = o.event_time AND n.seq > o.seq)))",
+    count: |p| &mut p.templates,
 };
 const DEAD_LETTERS: Aged = Aged {
     table: "dead_letters",
     key: "id",
     time: "created_at",
+    and: "",
     count: |p| &mut p.dead_letters,
 };
 
@@ -207,20 +223,22 @@ async fn step<B: Sql>(
     // Tables whose rows go by a time of their own, the oldest first.
     for (aged, keep) in [
         (&INBOUND, policy.messages),
+        (&TEMPLATE_EVENTS, policy.messages),
         (&DEAD_LETTERS, policy.dead_letters),
     ] {
         let Some(cut) = cutoff(now, keep) else {
             continue;
         };
-        let (table, key, time) = (aged.table, aged.key, aged.time);
+        let (table, key, time, and) = (aged.table, aged.key, aged.time, aged.and);
         if dry_run {
-            let sql = format!("SELECT count(*) FROM {table} WHERE {time} < $1");
+            let sql = format!("SELECT count(*) FROM {table} o WHERE o.{time} < $1{and}");
             *(aged.count)(&mut out) = count(b, sql, vec![cut.into()]).await?;
         } else {
             removals.push(Statement::new(
                 format!(
                     "DELETE FROM {table} WHERE {key} IN
-                         (SELECT {key} FROM {table} WHERE {time} < $1 ORDER BY {key} LIMIT $2)"
+                         (SELECT o.{key} FROM {table} o WHERE o.{time} < $1{and}
+                          ORDER BY o.{key} LIMIT $2)"
                 ),
                 vec![cut.into(), int(limit)],
             ));
@@ -238,6 +256,7 @@ async fn step<B: Sql>(
     out.done = dry_run
         || (out.events < limit as u64
             && out.inbound < limit as u64
+            && out.templates < limit as u64
             && out.dead_letters < limit as u64
             && next.messages_after.is_none()
             && next.batches_after.is_none());

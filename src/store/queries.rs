@@ -8,7 +8,7 @@ use super::sql::{self, Query, Sql, Value, int, one};
 use super::{
     BatchHour, BatchQuery, Counted, DeadLetter, DeadLetterEntry, DeadLetterQuery, EventQuery,
     HourCount, Inbound, InboundQuery, Queries, SinkState, StoreError, StoreResult, StoredEvent,
-    TIMELINE_HOURS,
+    TIMELINE_HOURS, Template, TemplateEvent,
 };
 use crate::event::Status;
 use crate::event::tracking::{Batch, Message, hour_of, hour_start};
@@ -330,5 +330,40 @@ impl<B: Sql> Queries for B {
         )
         .await?;
         Ok(counted.unwrap_or(0))
+    }
+
+    async fn templates(&self) -> StoreResult<Vec<Template>> {
+        let sql = format!(
+            "SELECT {} FROM template_events t ORDER BY t.event_time, t.seq",
+            sql::TEMPLATE_EVENT_COLUMNS
+        );
+        let events = self
+            .rows(Query::new(sql, vec![], sql::template_event))
+            .await?;
+        let mut all = Template::fold(events);
+        all.sort_by(|a, b| {
+            (b.alarming, b.updated_at, &a.id).cmp(&(a.alarming, a.updated_at, &b.id))
+        });
+        Ok(all)
+    }
+
+    async fn template(&self, id: &str) -> StoreResult<Option<(Template, Vec<TemplateEvent>)>> {
+        let sql = format!(
+            "SELECT {} FROM template_events t WHERE t.template_id = $1
+             ORDER BY t.event_time, t.seq",
+            sql::TEMPLATE_EVENT_COLUMNS
+        );
+        let mut events = self
+            .rows(Query::new(
+                sql,
+                vec![id.to_owned().into()],
+                sql::template_event,
+            ))
+            .await?;
+        let Some(template) = Template::fold(events.iter().cloned()).pop() else {
+            return Ok(None);
+        };
+        events.reverse();
+        Ok(Some((template, events)))
     }
 }

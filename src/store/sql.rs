@@ -78,6 +78,18 @@ impl Value<'_> {
             Self::Bytes(b) => Value::Bytes(Cow::Owned(b.into_owned())),
         }
     }
+
+    /// The same value, borrowing what it owns.
+    pub fn borrowed(&self) -> Value<'_> {
+        match self {
+            Self::Null => Value::Null,
+            Self::Int(n) => Value::Int(*n),
+            Self::Bool(b) => Value::Bool(*b),
+            Self::Text(s) => Value::Text(Cow::Borrowed(s)),
+            Self::Time(t) => Value::Time(*t),
+            Self::Bytes(b) => Value::Bytes(Cow::Borrowed(b)),
+        }
+    }
 }
 
 /// A count or a limit as a parameter.
@@ -242,11 +254,12 @@ pub async fn one<B: Sql + ?Sized, T: Send + 'static>(
 }
 
 /// The tables whose rows the store's metrics count.
-pub const SIZED_TABLES: [&str; 6] = [
+pub const SIZED_TABLES: [&str; 7] = [
     "events",
     "messages",
     "batches",
     "inbound",
+    "template_events",
     "dead_letters",
     "dedup",
 ];
@@ -469,9 +482,100 @@ CREATE INDEX inbound_reply_to ON inbound (reply_to) WHERE reply_to IS NOT NULL;
 CREATE INDEX inbound_from ON inbound (from_phone, seq);
 ";
 
-/// The columns an inbound row is written in ([`super::ingest::InboundRow::values`]).
-pub const INBOUND_WRITE: &str = "seq, message_id, wamid, from_phone, to_phone, sent_at, \
-     content_type, summary, reply_to, received_at";
+/// What a column of a [`SideTable`] holds (PostgreSQL's bulk insert casts to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Int,
+    Text,
+    Time,
+}
+
+/// A table with a row beside some events, written in the event's transaction: its
+/// columns in the order [`super::ingest::SideRow`] gives their values. The first is the
+/// event's seq, the last the time it was received.
+#[derive(Debug)]
+pub struct SideTable {
+    pub name: &'static str,
+    pub columns: &'static [(&'static str, Kind)],
+}
+
+impl SideTable {
+    /// Its column names, comma-separated.
+    pub fn names(&self) -> String {
+        let names: Vec<&str> = self.columns.iter().map(|(n, _)| *n).collect();
+        names.join(", ")
+    }
+
+    /// The statement that inserts one row.
+    pub fn insert(&self) -> String {
+        format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            self.name,
+            self.names(),
+            placeholders(1, self.columns.len())
+        )
+    }
+}
+
+/// Customers' inbound messages.
+pub static INBOUND: SideTable = SideTable {
+    name: "inbound",
+    columns: &[
+        ("seq", Kind::Int),
+        ("message_id", Kind::Text),
+        ("wamid", Kind::Text),
+        ("from_phone", Kind::Text),
+        ("to_phone", Kind::Text),
+        ("sent_at", Kind::Time),
+        ("content_type", Kind::Text),
+        ("summary", Kind::Text),
+        ("reply_to", Kind::Text),
+        ("received_at", Kind::Time),
+    ],
+};
+
+/// What templates' status, quality and category events said, one row each.
+pub static TEMPLATE_EVENTS: SideTable = SideTable {
+    name: "template_events",
+    columns: &[
+        ("seq", Kind::Int),
+        ("template_id", Kind::Text),
+        ("kind", Kind::Text),
+        ("value", Kind::Text),
+        ("previous", Kind::Text),
+        ("template_name", Kind::Text),
+        ("language", Kind::Text),
+        ("category", Kind::Text),
+        ("reason", Kind::Text),
+        ("event_time", Kind::Time),
+        ("received_at", Kind::Time),
+    ],
+};
+
+/// How a template's events are found: by template, in the order they happened.
+pub const TEMPLATE_INDEXES: &str = "
+CREATE INDEX template_events_template ON template_events (template_id, event_time, seq);
+";
+
+/// A template event's row, in [`template_event`] order.
+pub const TEMPLATE_EVENT_COLUMNS: &str = "t.seq, t.template_id, t.kind, t.value, t.previous, \
+     t.template_name, t.language, t.category, t.reason, t.event_time, t.received_at";
+
+pub fn template_event(r: &dyn Row) -> StoreResult<super::TemplateEvent> {
+    Ok(super::TemplateEvent {
+        seq: r.req_int(0)?,
+        template_id: r.string(1)?,
+        kind: super::TemplateEventKind::parse(&r.string(2)?)?,
+        value: r.opt_string(3)?,
+        previous: r.opt_string(4)?,
+        name: r.opt_string(5)?,
+        language: r.opt_string(6)?,
+        category: r.opt_string(7)?,
+        reason: r.opt_string(8)?,
+        event_time: r.req_time(9)?,
+        received_at: r.req_time(10)?,
+    })
+}
 
 /// An inbound row, in [`inbound`] order.
 pub const INBOUND_COLUMNS: &str = "i.seq, i.message_id, i.wamid, i.from_phone, i.to_phone, \

@@ -249,6 +249,8 @@ pub struct Pruned {
     pub batches: u64,
     /// Customers' inbound messages (kept as long as messages).
     pub inbound: u64,
+    /// Templates' events no longer their template's latest of their kind.
+    pub templates: u64,
     pub dead_letters: u64,
     /// The pass is complete: nothing more is due now.
     #[serde(skip)]
@@ -260,11 +262,29 @@ pub struct Pruned {
 }
 
 impl Pruned {
+    /// What it counts, by table.
+    pub fn tables(&self) -> [(&'static str, u64); 6] {
+        [
+            ("events", self.events),
+            ("messages", self.messages),
+            ("batches", self.batches),
+            ("inbound", self.inbound),
+            ("template_events", self.templates),
+            ("dead_letters", self.dead_letters),
+        ]
+    }
+
+    /// How many rows it counts in all.
+    pub fn total(&self) -> u64 {
+        self.tables().iter().map(|(_, n)| n).sum()
+    }
+
     pub fn add(&mut self, other: &Pruned) {
         self.events += other.events;
         self.messages += other.messages;
         self.batches += other.batches;
         self.inbound += other.inbound;
+        self.templates += other.templates;
         self.dead_letters += other.dead_letters;
     }
 }
@@ -490,4 +510,163 @@ pub struct InboundQuery {
     /// Only those stored before this seq.
     pub before: Option<i64>,
     pub limit: usize,
+}
+
+/// What a template event said of its template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateEventKind {
+    /// Its review status (`whatsapp_template_status_updated`).
+    Status,
+    /// Its quality score (`message_template_quality_update`).
+    Quality,
+    /// Its category (`template_category_update`).
+    Category,
+}
+
+impl TemplateEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Quality => "quality",
+            Self::Category => "category",
+        }
+    }
+    pub fn parse(s: &str) -> StoreResult<Self> {
+        Ok(match s {
+            "status" => Self::Status,
+            "quality" => Self::Quality,
+            "category" => Self::Category,
+            other => {
+                return Err(StoreError::Backend(format!(
+                    "template event of an unknown kind {other:?}"
+                )));
+            }
+        })
+    }
+}
+
+/// A template event, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateEvent {
+    /// The seq of the event.
+    pub seq: i64,
+    pub template_id: String,
+    pub kind: TemplateEventKind,
+    /// The status, the new quality score or the new category, as sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The previous quality score or category, when it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When InnoPaaS says it happened (`eventTime`; else when it was received).
+    #[serde(with = "crate::event::time_format")]
+    pub event_time: DateTime<Utc>,
+    #[serde(with = "crate::event::time_format")]
+    pub received_at: DateTime<Utc>,
+}
+
+/// A template as its events leave it: each of its status, quality and category is the
+/// one of the latest event (by `eventTime`, then seq) that says it, whatever order they
+/// arrived in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Template {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Its review status, as sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Why, when the latest status event says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(
+        serialize_with = "optional_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub status_at: Option<DateTime<Utc>>,
+    /// Its quality score, as sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<String>,
+    #[serde(
+        serialize_with = "optional_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub quality_at: Option<DateTime<Utc>>,
+    /// Its latest event's time.
+    #[serde(with = "crate::event::time_format")]
+    pub updated_at: DateTime<Utc>,
+    /// Someone must look: it is rejected, paused or disabled, or its quality is RED.
+    pub alarming: bool,
+}
+
+impl Template {
+    /// The templates `events` leave, each event applied in the order given (which must
+    /// be by `eventTime`, then seq).
+    pub fn fold(events: impl IntoIterator<Item = TemplateEvent>) -> Vec<Template> {
+        let mut all: std::collections::BTreeMap<String, Template> = Default::default();
+        for e in events {
+            let t = all
+                .entry(e.template_id.clone())
+                .or_insert_with(|| Template {
+                    id: e.template_id.clone(),
+                    name: None,
+                    language: None,
+                    category: None,
+                    status: None,
+                    reason: None,
+                    status_at: None,
+                    quality: None,
+                    quality_at: None,
+                    updated_at: e.event_time,
+                    alarming: false,
+                });
+            t.apply(e);
+        }
+        all.into_values().collect()
+    }
+
+    fn apply(&mut self, e: TemplateEvent) {
+        use crate::event::{QualityScore, TemplateStatus};
+        self.name = e.name.or(self.name.take());
+        self.language = e.language.or(self.language.take());
+        self.updated_at = self.updated_at.max(e.event_time);
+        match e.kind {
+            TemplateEventKind::Status => {
+                self.category = e.category.or(self.category.take());
+                self.status = e.value;
+                self.reason = e.reason;
+                self.status_at = Some(e.event_time);
+            }
+            TemplateEventKind::Quality => {
+                self.quality = e.value;
+                self.quality_at = Some(e.event_time);
+            }
+            TemplateEventKind::Category => {
+                self.category = e.value.or(self.category.take());
+            }
+        }
+        self.alarming = self
+            .status
+            .as_deref()
+            .is_some_and(|s| TemplateStatus::parse(s).is_alarming())
+            || self
+                .quality
+                .as_deref()
+                .is_some_and(|q| QualityScore::parse(q).is_alarming());
+    }
 }

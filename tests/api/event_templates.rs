@@ -165,6 +165,32 @@ fn category_update_is_typed_and_its_body_kept() {
     };
     assert_eq!(c.template_id(), Some("900000000000079"));
     assert_eq!(c.body(), &json(CATEGORY_UPDATE)["body"]);
+    assert_eq!(c.new_category(), Some("MARKETING"));
+    assert_eq!(c.previous_category(), Some("UTILITY"));
+    // The guessed fields are read only as strings, `category` when there is no
+    // `newCategory`; nothing is refused or flagged.
+    let read = |v: Value| match parse(&bytes(v)).unwrap().envelope.event() {
+        Event::TemplateCategory(c) => (
+            c.new_category().map(str::to_owned),
+            c.previous_category().map(str::to_owned),
+        ),
+        other => panic!("{other:?}"),
+    };
+    let only_category = set(
+        remove(json(CATEGORY_UPDATE), "body.newCategory"),
+        "body.category",
+        json!("UTILITY"),
+    );
+    assert_eq!(
+        read(only_category),
+        (Some("UTILITY".into()), Some("UTILITY".into()))
+    );
+    let numbers = set(
+        set(json(CATEGORY_UPDATE), "body.newCategory", json!(2)),
+        "body.previousCategory",
+        json!(1),
+    );
+    assert_eq!(read(numbers), (None, None));
 }
 
 #[test]
@@ -202,6 +228,7 @@ fn validate_prints_each_typed_form() {
             "accepted: template_category_update event f6b8d0e2-5a7c-4e9f-8b1d-3c4d5e6f7081",
             &[
                 "  template id   900000000000079",
+                "  category      UTILITY -> MARKETING",
                 "  body          not documented by InnoPaaS: kept as sent",
             ][..],
         ),
@@ -886,23 +913,24 @@ fn a_template_id_keeps_every_digit() {
 }
 
 /// Before these types were typed they were `Other`, keyed by envelope id and body digest:
-/// typed, each keeps exactly that key, so a redelivery of an event stored before is
-/// recognised.
+/// typed, each keeps exactly that key first, so a redelivery of an event stored before is
+/// recognised. The events that say what happened to what also have a key of that and of
+/// `eventTime`: the same news under another envelope id is a duplicate.
 #[test]
-fn each_keeps_the_dedup_key_it_had_as_an_untyped_event() {
+fn each_keeps_the_dedup_key_it_had_as_an_untyped_event_and_adds_its_fact() {
     let misspelled = set(
         json(TEMPLATE_STATUS),
         "type",
         json!("whatsapp_template_status_update"),
     )
     .to_string();
-    for text in [
-        TEMPLATE_STATUS,
-        TEMPLATE_QUALITY,
-        CATEGORY_UPDATE,
-        NAME_UPDATE,
-        ACCOUNT_REVIEW,
-        misspelled.as_str(),
+    for (text, facts) in [
+        (TEMPLATE_STATUS, 1),
+        (TEMPLATE_QUALITY, 1),
+        (CATEGORY_UPDATE, 0),
+        (NAME_UPDATE, 1),
+        (ACCOUNT_REVIEW, 0),
+        (misspelled.as_str(), 1),
     ] {
         let typed = parse(text.as_bytes()).unwrap().envelope;
         assert!(
@@ -912,9 +940,13 @@ fn each_keeps_the_dedup_key_it_had_as_an_untyped_event() {
         );
         let untyped = untyped(text);
         assert!(matches!(untyped.event(), Event::Other { .. }));
-        assert_eq!(typed.dedup_keys(), untyped.dedup_keys(), "{text}");
-        assert_eq!(typed.dedup_keys().len(), 1);
+        let keys = typed.dedup_keys();
+        assert_eq!(keys[0], untyped.dedup_key(), "{text}");
+        assert_eq!(keys.len(), 1 + facts, "{text}: {keys:?}");
         assert!(matches!(typed.dedup_key(), DedupKey::Other { .. }));
+        // Without an eventTime, nothing says two pushes are the same news.
+        let timeless = parse(&bytes(remove(json(text), "eventTime"))).unwrap();
+        assert_eq!(timeless.envelope.dedup_keys().len(), 1, "{text}");
     }
     // Another envelope id or another body is another event.
     let key = |v: Value| parse(&bytes(v)).unwrap().envelope.dedup_key();
@@ -930,6 +962,47 @@ fn each_keeps_the_dedup_key_it_had_as_an_untyped_event() {
             "body.templateStatus",
             json!("APPROVED")
         ))
+    );
+    // The fact: the same under another envelope id, or with the same instant written
+    // otherwise; another status, template or time is another fact.
+    let fact = |v: Value| {
+        parse(&bytes(v))
+            .unwrap()
+            .envelope
+            .dedup_keys()
+            .pop()
+            .unwrap()
+    };
+    let base = fact(json(TEMPLATE_STATUS));
+    assert!(matches!(base, DedupKey::Fact { .. }));
+    assert_eq!(
+        base,
+        fact(set(json(TEMPLATE_STATUS), "id", json!("other-id")))
+    );
+    assert_eq!(
+        base,
+        fact(set(
+            json(TEMPLATE_STATUS),
+            "eventTime",
+            json!("2025-03-04 09:01:12.087")
+        ))
+    );
+    for (path, value) in [
+        ("body.templateStatus", json!("APPROVED")),
+        ("body.templateId", json!("900000000000099")),
+        ("eventTime", json!("2025-03-04T09:01:13.087Z")),
+    ] {
+        assert_ne!(
+            base,
+            fact(set(json(TEMPLATE_STATUS), path, value)),
+            "{path}"
+        );
+    }
+    let base = fact(json(NAME_UPDATE));
+    assert_eq!(base, fact(set(json(NAME_UPDATE), "id", json!("other-id"))));
+    assert_ne!(
+        base,
+        fact(set(json(NAME_UPDATE), "body.decision", json!("APPROVED")))
     );
 }
 

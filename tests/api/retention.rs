@@ -186,15 +186,15 @@ async fn the_prune_command_says_what_it_removes() {
     };
     assert_eq!(
         run(&["prune", "--dry-run"]),
-        "Would remove 2 events, 3 messages, 1 batches, 0 inbound messages, 0 dead letters.\n"
+        "Would remove 2 events, 3 messages, 1 batches, 0 inbound messages, 0 template events, 0 dead letters.\n"
     );
     assert_eq!(
         run(&["prune"]),
-        "Removed 2 events, 3 messages, 1 batches, 0 inbound messages, 0 dead letters.\n"
+        "Removed 2 events, 3 messages, 1 batches, 0 inbound messages, 0 template events, 0 dead letters.\n"
     );
     assert_eq!(
         run(&["prune", "--dry-run"]),
-        "Would remove 0 events, 0 messages, 0 batches, 0 inbound messages, 0 dead letters.\n"
+        "Would remove 0 events, 0 messages, 0 batches, 0 inbound messages, 0 template events, 0 dead letters.\n"
     );
 }
 

@@ -135,6 +135,7 @@ contract!(
     a_message_row_missing_its_error_status_is_an_error,
     a_reply_is_linked_whichever_comes_first,
     a_batch_counts_the_messages_answered_in_a_shuffled_stream_with_duplicates,
+    a_template_is_what_its_latest_events_say_whatever_their_order,
 );
 
 fn parsed(v: &Value) -> (Accepted, Bytes) {
@@ -1487,4 +1488,141 @@ async fn a_batch_counts_the_messages_answered_in_a_shuffled_stream_with_duplicat
     );
     assert_eq!(store.replied("nobody").await.unwrap(), 0);
     store.close().await;
+}
+
+/// A template event: `kind` "status" (value a template status) or "quality" (value a
+/// quality score), of template `id`, said at `at`.
+fn template_event(env: &str, id: &str, kind: &str, value: &str, at: &str) -> Value {
+    let (event_type, body) = match kind {
+        "status" => (
+            "whatsapp_template_status_updated",
+            json!({"accountName": "acct", "wabaId": "waba", "templateId": id,
+                   "templateName": format!("name_{id}"), "templateLanguage": "en_US",
+                   "category": "MARKETING", "templateStatus": value,
+                   "reason": if value == "REJECTED" { "INVALID_FORMAT" } else { "NONE" }}),
+        ),
+        _ => (
+            "message_template_quality_update",
+            json!({"wabaId": "waba", "templateId": id, "templateName": format!("name_{id}"),
+                   "templateLanguage": "en_US", "previousQualityScore": "GREEN",
+                   "newQualityScore": value}),
+        ),
+    };
+    json!({"id": env, "type": event_type, "eventTime": at, "body": body})
+}
+
+/// Each of a template's status, quality and category is the latest (by eventTime) event's
+/// that says it, in whichever order the events came and to whichever replica; the same
+/// news under another envelope id is a duplicate; the history is kept newest first, and
+/// the retention removes only what is no longer any template's latest.
+async fn a_template_is_what_its_latest_events_say_whatever_their_order(b: &impl Backend) {
+    let one = b.open().await;
+    let other = if b.replicas() {
+        b.open().await
+    } else {
+        one.clone()
+    };
+    let events = [
+        template_event("t1", "77", "status", "PENDING", "2026-03-01T10:00:00.000Z"),
+        template_event("t2", "77", "status", "APPROVED", "2026-03-01T11:00:00.000Z"),
+        template_event("t3", "77", "status", "PAUSED", "2026-03-02T09:00:00.000Z"),
+        template_event("t4", "77", "quality", "RED", "2026-03-02T08:00:00.000Z"),
+        template_event("t5", "78", "status", "APPROVED", "2026-03-01T12:00:00.000Z"),
+        template_event("t6", "78", "quality", "YELLOW", "2026-03-01T13:00:00.000Z"),
+        json!({"id": "t7", "type": "template_category_update", "eventTime": "2026-03-03T00:00:00.000Z",
+               "body": {"templateId": "78", "previousCategory": "MARKETING", "newCategory": "UTILITY"}}),
+    ];
+    // The latest of 77's statuses comes first, its oldest last.
+    for (i, e) in [2, 5, 0, 6, 3, 4, 1].into_iter().enumerate() {
+        let store = if i % 2 == 0 { &one } else { &other };
+        assert!(
+            matches!(accept(store, &events[e]).await, Outcome::Accepted { .. }),
+            "{e}"
+        );
+    }
+    // The same news again under another envelope id.
+    let mut again = events[2].clone();
+    again["id"] = json!("t3-again");
+    assert_eq!(accept(&other, &again).await, Outcome::Duplicate);
+
+    for store in [&one, &other] {
+        let all = store.templates().await.unwrap();
+        assert_eq!(all.len(), 2, "{all:?}");
+        let (t77, t78) = (&all[0], &all[1]);
+        assert_eq!(t77.id, "77", "the alarming first");
+        assert_eq!(
+            (t77.status.as_deref(), t77.quality.as_deref(), t77.alarming),
+            (Some("PAUSED"), Some("RED"), true)
+        );
+        assert_eq!(t77.reason, None);
+        assert_eq!(t77.name.as_deref(), Some("name_77"));
+        assert_eq!(t77.language.as_deref(), Some("en_US"));
+        assert_eq!(t77.category.as_deref(), Some("MARKETING"));
+        assert_eq!(
+            t77.status_at.map(|t| t.to_rfc3339()),
+            Some("2026-03-02T09:00:00+00:00".into())
+        );
+        assert_eq!(
+            (t78.status.as_deref(), t78.quality.as_deref(), t78.alarming),
+            (Some("APPROVED"), Some("YELLOW"), false)
+        );
+        assert_eq!(
+            t78.category.as_deref(),
+            Some("UTILITY"),
+            "the category update"
+        );
+        let (t, history) = store.template("77").await.unwrap().expect("77");
+        assert_eq!(&t, t77);
+        let said: Vec<_> = history
+            .iter()
+            .map(|e| e.value.as_deref().unwrap())
+            .collect();
+        assert_eq!(
+            said,
+            ["PAUSED", "RED", "APPROVED", "PENDING"],
+            "newest first"
+        );
+        assert_eq!(history[1].previous.as_deref(), Some("GREEN"));
+        assert!(store.template("79").await.unwrap().is_none());
+    }
+    // Approved again later: no longer alarming for its status; its quality still RED.
+    accept(
+        &one,
+        &template_event("t8", "77", "status", "APPROVED", "2026-03-04T00:00:00.000Z"),
+    )
+    .await;
+    accept(
+        &one,
+        &template_event("t9", "77", "quality", "GREEN", "2026-03-04T01:00:00.000Z"),
+    )
+    .await;
+    let t77 = &one.templates().await.unwrap()[..];
+    assert!(t77.iter().all(|t| !t.alarming), "{t77:?}");
+
+    // Retention: every row older than the cut goes but each template's latest of each
+    // kind (77: status t8 and quality t9; 78: status t5, quality t6, category t7).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let policy = innohook::store::Retention {
+        messages: Some(std::time::Duration::from_secs(1)),
+        ..Default::default()
+    };
+    let mut state = innohook::store::PruneState::default();
+    let dry = one.prune(&policy, &mut state, 100, true).await.unwrap();
+    assert_eq!(dry.templates, 4);
+    let mut state = innohook::store::PruneState::default();
+    let done = one.prune(&policy, &mut state, 100, false).await.unwrap();
+    assert_eq!(done.templates, 4);
+    let (t, history) = one.template("77").await.unwrap().expect("77 stays");
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(
+        (t.status.as_deref(), t.quality.as_deref()),
+        (Some("APPROVED"), Some("GREEN"))
+    );
+    let (t, history) = one.template("78").await.unwrap().expect("78 stays");
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert_eq!(t.category.as_deref(), Some("UTILITY"));
+    one.close().await;
+    if b.replicas() {
+        other.close().await;
+    }
 }

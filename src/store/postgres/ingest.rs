@@ -26,7 +26,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use super::connect::{describe, is_connection, text};
 use crate::event::tracking::{BatchDeltas, Message};
 use crate::store::ingest::{BatchRows, Incoming, Tally};
-use crate::store::sql::{self, MESSAGE_COLUMNS, Value};
+use crate::store::sql::{self, Kind, MESSAGE_COLUMNS, SideTable, Value};
 use crate::store::{Counted, Outcome, StoreError, StoreResult};
 
 /// Most accepts in one transaction.
@@ -329,7 +329,7 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
             .await?;
         seqs = rows.iter().map(|r| r.get::<_, i64>(0)).collect();
         seqs.sort_unstable();
-        write_inbound(&tx, &stored, &seqs, received_at).await?;
+        write_side_rows(&tx, &stored, &seqs, received_at).await?;
     }
     write_counts(&tx, &received_at, &tally).await?;
     tx.commit().await?;
@@ -345,31 +345,58 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
         .collect())
 }
 
-/// The rows of the batch's inbound messages, beside their events (`seqs` in the order
-/// of `stored`).
-async fn write_inbound(
+/// The rows the batch's events keep beside them, one statement a table (`seqs` in the
+/// order of `stored`).
+async fn write_side_rows(
     tx: &deadpool_postgres::Transaction<'_>,
     stored: &[&Incoming],
     seqs: &[i64],
     received_at: DateTime<Utc>,
 ) -> Result<(), tokio_postgres::Error> {
-    let rows: Vec<_> = stored
-        .iter()
-        .zip(seqs)
-        .filter_map(|(e, seq)| e.inbound.as_ref().map(|i| i.values(*seq, received_at)))
-        .collect();
-    if rows.is_empty() {
-        return Ok(());
+    let mut tables: Vec<(&SideTable, Vec<Vec<Value<'_>>>)> = Vec::new();
+    for (e, seq) in stored.iter().zip(seqs) {
+        let Some(side) = &e.side else { continue };
+        let values = side.values(*seq, received_at);
+        let columns = match tables
+            .iter_mut()
+            .find(|(t, _)| std::ptr::eq(*t, side.table))
+        {
+            Some((_, columns)) => columns,
+            None => {
+                tables.push((side.table, vec![Vec::new(); side.table.columns.len()]));
+                &mut tables.last_mut().expect("just pushed").1
+            }
+        };
+        for (column, value) in columns.iter_mut().zip(values) {
+            column.push(value);
+        }
     }
-    let c = columns(rows);
-    let sql = format!(
-        "INSERT INTO inbound ({})
-         SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[],
-             $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])",
-        sql::INBOUND_WRITE
-    );
-    tx.execute(&tx.prepare_cached(&sql).await?, &super::sql::params_of(&c))
+    for (table, columns) in &tables {
+        let arrays: Vec<String> = table
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, (_, kind))| {
+                let ty = match kind {
+                    Kind::Int => "int8",
+                    Kind::Text => "text",
+                    Kind::Time => "timestamptz",
+                };
+                format!("${}::{ty}[]", i + 1)
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) SELECT * FROM unnest({})",
+            table.name,
+            table.names(),
+            arrays.join(", ")
+        );
+        tx.execute(
+            &tx.prepare_cached(&sql).await?,
+            &super::sql::params_of(columns),
+        )
         .await?;
+    }
     Ok(())
 }
 

@@ -179,6 +179,23 @@ CREATE TABLE inbound (
 );
 "#,
     crate::store::sql::INBOUND_INDEXES,
+    // 7 (6 is the inbound indexes): what templates' status, quality and category events said, one row each.
+    r#"
+CREATE TABLE template_events (
+    seq           bigint PRIMARY KEY,
+    template_id   text NOT NULL,
+    kind          text NOT NULL,
+    value         text,
+    previous      text,
+    template_name text,
+    language      text,
+    category      text,
+    reason        text,
+    event_time    timestamptz NOT NULL,
+    received_at   timestamptz NOT NULL
+);
+"#,
+    crate::store::sql::TEMPLATE_INDEXES,
 ];
 
 /// The advisory lock key of migrations (any constant; this one spells "innohook").

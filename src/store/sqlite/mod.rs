@@ -36,14 +36,6 @@ use super::{
 };
 use crate::event::{Accepted, Rejection};
 
-/// An inbound message's row beside its event.
-static INSERT_INBOUND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "INSERT INTO inbound ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        super::sql::INBOUND_WRITE
-    )
-});
-
 /// File name of the database inside `[store] dir`.
 pub const DB_FILE: &str = "innohook.db";
 
@@ -297,10 +289,10 @@ impl Ingest for SqliteStore {
                     .execute(rusqlite::params![key, seq, tx.at.at.timestamp()])?;
             }
             let received_at = tx.at.at;
-            if let Some(i) = &e.inbound {
+            if let Some(side) = &e.side {
                 tx.conn
-                    .prepare_cached(&INSERT_INBOUND)?
-                    .execute(rusqlite::params_from_iter(&i.values(seq, received_at)))?;
+                    .prepare_cached(&sql::spelled(&side.table.insert()))?
+                    .execute(rusqlite::params_from_iter(&side.values(seq, received_at)))?;
             }
             tx.stored(seq, || e.stored(seq, received_at));
             Ok(Outcome::Accepted { seq })

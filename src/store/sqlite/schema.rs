@@ -222,6 +222,23 @@ CREATE TABLE inbound (
 );
 "#,
     crate::store::sql::INBOUND_INDEXES,
+    // v11 (v10 is the inbound indexes): what templates' status, quality and category events said, one row each.
+    r#"
+CREATE TABLE template_events (
+    seq           INTEGER PRIMARY KEY,             -- the event's seq
+    template_id   TEXT NOT NULL,
+    kind          TEXT NOT NULL,                   -- status, quality or category
+    value         TEXT,                            -- the status, new score or new category
+    previous      TEXT,                            -- the previous score or category
+    template_name TEXT,
+    language      TEXT,
+    category      TEXT,
+    reason        TEXT,
+    event_time    TEXT NOT NULL,                   -- eventTime, else received
+    received_at   TEXT NOT NULL
+);
+"#,
+    crate::store::sql::TEMPLATE_INDEXES,
 ];
 
 /// Brings a database up to the newest schema.

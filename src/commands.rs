@@ -304,7 +304,7 @@ pub fn batch(
     let missing = format!("no message of batch {uid} has been received");
     if csv {
         let rows = with_store(&config, |store| async move {
-            crate::http::batch_csv_bytes(store.as_ref(), &key)
+            crate::http::batch_csv_bytes(store.as_ref(), &key, crate::http::Sheet::Messages)
                 .await
                 .map_err(|e| crate::store::StoreError::Backend(format!("{e:?}")))
         })?;

@@ -141,6 +141,14 @@ impl InboundMessage {
         }
     }
 
+    /// The link of its media (image, audio, video, document, sticker), when it has one.
+    pub fn media_link(&self) -> Option<&str> {
+        match &self.content {
+            Content::Media(m) => m.link(),
+            _ => None,
+        }
+    }
+
     /// The content as a short line of plain text, for display: the text itself, `image:
     /// {caption}`, `location: {lat},{lon} {name}`, a button's or row's title, a reaction's
     /// emoji, …

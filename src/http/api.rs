@@ -16,17 +16,17 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::ApiError;
+use super::{ApiError, csv};
 use crate::event::format_time;
 use crate::event::tracking::Message;
-use crate::store::{EventQuery, Store, StoreError, StoredEvent};
+use crate::store::{EventQuery, Inbound, Store, StoreError, StoredEvent};
 
 /// Most events in one page of `/api/events` (and batches of `/api/batches`).
 pub const MAX_PAGE: usize = 1000;
 
 /// The paths this API serves, as its OpenAPI document lists them (a test holds the two
 /// together).
-pub const PATHS: [&str; 10] = [
+pub const PATHS: [&str; 13] = [
     "/api/messages",
     "/api/messages/{id}",
     "/api/inbound",
@@ -35,6 +35,9 @@ pub const PATHS: [&str; 10] = [
     "/api/batches",
     "/api/batches/{uid}",
     "/api/batches/{uid}/messages.csv",
+    "/api/batches/{uid}/replies.csv",
+    "/api/templates",
+    "/api/templates/{id}",
     "/api/events",
     "/api/openapi.json",
 ];
@@ -45,9 +48,6 @@ const OPENAPI: &str = include_str!("openapi.json");
 async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
-
-/// Messages per page while the CSV of a batch is written.
-const CSV_PAGE: usize = 1000;
 
 #[derive(Clone)]
 struct ApiState {
@@ -67,6 +67,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(token: &str, store: Arc<dyn Stor
         .route("/api/batches", get(batches))
         .route("/api/batches/{uid}", get(batch))
         .route("/api/batches/{uid}/messages.csv", get(batch_csv))
+        .route("/api/batches/{uid}/replies.csv", get(replies_csv))
         .route("/api/events", get(events))
         .route("/api/inbound", get(inbound_page))
         .route("/api/inbound/{id}", get(inbound))
@@ -285,13 +286,37 @@ async fn conversation(
     }
 }
 
-/// A conversation as the API answers it (and the dashboard shows it): the messages sent
-/// to the number (at their first status) and its own messages (as sent), in time order;
-/// `None` when nothing was exchanged with it.
-pub async fn conversation_json(
+/// What was exchanged with one phone number.
+pub struct Conversation {
+    /// Oldest first.
+    pub items: Vec<Exchanged>,
+    /// Neither side was cut: at most 100 messages sent to a number are read, and
+    /// [`MAX_PAGE`] of its own.
+    pub complete: bool,
+}
+
+/// One message of a conversation.
+pub enum Exchanged {
+    /// Sent to the number, placed at its first status.
+    Outbound(Box<Message>),
+    /// Sent by the number, placed when it was sent.
+    Inbound(Box<Inbound>),
+}
+
+impl Exchanged {
+    pub fn at(&self) -> chrono::DateTime<chrono::Utc> {
+        match self {
+            Self::Outbound(m) => m.first_event_at,
+            Self::Inbound(i) => i.sent_at,
+        }
+    }
+}
+
+/// What was exchanged with `phone`, in time order; `None` when nothing was.
+pub async fn conversation_with(
     store: &dyn Store,
     phone: &str,
-) -> Result<Option<Value>, StoreError> {
+) -> Result<Option<Conversation>, StoreError> {
     let theirs = crate::store::InboundQuery {
         from: Some(phone.to_owned()),
         limit: MAX_PAGE,
@@ -303,20 +328,38 @@ pub async fn conversation_json(
     if sent.is_empty() && received.is_empty() {
         return Ok(None);
     }
-    let mut items: Vec<(chrono::DateTime<chrono::Utc>, Value)> = sent
-        .iter()
-        .map(|m| (m.first_event_at, json!({"direction": "outbound", "at": format_time(&m.first_event_at), "message": m})))
-        .chain(received.iter().map(|i| {
-            (i.sent_at, json!({"direction": "inbound", "at": format_time(&i.sent_at), "inbound": i}))
-        }))
-        .collect();
-    items.sort_by_key(|(at, _)| *at);
-    let items: Vec<Value> = items.into_iter().map(|(_, v)| v).collect();
-    // The store gives at most 100 messages sent to a number and this reads at most
-    // MAX_PAGE of its own: say when a side may have been cut.
     let complete = sent.len() < 100 && received.len() < MAX_PAGE;
+    let mut items: Vec<Exchanged> = sent
+        .into_iter()
+        .map(|m| Exchanged::Outbound(Box::new(m)))
+        .chain(
+            received
+                .into_iter()
+                .map(|i| Exchanged::Inbound(Box::new(i))),
+        )
+        .collect();
+    items.sort_by_key(Exchanged::at);
+    Ok(Some(Conversation { items, complete }))
+}
+
+/// A conversation as the API answers it.
+async fn conversation_json(store: &dyn Store, phone: &str) -> Result<Option<Value>, StoreError> {
+    let Some(c) = conversation_with(store, phone).await? else {
+        return Ok(None);
+    };
+    let items: Vec<Value> = c
+        .items
+        .iter()
+        .map(|item| {
+            let at = format_time(&item.at());
+            match item {
+                Exchanged::Outbound(m) => json!({"direction": "outbound", "at": at, "message": m}),
+                Exchanged::Inbound(i) => json!({"direction": "inbound", "at": at, "inbound": i}),
+            }
+        })
+        .collect();
     Ok(Some(
-        json!({"phone": phone, "items": items, "complete": complete}),
+        json!({"phone": phone, "items": items, "complete": c.complete}),
     ))
 }
 
@@ -379,143 +422,22 @@ async fn batch(
     }
 }
 
-/// The columns of `messages.csv`.
-const CSV_HEADER: [&str; 12] = [
-    "messageId",
-    "wamid",
-    "sendPhone",
-    "status",
-    "deliveredAt",
-    "readAt",
-    "failedAt",
-    "errorCode",
-    "errorMessage",
-    "conflict",
-    "firstEventAt",
-    "lastEventAt",
-];
-
-/// One message as a row of `messages.csv`.
-fn csv_row(m: &Message) -> [String; 12] {
-    let at =
-        |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| format_time(&t)).unwrap_or_default();
-    let (code, text) = m
-        .error
-        .as_ref()
-        .map(|e| (e.code.clone(), e.message.clone().unwrap_or_default()))
-        .unwrap_or_default();
-    [
-        m.id.clone(),
-        m.wamid.clone(),
-        m.send_phone.clone(),
-        m.status.as_str().to_owned(),
-        at(m.reached(&crate::event::Status::Delivered)),
-        at(m.reached(&crate::event::Status::Read)),
-        at(m.failed_at()),
-        code,
-        text,
-        m.conflict.to_string(),
-        format_time(&m.first_event_at),
-        format_time(&m.last_event_at),
-    ]
-    .map(spreadsheet_safe)
-}
-
-/// A cell a spreadsheet shows as text. A sender controls most cells, and one beginning
-/// with `=`, `+`, `-`, `@`, a tab or a carriage return is read as a formula when the file
-/// is opened (OWASP, CSV injection): such a cell gets a leading `'`. A plain number stays
-/// as it is (`+6512345678`, `-131026`): a spreadsheet reads it as a number, not a formula.
-fn spreadsheet_safe(cell: String) -> String {
-    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
-    if risky && !is_plain_number(&cell) {
-        format!("'{cell}")
-    } else {
-        cell
-    }
-}
-
-/// `[+-]digits[.digits]`.
-fn is_plain_number(cell: &str) -> bool {
-    let unsigned = cell.strip_prefix(['+', '-']).unwrap_or(cell);
-    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, "0"));
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    digits(whole) && digits(fraction)
-}
-
-/// The download's file name, `batch-UID.csv`, with everything in the uid but ASCII
-/// letters, digits, `-`, `_` and `.` made `_` (a header value cannot hold a control
-/// character, and a quote or a slash would change the name), at most 100 of them.
-fn csv_file_name(uid: &str) -> String {
-    let safe: String = uid
-        .chars()
-        .take(100)
-        .map(|c| match c {
-            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' => c,
-            _ => '_',
-        })
-        .collect();
-    format!("batch-{safe}.csv")
-}
-
-/// A batch's messages as CSV, one row each, by message id (`None`: no such batch). The
-/// API's download, the dashboard's and `innohook batch --csv` all write it.
-pub async fn batch_csv_bytes(store: &dyn Store, uid: &str) -> Result<Option<Vec<u8>>, ApiError> {
-    if store.batch(uid).await.map_err(read_failed)?.is_none() {
-        return Ok(None);
-    }
-    let mut out = csv::Writer::from_writer(Vec::new());
-    let written = |r: csv::Result<()>| {
-        r.map_err(|e| {
-            tracing::error!(error = %e, "Could not write the CSV.");
-            ApiError::Internal
-        })
-    };
-    written(out.write_record(CSV_HEADER))?;
-    let mut after: Option<String> = None;
-    loop {
-        let page = store
-            .batch_messages(uid, after.as_deref(), CSV_PAGE)
-            .await
-            .map_err(read_failed)?;
-        for m in &page {
-            written(out.write_record(csv_row(m)))?;
-        }
-        match page.last() {
-            Some(last) if page.len() == CSV_PAGE => after = Some(last.id.clone()),
-            _ => break,
-        }
-    }
-    let csv = out.into_inner().map_err(|e| {
-        tracing::error!(error = %e, "Could not write the CSV.");
-        ApiError::Internal
-    })?;
-    Ok(Some(csv))
-}
-
 async fn batch_csv(
     State(s): State<ApiState>,
     Path(uid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    csv_download(s.store.as_ref(), &uid).await
+    only_known(&q, &[])?;
+    csv::download(s.store.as_ref(), &uid, csv::Sheet::Messages).await
 }
 
-/// A batch's messages as a CSV download (`batch-{uid}.csv`); the dashboard offers the
-/// same file.
-pub(super) async fn csv_download(store: &dyn Store, uid: &str) -> Result<Response, ApiError> {
-    let Some(csv) = batch_csv_bytes(store, uid).await? else {
-        return Err(ApiError::Missing(format!(
-            "No message of batch {uid} has been received."
-        )));
-    };
-    let disposition = format!("attachment; filename=\"{}\"", csv_file_name(uid));
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        csv,
-    )
-        .into_response())
+async fn replies_csv(
+    State(s): State<ApiState>,
+    Path(uid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    only_known(&q, &[])?;
+    csv::download(s.store.as_ref(), &uid, csv::Sheet::Replies).await
 }
 
 /// Refuses query parameters the endpoint does not take, naming them: a misspelt filter

@@ -7,7 +7,9 @@
 
 mod api;
 
-pub use api::{PATHS as API_PATHS, batch_csv_bytes, batch_json, message_json};
+pub use api::{PATHS as API_PATHS, batch_json, message_json};
+mod csv;
+pub use csv::{Sheet, batch_csv_bytes};
 mod auth;
 mod config;
 mod error;

@@ -145,6 +145,7 @@ fn side_row(accepted: &Accepted) -> Option<SideRow> {
                 m.content_type().to_owned().into(),
                 m.summary().into(),
                 text(m.reply_to()),
+                text(m.media_link()),
             ],
         ),
         Event::TemplateStatus(t) => (

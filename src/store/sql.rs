@@ -530,6 +530,7 @@ pub static INBOUND: SideTable = SideTable {
         ("content_type", Kind::Text),
         ("summary", Kind::Text),
         ("reply_to", Kind::Text),
+        ("media_link", Kind::Text),
         ("received_at", Kind::Time),
     ],
 };
@@ -579,7 +580,7 @@ pub fn template_event(r: &dyn Row) -> StoreResult<super::TemplateEvent> {
 
 /// An inbound row, in [`inbound`] order.
 pub const INBOUND_COLUMNS: &str = "i.seq, i.message_id, i.wamid, i.from_phone, i.to_phone, \
-     i.sent_at, i.content_type, i.summary, i.reply_to, i.received_at";
+     i.sent_at, i.content_type, i.summary, i.reply_to, i.received_at, i.media_link";
 
 pub fn inbound(r: &dyn Row) -> StoreResult<super::Inbound> {
     Ok(super::Inbound {
@@ -593,6 +594,7 @@ pub fn inbound(r: &dyn Row) -> StoreResult<super::Inbound> {
         summary: r.string(7)?,
         reply_to: r.opt_string(8)?,
         received_at: r.req_time(9)?,
+        media_link: r.opt_string(10)?,
     })
 }
 

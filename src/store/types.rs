@@ -496,6 +496,9 @@ pub struct Inbound {
     pub reply_to: Option<String>,
     #[serde(with = "crate::event::time_format")]
     pub received_at: DateTime<Utc>,
+    /// Its media's link (image, audio, video, document, sticker), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_link: Option<String>,
 }
 
 /// Which inbound messages [`super::Queries::inbound_page`] wants: newest first.

@@ -365,3 +365,82 @@ async fn a_dead_letter_is_replayed_from_the_browser_after_a_confirmation() {
     b.screenshot("dead-letters-replayed").await;
     b.close().await;
 }
+
+/// Someone running a campaign sees a paused template on the overview, opens it, then
+/// reads a customer's thread and the batch's replies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_sees_a_paused_template_and_reads_the_customers_replies() {
+    use crate::templates_and_replies::{campaign_with_replies, template_event};
+    let Some(b) = browser("a_person_sees_a_paused_template_and_reads_the_customers_replies").await
+    else {
+        return;
+    };
+    let app = app_with_dashboard("").await;
+    campaign_with_replies(&app).await;
+    for v in [
+        template_event("t1", "status", "APPROVED", "2026-03-01T10:00:00.000Z"),
+        template_event("t2", "status", "PAUSED", "2026-03-02T10:00:00.000Z"),
+    ] {
+        assert_eq!(app.post(v.to_string()).await.status(), 200);
+    }
+
+    // The overview says it first.
+    b.goto(&app.url("/ui/")).await;
+    b.sign_in().await;
+    let banner = b.text("#template-alarms").await;
+    assert!(
+        banner.contains("delivery_slot_reminder") && banner.contains("PAUSED"),
+        "{banner}"
+    );
+    b.screenshot("overview-template-paused").await;
+    b.click("#template-alarms a").await;
+    assert_eq!(b.path().await, "/ui/templates/77");
+    assert_eq!(b.text("#template-status").await, "PAUSED");
+    let history = b
+        .client
+        .find_all(Locator::Css("#history tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(history[0].text().await.unwrap().contains("PAUSED"));
+    b.screenshot("template").await;
+    b.click("nav a[href='/ui/templates']").await;
+    assert!(b.text("#templates").await.contains("PAUSED"));
+    b.screenshot("templates").await;
+
+    // A customer's thread, by phone number.
+    b.click("nav a[href='/ui/conversations']").await;
+    b.screenshot("conversations").await;
+    b.fill("#phone", "6581000001").await;
+    b.click("form.search button").await;
+    let thread = b.text("#thread").await;
+    assert!(
+        thread.contains("promo-m001") && thread.contains("damaged box"),
+        "{thread}"
+    );
+    let link = b.element("#thread li.in a[rel~='noopener']").await;
+    assert_eq!(
+        link.attr("href").await.unwrap().as_deref(),
+        Some("https://media.example.invalid/wa/400000000000000102")
+    );
+    b.screenshot("conversation").await;
+
+    // The batch's replies, and the count the API gives.
+    b.goto(&app.url("/ui/batches/promo")).await;
+    assert_eq!(b.number("#count-replied").await, 4);
+    assert!(b.text("#replies").await.contains("button reply: Yes"));
+    b.screenshot("batch-replies").await;
+
+    // Approved again: the banner goes.
+    let approved = template_event("t3", "status", "APPROVED", "2026-03-03T10:00:00.000Z");
+    assert_eq!(app.post(approved.to_string()).await.status(), 200);
+    b.click("nav a[href='/ui/']").await;
+    b.element("#accepted-24h").await;
+    let banners = b
+        .client
+        .find_all(Locator::Css("#template-alarms"))
+        .await
+        .unwrap();
+    assert!(banners.is_empty());
+    b.close().await;
+}

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::helpers::{remove, set, validate_stdin};
 
 /// §5: a template status update.
-const TEMPLATE_STATUS: &str = r#"{
+pub const TEMPLATE_STATUS: &str = r#"{
   "id": "b2d4f6a8-1c3e-4a5b-8d7f-9e0a1b2c3d4e",
   "type": "whatsapp_template_status_updated",
   "eventTime": "2025-03-04T09:01:12.087Z",
@@ -30,7 +30,7 @@ const TEMPLATE_STATUS: &str = r#"{
 }"#;
 
 /// §6.1: a template quality update.
-const TEMPLATE_QUALITY: &str = r#"{
+pub const TEMPLATE_QUALITY: &str = r#"{
   "id": "c3e5a7b9-2d4f-4b6c-9e8a-0f1b2c3d4e5f",
   "type": "message_template_quality_update",
   "eventTime": "2025-03-05T02:44:51.300Z",

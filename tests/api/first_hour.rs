@@ -6,7 +6,7 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
@@ -485,6 +485,19 @@ async fn the_openapi_document_matches_the_api() {
             200
         );
     }
+    // A reply with an image to the first message, and a template's status and quality.
+    let mut reply = crate::event_inbound::examples()
+        .into_iter()
+        .find(|(name, _)| *name == "image")
+        .unwrap()
+        .1;
+    reply["body"]["context"] = json!({"from": "6590001111", "id": "wamid.QUICKSTART-0001"});
+    let from_text = |t: &str| serde_json::from_str::<Value>(t).unwrap();
+    let template = from_text(crate::event_templates::TEMPLATE_STATUS);
+    let quality = from_text(crate::event_templates::TEMPLATE_QUALITY);
+    for v in [reply, template, quality] {
+        assert_eq!(app.post(v.to_string()).await.status(), 200, "{v}");
+    }
     let get = async |path: &str| {
         let res = app
             .client
@@ -519,6 +532,12 @@ async fn the_openapi_document_matches_the_api() {
             "/api/batches/{uid}/messages.csv",
             "/api/batches/spring-campaign/messages.csv",
         ),
+        (
+            "/api/batches/{uid}/replies.csv",
+            "/api/batches/spring-campaign/replies.csv",
+        ),
+        ("/api/templates", "/api/templates"),
+        ("/api/templates/{id}", "/api/templates/900000000000077"),
         ("/api/events", "/api/events?status=read"),
         ("/api/inbound", "/api/inbound?limit=10"),
         ("/api/inbound/{id}", "/api/inbound/wamid.nobody"),

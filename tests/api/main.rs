@@ -26,5 +26,6 @@ mod replicas;
 mod retention;
 mod sinks;
 mod store_contract;
+mod templates_and_replies;
 mod tracking;
 mod validate_cli;

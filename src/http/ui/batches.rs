@@ -10,6 +10,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 
 use super::chart::{self, Column, Drawn, STATUS_SERIES, Series, Stage};
+use super::conversations::InboundRow;
 use super::session::Session;
 use super::{
     Chrome, Ui, batch_href, encode, message_href, percent, read_failed, render, thousands, when,
@@ -17,7 +18,8 @@ use super::{
 use crate::event::tracking::{Batch, Message, hour_of, hour_start};
 use crate::event::{Bucket, Status};
 use crate::http::ApiError;
-use crate::store::{BatchHour, BatchQuery, Store};
+use crate::http::Sheet;
+use crate::store::{BatchHour, BatchQuery, InboundQuery, Store};
 
 /// Rows per page of the batch list and of a batch's messages.
 const PAGE: usize = 50;
@@ -200,6 +202,10 @@ struct BatchPage {
     failed: String,
     failed_pct: String,
     other: String,
+    replied: String,
+    replied_pct: String,
+    replies: Vec<InboundRow>,
+    replies_csv_href: String,
     funnel: Vec<Stage>,
     failures: Vec<FailureRow>,
     timeline: Option<Drawn>,
@@ -225,6 +231,9 @@ pub(super) struct PageQuery {
     status: Option<String>,
     after: Option<String>,
 }
+
+/// How many of a batch's latest replies its page shows (the CSV has them all).
+const REPLIES_SHOWN: usize = 20;
 
 /// The message filters: query value, tab label, bucket.
 const FILTERS: [(&str, &str, Option<Bucket>); 5] = [
@@ -261,12 +270,21 @@ pub(super) async fn page(
         .position(|f| q.status.as_deref().unwrap_or("") == f.0)
         .unwrap_or(0);
     let after = q.after.as_deref().filter(|a| !a.is_empty());
-    let (timeline, page) = tokio::join!(
+    let latest_replies = InboundQuery {
+        uid: Some(uid.clone()),
+        limit: REPLIES_SHOWN,
+        ..Default::default()
+    };
+    let (timeline, page, replied, replies) = tokio::join!(
         ui.store.batch_timeline(&uid),
         messages_page(ui.store.as_ref(), &uid, FILTERS[filter].2, after),
+        ui.store.replied(&uid),
+        ui.store.inbound_page(&latest_replies),
     );
     let timeline = timeline.map_err(read_failed)?;
     let page = page.map_err(read_failed)?;
+    let replied = replied.map_err(read_failed)?;
+    let replies = replies.map_err(read_failed)?;
     let base = batch_href(&uid);
     let counts = [b.messages, b.delivered, b.read, b.failed, b.other];
     let tabs = FILTERS
@@ -316,6 +334,10 @@ pub(super) async fn page(
         &BatchPage {
             chrome,
             csv_href: format!("{base}/messages.csv"),
+            replies_csv_href: format!("{base}/replies.csv"),
+            replied: thousands(replied),
+            replied_pct: percent(replied, b.messages),
+            replies: replies.iter().map(InboundRow::from).collect(),
             first: when(&b.first_event_at),
             last: when(&b.last_event_at),
             messages: thousands(b.messages),
@@ -458,5 +480,13 @@ pub(super) async fn csv(
     State(ui): State<Ui>,
     Path(uid): Path<String>,
 ) -> Result<Response, ApiError> {
-    super::super::api::csv_download(ui.store.as_ref(), &uid).await
+    crate::http::csv::download(ui.store.as_ref(), &uid, Sheet::Messages).await
+}
+
+/// `GET /ui/batches/{uid}/replies.csv`: the API's CSV of replies, for a signed-in browser.
+pub(super) async fn replies_csv(
+    State(ui): State<Ui>,
+    Path(uid): Path<String>,
+) -> Result<Response, ApiError> {
+    crate::http::csv::download(ui.store.as_ref(), &uid, Sheet::Replies).await
 }

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::batches::{MessageRow, status_class};
+use super::conversations::{InboundRow, thread_href};
 use super::session::Session;
 use super::{Chrome, Ui, batch_href, read_failed, render, when};
 use crate::event::tracking::Message;
@@ -44,6 +45,9 @@ struct Detail {
     error: Option<(String, String, String)>,
     conversation: Vec<(&'static str, String)>,
     timeline: Vec<TimelineRow>,
+    /// The customers' answers and reactions to it.
+    replies: Vec<InboundRow>,
+    thread_href: String,
 }
 
 #[derive(Template)]
@@ -68,7 +72,10 @@ pub(super) async fn page(
         find(&ui, &q).await.map_err(read_failed)?
     };
     let detail = match found.as_slice() {
-        [one] => Some(detail(one)),
+        [one] => {
+            let replies = ui.store.replies(&one.wamid).await.map_err(read_failed)?;
+            Some(detail(one, &replies))
+        }
         _ => None,
     };
     let status = if found.is_empty() && !q.is_empty() {
@@ -110,7 +117,7 @@ async fn find(ui: &Ui, q: &str) -> StoreResult<Vec<Message>> {
     Ok(found)
 }
 
-fn detail(m: &Message) -> Detail {
+fn detail(m: &Message, replies: &[crate::store::Inbound]) -> Detail {
     // The statuses in the order their events happened.
     let mut statuses: Vec<_> = m.statuses.iter().collect();
     statuses.sort_by_key(|(s, at)| (**at, s.rank()));
@@ -169,5 +176,7 @@ fn detail(m: &Message) -> Detail {
         }),
         conversation,
         timeline,
+        replies: replies.iter().map(InboundRow::from).collect(),
+        thread_href: thread_href(&m.send_phone),
     }
 }

@@ -1,5 +1,5 @@
 //! The dashboard under `/ui`: server-rendered pages for the people who run campaigns
-//! (overview, batches, message lookup, dead letters with replay), built on the store
+//! (overview, batches, message lookup, conversations, templates, dead letters with replay), built on the store
 //! contract only, so it works on every backend.
 //!
 //! It shows phone numbers, so like the API it exists only when `[api] token` is set; a
@@ -9,10 +9,12 @@
 
 mod batches;
 mod chart;
+mod conversations;
 mod dead_letters;
 mod messages;
 mod overview;
 mod session;
+mod templates;
 
 use std::sync::Arc;
 
@@ -61,7 +63,11 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(
         .route("/ui/batches", get(batches::list))
         .route("/ui/batches/{uid}", get(batches::page))
         .route("/ui/batches/{uid}/messages.csv", get(batches::csv))
+        .route("/ui/batches/{uid}/replies.csv", get(batches::replies_csv))
         .route("/ui/messages", get(messages::page))
+        .route("/ui/conversations", get(conversations::page))
+        .route("/ui/templates", get(templates::list))
+        .route("/ui/templates/{id}", get(templates::page))
         .route("/ui/dead-letters", get(dead_letters::page))
         .route(
             "/ui/dead-letters/{id}/replay",

@@ -1,5 +1,6 @@
 //! `GET /ui/`: the last 24 hours at a glance (pushes by hour and status; accepted,
-//! duplicate and rejected), each sink's health, the store's readiness, recent batches.
+//! duplicate and rejected), each sink's health, the store's readiness, recent batches;
+//! and, above all, the templates someone must look at.
 
 use std::time::Instant;
 
@@ -14,6 +15,7 @@ use super::batches::BatchRow;
 use super::chart::{self, Column, Drawn, STATUS_SERIES, Series};
 use super::dead_letters::Replay;
 use super::session::Session;
+use super::templates::{TemplateRow, alarms};
 use super::{Chrome, Ui, read_failed, render, thousands, when};
 use crate::event::tracking::{hour_of, hour_start};
 use crate::event::{Bucket, Status};
@@ -74,6 +76,9 @@ struct Overview {
     hours: Vec<HourRow>,
     sinks: Vec<SinkRow>,
     batches: Vec<BatchRow>,
+    /// Templates rejected, paused, disabled or of quality RED, until a later event says
+    /// otherwise.
+    alarms: Vec<TemplateRow>,
 }
 
 pub(super) async fn page(
@@ -92,11 +97,12 @@ pub(super) async fn page(
         limit: 5,
         ..BatchQuery::default()
     };
-    let ((ready, took), counts, states, batches) = tokio::join!(
+    let ((ready, took), counts, states, batches, templates) = tokio::join!(
         probe,
         ui.store.event_counts(hour_start(first_hour)),
         ui.store.sink_states(),
         ui.store.recent_batches(&recent),
+        ui.store.templates(),
     );
     let hours = by_hour(&counts.map_err(read_failed)?, first_hour);
     let total = hours.iter().fold(Hour::default(), |mut t, h| {
@@ -166,6 +172,7 @@ pub(super) async fn page(
                 })
                 .collect(),
             sinks,
+            alarms: alarms(&templates.map_err(read_failed)?),
             batches: batches
                 .map_err(read_failed)?
                 .iter()

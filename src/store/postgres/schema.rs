@@ -179,8 +179,10 @@ CREATE TABLE inbound (
 );
 "#,
     crate::store::sql::INBOUND_INDEXES,
-    // 7 (6 is the inbound indexes): what templates' status, quality and category events said, one row each.
+    // 7 (6 is the inbound indexes): what templates' status, quality and category events
+    // said, one row each; an inbound message's media link.
     r#"
+ALTER TABLE inbound ADD COLUMN media_link text;
 CREATE TABLE template_events (
     seq           bigint PRIMARY KEY,
     template_id   text NOT NULL,

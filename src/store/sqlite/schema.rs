@@ -222,8 +222,10 @@ CREATE TABLE inbound (
 );
 "#,
     crate::store::sql::INBOUND_INDEXES,
-    // v11 (v10 is the inbound indexes): what templates' status, quality and category events said, one row each.
+    // v11 (v10 is the inbound indexes): what templates' status, quality and category
+    // events said, one row each; an inbound message's media link.
     r#"
+ALTER TABLE inbound ADD COLUMN media_link TEXT;
 CREATE TABLE template_events (
     seq           INTEGER PRIMARY KEY,             -- the event's seq
     template_id   TEXT NOT NULL,

@@ -1,0 +1,221 @@
+//! The CSV downloads of a batch: its messages (`messages.csv`) and the customers'
+//! replies to them (`replies.csv`). The API, the dashboard and `innohook batch --csv`
+//! write the same files.
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+
+use super::ApiError;
+use super::api::read_failed;
+use crate::event::format_time;
+use crate::event::tracking::Message;
+use crate::store::{Inbound, InboundQuery, Store};
+
+/// Rows read from the store at a time while a CSV is written.
+const CSV_PAGE: usize = 1000;
+
+/// Which of a batch's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sheet {
+    /// `batch-UID.csv`: its messages, one row each, by message id.
+    Messages,
+    /// `batch-UID-replies.csv`: the inbound messages answering or reacting to its
+    /// messages, the latest first.
+    Replies,
+}
+
+/// The columns of `messages.csv`.
+const MESSAGES_HEADER: [&str; 12] = [
+    "messageId",
+    "wamid",
+    "sendPhone",
+    "status",
+    "deliveredAt",
+    "readAt",
+    "failedAt",
+    "errorCode",
+    "errorMessage",
+    "conflict",
+    "firstEventAt",
+    "lastEventAt",
+];
+
+/// One message as a row of `messages.csv`.
+fn message_row(m: &Message) -> [String; 12] {
+    let at = |t: Option<DateTime<Utc>>| t.map(|t| format_time(&t)).unwrap_or_default();
+    let (code, text) = m
+        .error
+        .as_ref()
+        .map(|e| (e.code.clone(), e.message.clone().unwrap_or_default()))
+        .unwrap_or_default();
+    [
+        m.id.clone(),
+        m.wamid.clone(),
+        m.send_phone.clone(),
+        m.status.as_str().to_owned(),
+        at(m.reached(&crate::event::Status::Delivered)),
+        at(m.reached(&crate::event::Status::Read)),
+        at(m.failed_at()),
+        code,
+        text,
+        m.conflict.to_string(),
+        format_time(&m.first_event_at),
+        format_time(&m.last_event_at),
+    ]
+    .map(spreadsheet_safe)
+}
+
+/// A cell a spreadsheet shows as text. A sender controls most cells, and one beginning
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return is read as a formula when the file
+/// is opened (OWASP, CSV injection): such a cell gets a leading `'`. A plain number stays
+/// as it is (`+6512345678`, `-131026`): a spreadsheet reads it as a number, not a formula.
+fn spreadsheet_safe(cell: String) -> String {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && !is_plain_number(&cell) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
+/// `[+-]digits[.digits]`.
+fn is_plain_number(cell: &str) -> bool {
+    let unsigned = cell.strip_prefix(['+', '-']).unwrap_or(cell);
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && digits(fraction)
+}
+
+/// The columns of `replies.csv`.
+const REPLIES_HEADER: [&str; 10] = [
+    "wamid",
+    "messageId",
+    "from",
+    "to",
+    "sentAt",
+    "type",
+    "content",
+    "mediaLink",
+    "replyToWamid",
+    "receivedAt",
+];
+
+/// One inbound message as a row of `replies.csv`.
+fn reply_row(i: &Inbound) -> [String; 10] {
+    let text = |s: &Option<String>| s.clone().unwrap_or_default();
+    [
+        i.wamid.clone(),
+        text(&i.id),
+        i.from.clone(),
+        text(&i.to),
+        format_time(&i.sent_at),
+        i.content_type.clone(),
+        i.summary.clone(),
+        text(&i.media_link),
+        text(&i.reply_to),
+        format_time(&i.received_at),
+    ]
+    .map(spreadsheet_safe)
+}
+
+/// The download's file name, `batch-UID.csv` (`batch-UID-replies.csv`), with everything
+/// in the uid but ASCII letters, digits, `-`, `_` and `.` made `_` (a header value cannot
+/// hold a control character, and a quote or a slash would change the name), at most 100
+/// of them.
+fn file_name(uid: &str, sheet: Sheet) -> String {
+    let safe: String = uid
+        .chars()
+        .take(100)
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' => c,
+            _ => '_',
+        })
+        .collect();
+    match sheet {
+        Sheet::Messages => format!("batch-{safe}.csv"),
+        Sheet::Replies => format!("batch-{safe}-replies.csv"),
+    }
+}
+
+/// One of a batch's files (`None`: no such batch).
+pub async fn batch_csv_bytes(
+    store: &dyn Store,
+    uid: &str,
+    sheet: Sheet,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    if store.batch(uid).await.map_err(read_failed)?.is_none() {
+        return Ok(None);
+    }
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let written = |r: csv::Result<()>| {
+        r.map_err(|e| {
+            tracing::error!(error = %e, "Could not write the CSV.");
+            ApiError::Internal
+        })
+    };
+    match sheet {
+        Sheet::Messages => {
+            written(out.write_record(MESSAGES_HEADER))?;
+            let mut after: Option<String> = None;
+            loop {
+                let page = store
+                    .batch_messages(uid, after.as_deref(), CSV_PAGE)
+                    .await
+                    .map_err(read_failed)?;
+                for m in &page {
+                    written(out.write_record(message_row(m)))?;
+                }
+                match page.last() {
+                    Some(last) if page.len() == CSV_PAGE => after = Some(last.id.clone()),
+                    _ => break,
+                }
+            }
+        }
+        Sheet::Replies => {
+            written(out.write_record(REPLIES_HEADER))?;
+            let mut query = InboundQuery {
+                uid: Some(uid.to_owned()),
+                limit: CSV_PAGE,
+                ..Default::default()
+            };
+            loop {
+                let page = store.inbound_page(&query).await.map_err(read_failed)?;
+                for i in &page {
+                    written(out.write_record(reply_row(i)))?;
+                }
+                match page.last() {
+                    Some(last) if page.len() == CSV_PAGE => query.before = Some(last.seq),
+                    _ => break,
+                }
+            }
+        }
+    }
+    let csv = out.into_inner().map_err(|e| {
+        tracing::error!(error = %e, "Could not write the CSV.");
+        ApiError::Internal
+    })?;
+    Ok(Some(csv))
+}
+
+/// One of a batch's files as a download; the API and the dashboard offer the same.
+pub(super) async fn download(
+    store: &dyn Store,
+    uid: &str,
+    sheet: Sheet,
+) -> Result<Response, ApiError> {
+    let Some(csv) = batch_csv_bytes(store, uid, sheet).await? else {
+        return Err(ApiError::Missing(format!(
+            "No message of batch {uid} has been received."
+        )));
+    };
+    let disposition = format!("attachment; filename=\"{}\"", file_name(uid, sheet));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        csv,
+    )
+        .into_response())
+}

@@ -130,7 +130,7 @@ impl Incoming {
 fn side_row(accepted: &Accepted) -> Option<SideRow> {
     let env = &accepted.envelope;
     // When InnoPaaS says it happened, else now (it is being stored).
-    let event_time = env.event_time().map_or_else(Utc::now, |t| t.at());
+    let event_time = || env.event_time().map_or_else(Utc::now, |t| t.at());
     let text = |s: Option<&str>| -> Value<'static> { s.map(str::to_owned).into() };
     let (table, values) = match env.event() {
         Event::InboundMessage(m) => (
@@ -141,7 +141,7 @@ fn side_row(accepted: &Accepted) -> Option<SideRow> {
                 m.from().to_owned().into(),
                 text(m.to()),
                 // When the customer sent it; without a sendTime, the event's time.
-                m.send_time().map_or(event_time, |t| t.at()).into(),
+                m.send_time().map_or_else(event_time, |t| t.at()).into(),
                 m.content_type().to_owned().into(),
                 m.summary().into(),
                 text(m.reply_to()),
@@ -159,7 +159,7 @@ fn side_row(accepted: &Accepted) -> Option<SideRow> {
                 text(t.language()),
                 text(t.category().map(TemplateCategory::as_str)),
                 text(t.reason()),
-                event_time.into(),
+                event_time().into(),
             ],
         ),
         Event::TemplateQuality(q) => (
@@ -173,7 +173,7 @@ fn side_row(accepted: &Accepted) -> Option<SideRow> {
                 text(q.language()),
                 Value::Null,
                 Value::Null,
-                event_time.into(),
+                event_time().into(),
             ],
         ),
         Event::TemplateCategory(c) => (
@@ -187,7 +187,7 @@ fn side_row(accepted: &Accepted) -> Option<SideRow> {
                 Value::Null,
                 text(c.new_category()),
                 Value::Null,
-                event_time.into(),
+                event_time().into(),
             ],
         ),
         _ => return None,

@@ -66,7 +66,7 @@ struct Appender {
 
 impl FileSinkConfig {
     /// Whether the file's directory (or the one it would be created in) takes files.
-    pub(super) fn check_writable(&self) -> anyhow::Result<()> {
+    fn check_writable(&self) -> anyhow::Result<()> {
         let dir = self
             .path
             .parent()
@@ -81,11 +81,30 @@ impl FileSinkConfig {
             )
         })
     }
+}
 
-    pub(super) fn check(&self) -> anyhow::Result<()> {
+#[async_trait::async_trait]
+impl super::SinkSettings for FileSinkConfig {
+    fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(!self.path.as_os_str().is_empty(), "path must not be empty");
         anyhow::ensure!(self.keep >= 1, "keep must be at least 1");
         Ok(())
+    }
+
+    /// The file; its directory must take files.
+    fn target(&self) -> anyhow::Result<String> {
+        self.check_writable()?;
+        Ok(format!(" -> {}", self.path.display()))
+    }
+
+    async fn build(&self, with: &super::Building<'_>) -> anyhow::Result<(Box<dyn Sink>, i64)> {
+        let (sink, cursor) = FileSink::open(
+            with.name.to_owned(),
+            self,
+            with.store_cursor,
+            with.store_head,
+        )?;
+        Ok((Box::new(sink), cursor))
     }
 }
 
@@ -98,7 +117,7 @@ impl FileSink {
         store_cursor: i64,
         store_head: i64,
     ) -> anyhow::Result<(Self, i64)> {
-        cfg.check()?;
+        super::SinkSettings::check(cfg)?;
         if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;

@@ -58,14 +58,26 @@ pub struct ForwardSink {
     signing_key: Option<Vec<u8>>,
 }
 
-impl ForwardSinkConfig {
-    pub(super) fn check(&self) -> anyhow::Result<()> {
+#[async_trait::async_trait]
+impl super::SinkSettings for ForwardSinkConfig {
+    fn check(&self) -> anyhow::Result<()> {
         self.url()?;
         self.headers()?;
         self.signing_key()?;
         Ok(())
     }
 
+    fn target(&self) -> anyhow::Result<String> {
+        Ok(format!(" -> {}", self.url))
+    }
+
+    async fn build(&self, with: &super::Building<'_>) -> anyhow::Result<(Box<dyn Sink>, i64)> {
+        let sink = ForwardSink::new(with.name.to_owned(), self)?;
+        Ok((Box::new(sink), with.store_cursor))
+    }
+}
+
+impl ForwardSinkConfig {
     /// The key in `signing_secret` (`whsec_` and base64, as Standard Webhooks has it).
     fn signing_key(&self) -> anyhow::Result<Option<Vec<u8>>> {
         use base64::Engine;

@@ -29,6 +29,16 @@ pub struct LogSink {
     level: LogLevel,
 }
 
+#[async_trait::async_trait]
+impl super::SinkSettings for LogSinkConfig {
+    async fn build(&self, with: &super::Building<'_>) -> anyhow::Result<(Box<dyn Sink>, i64)> {
+        Ok((
+            Box::new(LogSink::new(with.name.to_owned(), self)),
+            with.store_cursor,
+        ))
+    }
+}
+
 impl LogSink {
     pub fn new(name: String, cfg: &LogSinkConfig) -> Self {
         Self {

@@ -3,11 +3,14 @@
 //! A [`Sink`] is a small `Send + Sync` output with a name and one async method. Each
 //! configured sink is built at startup from its typed config ([`SinkKind`]), failing
 //! fast before the port is bound, and driven by its own [`runner`] with its own cursor.
-//! Adding a sink means one new file here and one variant in [`SinkKind`].
+//!
+//! Adding a sink means one new file here, whose config implements [`SinkSettings`]
+//! (check, target, build), and one line in [`sink_types!`]: its variant and `type`.
 
 mod file;
 mod forward;
 mod log;
+mod name;
 #[cfg(feature = "nats")]
 mod nats;
 pub mod runner;
@@ -162,32 +165,75 @@ impl Default for SinkCommon {
     }
 }
 
-/// The sink types and their own keys, chosen by `type`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum SinkKind {
-    /// One structured log line per event.
-    Log(LogSinkConfig),
-    /// One JSON line per event, appended to a file.
-    File(FileSinkConfig),
-    /// The original request body POSTed to your own system.
-    Forward(ForwardSinkConfig),
-    /// Each event published to a NATS JetStream stream.
-    #[cfg(feature = "nats")]
-    Nats(NatsSinkConfig),
+/// What a sink type's config does: check itself, say where it delivers, build its sink.
+/// Each sink type's file implements it for its config.
+#[async_trait::async_trait]
+pub(crate) trait SinkSettings: Send + Sync {
+    /// Checks what can be checked without opening anything (for `check-config` too).
+    fn check(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Where it delivers, as `check-config` shows it (` -> …`, or nothing), after
+    /// checking what can be checked there without a connection.
+    fn target(&self) -> anyhow::Result<String> {
+        Ok(String::new())
+    }
+
+    /// Builds the sink before the server starts (connecting where it connects, and
+    /// refusing with a sentence what `serve` cannot use). Returns the sink and its
+    /// cursor: `store_cursor` unless the sink keeps a position of its own.
+    async fn build(&self, with: &Building<'_>) -> anyhow::Result<(Box<dyn Sink>, i64)>;
 }
 
-impl SinkKind {
-    /// The `type` key's value.
-    pub(crate) fn type_name(&self) -> &'static str {
-        match self {
-            Self::Log(_) => "log",
-            Self::File(_) => "file",
-            Self::Forward(_) => "forward",
-            #[cfg(feature = "nats")]
-            Self::Nats(_) => "nats",
+/// What a sink is built with.
+pub(crate) struct Building<'a> {
+    pub name: &'a str,
+    /// Where the store says the sink is.
+    pub store_cursor: i64,
+    /// The last event the store committed.
+    pub store_head: i64,
+    pub retry: runner::RetryPolicy,
+}
+
+/// The sink types: each variant, its config (a type implementing [`SinkSettings`]) and
+/// its `type` key, written once.
+macro_rules! sink_types {
+    ($($(#[doc = $doc:literal])* $(#[cfg($cfg:meta)])? $variant:ident($config:ty) = $name:literal,)*) => {
+        /// The sink types and their own keys, chosen by `type`.
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(tag = "type")]
+        pub enum SinkKind {
+            $($(#[doc = $doc])* $(#[cfg($cfg)])? #[serde(rename = $name)] $variant($config),)*
         }
-    }
+
+        impl SinkKind {
+            /// The `type` key's value.
+            pub(crate) fn type_name(&self) -> &'static str {
+                match self {
+                    $($(#[cfg($cfg)])? Self::$variant(_) => $name,)*
+                }
+            }
+
+            fn settings(&self) -> &dyn SinkSettings {
+                match self {
+                    $($(#[cfg($cfg)])? Self::$variant(c) => c,)*
+                }
+            }
+        }
+    };
+}
+
+sink_types! {
+    /// One structured log line per event.
+    Log(LogSinkConfig) = "log",
+    /// One JSON line per event, appended to a file.
+    File(FileSinkConfig) = "file",
+    /// The original request body POSTed to your own system.
+    Forward(ForwardSinkConfig) = "forward",
+    /// Each event published to a NATS JetStream stream.
+    #[cfg(feature = "nats")]
+    Nats(NatsSinkConfig) = "nats",
 }
 
 // serde cannot combine `flatten` with `deny_unknown_fields`, so the entry is split by
@@ -286,28 +332,13 @@ impl SinkConfig {
                 crate::event::MESSAGE_STATUS_TYPE
             );
         }
-        match &self.kind {
-            SinkKind::Log(_) => Ok(()),
-            SinkKind::File(c) => c.check(),
-            SinkKind::Forward(c) => c.check(),
-            #[cfg(feature = "nats")]
-            SinkKind::Nats(c) => c.check(),
-        }
+        self.kind.settings().check()
     }
 
     /// What `check-config` says of the sink: its type, name, target and filters. A file
     /// sink's directory must take files.
     pub fn describe(&self) -> anyhow::Result<String> {
-        let target = match &self.kind {
-            SinkKind::Log(_) => String::new(),
-            SinkKind::File(c) => {
-                c.check_writable()?;
-                format!(" -> {}", c.path.display())
-            }
-            SinkKind::Forward(c) => format!(" -> {}", c.url),
-            #[cfg(feature = "nats")]
-            SinkKind::Nats(c) => format!(" -> stream {}", c.stream),
-        };
+        let target = self.kind.settings().target()?;
         let c = &self.common;
         let mut filters = Vec::new();
         if !c.statuses.is_empty() {
@@ -336,21 +367,14 @@ impl SinkConfig {
         store_cursor: i64,
         store_head: i64,
     ) -> anyhow::Result<(Box<dyn Sink>, i64)> {
-        let name = self.name().to_owned();
-        let built: anyhow::Result<(Box<dyn Sink>, i64)> = match &self.kind {
-            SinkKind::Log(c) => Ok((Box::new(log::LogSink::new(name.clone(), c)), store_cursor)),
-            SinkKind::File(c) => file::FileSink::open(name.clone(), c, store_cursor, store_head)
-                .map(|(sink, cursor)| (Box::new(sink) as Box<dyn Sink>, cursor)),
-            SinkKind::Forward(c) => forward::ForwardSink::new(name.clone(), c)
-                .map(|sink| (Box::new(sink) as Box<dyn Sink>, store_cursor)),
-            #[cfg(feature = "nats")]
-            SinkKind::Nats(c) => {
-                let backoff_max = self.retry_policy().max;
-                nats::NatsSink::connect(name.clone(), c, backoff_max)
-                    .await
-                    .map(|sink| (Box::new(sink) as Box<dyn Sink>, store_cursor))
-            }
+        let name = self.name();
+        let building = Building {
+            name,
+            store_cursor,
+            store_head,
+            retry: self.retry_policy(),
         };
+        let built = self.kind.settings().build(&building).await;
         built.map_err(|e| anyhow::anyhow!("sink {name}: {e:#}"))
     }
 }

@@ -15,6 +15,7 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use serde::{Deserialize, Serialize};
 
+use super::name::{Fields, fill};
 use super::{BoxFuture, Sink, SinkError, expand_env, header_text};
 use crate::event::Status;
 use crate::store::StoredEvent;
@@ -84,8 +85,9 @@ fn default_in_flight() -> usize {
     256
 }
 
-impl NatsSinkConfig {
-    pub(super) fn check(&self) -> anyhow::Result<()> {
+#[async_trait::async_trait]
+impl super::SinkSettings for NatsSinkConfig {
+    fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(!self.url.list().is_empty(), "url must name a server");
         for url in self.url.list() {
             url.parse::<async_nats::ServerAddr>()
@@ -112,47 +114,15 @@ impl NatsSinkConfig {
         }
         Ok(())
     }
-}
 
-/// What a subject template takes from an event.
-#[derive(Default)]
-struct Fields<'a> {
-    event_type: Option<&'a str>,
-    status: Option<&'a str>,
-    message_id: Option<&'a str>,
-    uid: Option<String>,
-}
-
-/// A subject token from a value: `none` when missing or empty, `_` for what a token
-/// cannot hold, at most 64 bytes.
-fn token(value: Option<&str>) -> String {
-    let value = value.filter(|v| !v.is_empty()).unwrap_or("none");
-    let mut t: String = value
-        .chars()
-        .map(|c| {
-            if c.is_whitespace() || matches!(c, '.' | '*' | '>' | '\0') {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    if t.len() > 64 {
-        let mut end = 64;
-        while !t.is_char_boundary(end) {
-            end -= 1;
-        }
-        t.truncate(end);
+    fn target(&self) -> anyhow::Result<String> {
+        Ok(format!(" -> stream {}", self.stream))
     }
-    t
-}
 
-fn fill(template: &str, f: &Fields<'_>) -> String {
-    template
-        .replace("{type}", &token(f.event_type))
-        .replace("{status}", &token(f.status))
-        .replace("{message_id}", &token(f.message_id))
-        .replace("{uid}", &token(f.uid.as_deref()))
+    async fn build(&self, with: &super::Building<'_>) -> anyhow::Result<(Box<dyn Sink>, i64)> {
+        let sink = NatsSink::connect(with.name.to_owned(), self, with.retry.max).await?;
+        Ok((Box::new(sink), with.store_cursor))
+    }
 }
 
 fn subject_tokens_ok(subject: &str) -> bool {
@@ -191,7 +161,7 @@ impl NatsSink {
         cfg: &NatsSinkConfig,
         backoff_max: Duration,
     ) -> anyhow::Result<Self> {
-        cfg.check()?;
+        super::SinkSettings::check(cfg)?;
         let addrs: Vec<async_nats::ServerAddr> = cfg
             .url
             .list()
@@ -292,20 +262,7 @@ impl NatsSink {
     }
 
     async fn publish(&self, event: &StoredEvent) -> Result<(), SinkError> {
-        let uid = if event.message_id.is_some() {
-            uid_of(&event.body)
-        } else {
-            None
-        };
-        let subject = fill(
-            &self.subject,
-            &Fields {
-                event_type: Some(&event.event_type),
-                status: event.status.as_ref().map(|s| s.as_str()),
-                message_id: event.message_id.as_deref(),
-                uid,
-            },
-        );
+        let subject = fill(&self.subject, &Fields::of(event));
         let publish = PublishMessage::build()
             .payload(event.body.clone())
             .message_id(event.delivery_key())
@@ -331,25 +288,6 @@ fn capture_all(template: &str) -> String {
     } else {
         format!("{}.>", fixed.join("."))
     }
-}
-
-/// body.uid, for the subject template.
-fn uid_of(body: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Envelope<'a> {
-        #[serde(borrow)]
-        body: Option<Body<'a>>,
-    }
-    #[derive(Deserialize)]
-    struct Body<'a> {
-        #[serde(borrow)]
-        uid: Option<&'a serde_json::value::RawValue>,
-    }
-    serde_json::from_slice::<Envelope>(body)
-        .ok()?
-        .body?
-        .uid
-        .and_then(crate::event::id_text)
 }
 
 fn classify(e: async_nats::jetstream::context::PublishError) -> SinkError {
@@ -384,17 +322,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subjects_are_made_safe_and_captured_as_jetstream_does() {
-        let f = Fields {
-            event_type: Some("whatsapp_message_status_updated"),
-            status: Some("SMECL:FAILED"),
-            message_id: Some("a.b *>c"),
-            uid: None,
-        };
-        assert_eq!(
-            fill("ev.{type}.{status}.{message_id}.{uid}", &f),
-            "ev.whatsapp_message_status_updated.SMECL:FAILED.a_b___c.none"
-        );
+    fn subjects_are_captured_as_jetstream_does() {
         assert!(captures("ev.>", "ev.a.b"));
         assert!(captures("ev.*.b", "ev.a.b"));
         assert!(!captures("ev.*", "ev.a.b"));
@@ -402,6 +330,5 @@ mod tests {
         assert!(captures("ev.a", "ev.a"));
         assert_eq!(capture_all("innopaas.{type}.{status}"), "innopaas.>");
         assert_eq!(capture_all("{type}"), ">");
-        assert_eq!(token(Some(&"é".repeat(40))).len(), 64);
     }
 }

@@ -86,7 +86,10 @@ pub fn check_config(config_path: Option<&Path>, out: &mut impl Write) -> anyhow:
     };
     let mut sinks = Vec::new();
     for (i, sink) in config.sinks.iter().enumerate() {
-        match sink.describe() {
+        match sink
+            .describe()
+            .and_then(|line| runtime.block_on(sink.probe()).map(|()| line))
+        {
             Ok(line) => sinks.push(line),
             Err(e) => {
                 writeln!(out, "sinks[{i}] ({}): {e:#}", sink.name())?;

@@ -184,6 +184,12 @@ pub(crate) trait SinkSettings: Send + Sync {
     /// refusing with a sentence what `serve` cannot use). Returns the sink and its
     /// cursor: `store_cursor` unless the sink keeps a position of its own.
     async fn build(&self, with: &Building<'_>) -> anyhow::Result<(Box<dyn Sink>, i64)>;
+
+    /// Whether `check-config` builds the sink to check it as `serve` would: a sink on a
+    /// broker connects and checks what it publishes to, and writes nothing in doing so.
+    fn probed(&self) -> bool {
+        false
+    }
 }
 
 /// What a sink is built with.
@@ -357,6 +363,15 @@ impl SinkConfig {
             self.kind.type_name(),
             self.name()
         ))
+    }
+
+    /// What `check-config` checks beyond [`SinkConfig::describe`]: a sink on a broker
+    /// connects and finds what it publishes to, as `serve` would.
+    pub async fn probe(&self) -> anyhow::Result<()> {
+        if self.kind.settings().probed() {
+            self.build(0, 0).await?;
+        }
+        Ok(())
     }
 
     /// Builds the sink before the server starts (connecting where it connects). The

@@ -119,6 +119,10 @@ impl super::SinkSettings for NatsSinkConfig {
         Ok(format!(" -> stream {}", self.stream))
     }
 
+    fn probed(&self) -> bool {
+        true
+    }
+
     async fn build(&self, with: &super::Building<'_>) -> anyhow::Result<(Box<dyn Sink>, i64)> {
         let sink = NatsSink::connect(with.name.to_owned(), self, with.retry.max).await?;
         Ok((Box::new(sink), with.store_cursor))

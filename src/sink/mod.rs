@@ -13,6 +13,8 @@ mod log;
 mod name;
 #[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "rabbitmq")]
+mod rabbitmq;
 pub mod runner;
 
 use std::future::Future;
@@ -30,6 +32,8 @@ pub use forward::ForwardSinkConfig;
 pub use log::LogSinkConfig;
 #[cfg(feature = "nats")]
 pub use nats::NatsSinkConfig;
+#[cfg(feature = "rabbitmq")]
+pub use rabbitmq::RabbitMqSinkConfig;
 
 /// Why one event was not delivered.
 #[derive(Debug, Clone)]
@@ -240,6 +244,9 @@ sink_types! {
     /// Each event published to a NATS JetStream stream.
     #[cfg(feature = "nats")]
     Nats(NatsSinkConfig) = "nats",
+    /// Each event published to a RabbitMQ exchange, confirmed by the broker.
+    #[cfg(feature = "rabbitmq")]
+    RabbitMq(RabbitMqSinkConfig) = "rabbitmq",
 }
 
 // serde cannot combine `flatten` with `deny_unknown_fields`, so the entry is split by

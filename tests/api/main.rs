@@ -21,6 +21,8 @@ mod pg;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod process;
+#[cfg(feature = "rabbitmq")]
+mod rabbitmq;
 #[cfg(feature = "postgres")]
 mod replicas;
 mod retention;

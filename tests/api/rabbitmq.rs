@@ -1,0 +1,455 @@
+//! The RabbitMQ sink against the real broker `INNOHOOK_TEST_RABBITMQ_URL` names (an
+//! exchange and a queue of its own per test). Without the variable these tests say so in
+//! one line and pass.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lapin::options::{
+    BasicGetOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const VAR: &str = "INNOHOOK_TEST_RABBITMQ_URL";
+
+fn rabbitmq_url(test: &str) -> Option<String> {
+    match std::env::var(VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!(
+                "skipped {test}: set {VAR}=amqp://guest:guest@127.0.0.1:5672/%2f to run the RabbitMQ tests"
+            );
+            None
+        }
+    }
+}
+
+/// One message as the test's queue got it.
+#[derive(Debug, Clone)]
+struct Got {
+    routing_key: String,
+    message_id: String,
+    persistent: bool,
+    kind: String,
+    seq: i64,
+    body: Value,
+}
+
+/// An exchange of its own (topic) and, when `bound`, a queue taking everything published
+/// to it; both deleted when dropped.
+struct TestExchange {
+    channel: Channel,
+    _connection: Connection,
+    exchange: String,
+    queue: String,
+    prefix: String,
+}
+
+impl TestExchange {
+    async fn create(url: &str, bound: bool) -> TestExchange {
+        let connection = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ reachable");
+        let channel = connection.create_channel().await.unwrap();
+        let id = format!("{:012x}", fastrand::u64(..1 << 48));
+        let (exchange, queue, prefix) = (format!("x{id}"), format!("q{id}"), format!("t{id}"));
+        channel
+            .exchange_declare(
+                exchange.clone().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        channel
+            .queue_declare(
+                queue.clone().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        if bound {
+            channel
+                .queue_bind(
+                    queue.clone().into(),
+                    exchange.clone().into(),
+                    format!("{prefix}.#").into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+        }
+        TestExchange {
+            channel,
+            _connection: connection,
+            exchange,
+            queue,
+            prefix,
+        }
+    }
+
+    /// The sink's `[[sinks]]` table for this exchange (sink name `amqp-{prefix}`).
+    fn sink_toml(&self, url: &str) -> String {
+        format!(
+            "[[sinks]]\ntype = \"rabbitmq\"\nname = \"amqp-{}\"\nurl = \"{url}\"\nexchange = \"{}\"\nrouting_key = \"{}.{{type}}.{{status}}\"\nbackoff_initial_ms = 50\nbackoff_max_ms = 500\nconfirm_timeout_secs = 3\n",
+            self.prefix, self.exchange, self.prefix
+        )
+    }
+
+    /// Takes what is in the queue now (at most 2,000 messages, so that a caller polling
+    /// with a deadline gets to check it while the queue fills).
+    async fn take(&self) -> Vec<Got> {
+        let mut out = Vec::new();
+        while out.len() < 2000
+            && let Some(m) = self
+                .channel
+                .basic_get(self.queue.clone().into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+        {
+            let d = &m.delivery;
+            let p = &d.properties;
+            let headers = p.headers().clone().unwrap_or_default();
+            let seq = match headers.inner().get("x-innohook-seq") {
+                Some(AMQPValue::LongLongInt(n)) => *n,
+                other => panic!("x-innohook-seq: {other:?}"),
+            };
+            out.push(Got {
+                routing_key: d.routing_key.to_string(),
+                message_id: p
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+                persistent: *p.delivery_mode() == Some(2),
+                kind: p.kind().as_ref().map(|s| s.to_string()).unwrap_or_default(),
+                seq,
+                body: serde_json::from_slice(&d.data).unwrap(),
+            });
+        }
+        out
+    }
+
+    /// Takes from the queue until `n` messages came (within `secs`).
+    async fn take_at_least(&self, n: usize, secs: u64, got: &mut Vec<Got>) {
+        poll_until(&format!("{n} messages in the queue"), secs, async || {
+            got.extend(self.take().await);
+            (got.len() >= n).then_some(())
+        })
+        .await;
+    }
+}
+
+impl Drop for TestExchange {
+    fn drop(&mut self) {
+        let (channel, exchange, queue) = (
+            self.channel.clone(),
+            self.exchange.clone(),
+            self.queue.clone(),
+        );
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let _ = channel
+                        .queue_delete(queue.into(), QueueDeleteOptions::default())
+                        .await;
+                    let _ = channel
+                        .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                        .await;
+                })
+        })
+        .join();
+    }
+}
+
+async fn app_with(toml: &str) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    config.sinks = parse_sinks(toml);
+    TestApp::spawn(config, dir).await
+}
+
+/// Each event once, persistent, with its own key as message_id, its type and seq; a
+/// message's events in commit order; a redelivered push not published again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_event_is_published_persistent_with_its_key_in_order() {
+    let Some(url) = rabbitmq_url("each_event_is_published_persistent_with_its_key_in_order") else {
+        return;
+    };
+    let x = TestExchange::create(&url, true).await;
+    let app = app_with(&x.sink_toml(&url)).await;
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        for status in ["delivered", "read"] {
+            let v = status_event(&format!("e{i}-{status}"), &format!("m{i}"), status);
+            assert_eq!(app.post(v.to_string()).await.status(), 200);
+            sent.push(v);
+        }
+    }
+    // Pushed again: a duplicate, not published again.
+    let again = status_event("e0-read-again", "m0", "read");
+    assert_eq!(
+        answer(app.post(again.to_string()).await).await.1["status"],
+        "duplicate"
+    );
+    let mut got = Vec::new();
+    x.take_at_least(sent.len(), 20, &mut got).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    got.extend(x.take().await);
+    assert_eq!(got.len(), sent.len(), "each once");
+    let mut last_seq: HashMap<String, i64> = HashMap::new();
+    for g in &got {
+        assert!(g.persistent, "{g:?}");
+        assert_eq!(g.kind, "whatsapp_message_status_updated");
+        let status = g.body["body"]["status"].as_str().unwrap();
+        let msg = g.body["body"]["id"].as_str().unwrap();
+        assert_eq!(g.message_id, format!("{msg}:{status}"));
+        assert_eq!(
+            g.routing_key,
+            format!("{}.whatsapp_message_status_updated.{status}", x.prefix)
+        );
+        let previous = last_seq.insert(msg.to_owned(), g.seq);
+        assert!(previous.is_none_or(|p| p < g.seq), "{msg} out of order");
+    }
+    let bodies: Vec<&Value> = got.iter().map(|g| &g.body).collect();
+    for v in &sent {
+        assert!(bodies.contains(&v), "{v} missing");
+    }
+}
+
+/// An event no queue takes is returned by the broker: a dead letter naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unroutable_event_is_a_dead_letter_naming_it() {
+    let Some(url) = rabbitmq_url("an_unroutable_event_is_a_dead_letter_naming_it") else {
+        return;
+    };
+    let x = TestExchange::create(&url, false).await;
+    let app = app_with(&x.sink_toml(&url)).await;
+    assert_eq!(
+        app.post(status_event("e1", "m1", "read").to_string())
+            .await
+            .status(),
+        200
+    );
+    let letter = poll_until("the dead letter", 20, async || {
+        let dead = app.store.dead_letters().await.unwrap();
+        dead.into_iter().find(|d| d.sink.is_some())
+    })
+    .await;
+    let error = letter.reason.clone();
+    assert!(
+        error.contains("unroutable") && error.contains(&x.exchange) && error.contains("#1"),
+        "{error}"
+    );
+}
+
+/// A missing exchange, an unreachable broker or a bad URL stop `serve` and fail
+/// `check-config`, each with a sentence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_settings_are_refused_with_a_sentence() {
+    let Some(url) = rabbitmq_url("bad_settings_are_refused_with_a_sentence") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (sink, says) in [
+        (
+            format!("[[sinks]]\ntype = \"rabbitmq\"\nurl = \"{url}\"\nexchange = \"no-such-exchange-{}\"\n", fastrand::u32(..)),
+            "create it first",
+        ),
+        (
+            "[[sinks]]\ntype = \"rabbitmq\"\nurl = \"amqp://guest:guest@127.0.0.1:1/%2f\"\nexchange = \"x\"\n".to_owned(),
+            "cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:1/%2f",
+        ),
+        (
+            "[[sinks]]\ntype = \"rabbitmq\"\nurl = \"http://example.com\"\nexchange = \"x\"\n".to_owned(),
+            "url must start with amqp:// or amqps://",
+        ),
+    ] {
+        let config = write_config(dir.path(), &format!("{}{sink}", server_toml(dir.path())));
+        let out = innohook().arg("check-config").arg("--config").arg(&config).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains(says), "check-config: {text}");
+        let out = innohook().arg("--config").arg(&config).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success());
+        assert!(err.contains(says), "serve: {err}");
+    }
+}
+
+/// Closes, with rabbitmqctl, the broker's connections whose client properties (the
+/// connection name innohook gives: `innohook SINK`) contain `part`; how many it closed.
+fn close_connections(part: &str) -> usize {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "-q",
+            "--no-table-headers",
+            "pid",
+            "client_properties",
+        ])
+        .output()
+        .expect("rabbitmqctl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut closed = 0;
+    for line in text.lines().filter(|l| l.contains(part)) {
+        let pid = line.split_whitespace().next().unwrap();
+        let status = std::process::Command::new("rabbitmqctl")
+            .args(["close_connection", pid, "closed by the test"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        closed += 1;
+    }
+    closed
+}
+
+/// The broker closes innohook's connection in the middle of a run: nothing acknowledged
+/// is lost, the backlog drains, and an event is published twice only if its confirm was
+/// in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_by_the_broker_loses_nothing() {
+    let Some(url) = rabbitmq_url("a_connection_closed_by_the_broker_loses_nothing") else {
+        return;
+    };
+    let x = TestExchange::create(&url, true).await;
+    let app = Arc::new(app_with(&x.sink_toml(&url)).await);
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let senders: Vec<_> = (0..4)
+        .map(|t| {
+            let (app, acked, stop) = (app.clone(), acked.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let msg = format!("m{t}-{i}");
+                    i += 1;
+                    let v = status_event(&msg, &msg, "read");
+                    if app.post(v.to_string()).await.status() == 200 {
+                        acked.lock().unwrap().push(msg);
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect();
+    let mut got = Vec::new();
+    x.take_at_least(100, 20, &mut got).await;
+    let closed = poll_until("innohook's connection to close", 20, async || {
+        let n = close_connections(&format!("amqp-{}", x.prefix));
+        (n > 0).then_some(n)
+    })
+    .await;
+    assert_eq!(closed, 1);
+    let during = acked.lock().unwrap().len();
+    poll_until("pushes accepted after the close", 20, async || {
+        (acked.lock().unwrap().len() >= during + 100).then_some(())
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    poll_until("every acknowledged event in the queue", 60, async || {
+        got.extend(x.take().await);
+        for g in got.drain(..) {
+            *ids.entry(g.message_id).or_default() += 1;
+        }
+        acked
+            .iter()
+            .all(|m| ids.contains_key(&format!("{m}:read")))
+            .then_some(())
+    })
+    .await;
+    let twice = ids.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "rabbitmq: {} acknowledged events, {twice} published twice across the close",
+        acked.len()
+    );
+    assert_eq!(ids.len(), acked.len(), "nothing else");
+}
+
+/// innohook SIGKILLed under load: after a restart every event answered 200 is in the
+/// queue; those published again are counted (their confirms were in flight) and say how
+/// wide the window is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sigkill_every_acknowledged_event_is_in_the_queue() {
+    let Some(url) = rabbitmq_url("after_sigkill_every_acknowledged_event_is_in_the_queue") else {
+        return;
+    };
+    let x = TestExchange::create(&url, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &(server_toml(dir.path()) + &x.sink_toml(&url)));
+    let server = BinaryServer::start(&config);
+    let addr = server.addr;
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let senders: Vec<_> = (0..8)
+        .map(|t| {
+            let acked = acked.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                for i in 0.. {
+                    let msg = format!("m{t}-{i}");
+                    let res = client
+                        .post(format!("http://{addr}/webhook"))
+                        .header("content-type", "application/json")
+                        .body(status_event(&msg, &msg, "read").to_string())
+                        .send()
+                        .await;
+                    match res {
+                        Ok(r) if r.status() == 200 => acked.lock().unwrap().push(msg),
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut got = Vec::new();
+    x.take_at_least(300, 30, &mut got).await;
+    server.kill();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let _server = BinaryServer::start(&config);
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    poll_until("every acknowledged event in the queue", 60, async || {
+        got.extend(x.take().await);
+        for g in got.drain(..) {
+            *ids.entry(g.message_id).or_default() += 1;
+        }
+        acked
+            .iter()
+            .all(|m| ids.contains_key(&format!("{m}:read")))
+            .then_some(())
+    })
+    .await;
+    let twice: usize = ids.values().map(|n| n - 1).sum();
+    eprintln!(
+        "rabbitmq: {} acknowledged events, {twice} published again after SIGKILL",
+        acked.len()
+    );
+    // At most what was in flight: a batch of the sink (256 events).
+    assert!(twice <= 256, "{twice} published again");
+}

@@ -15,6 +15,8 @@ mod name;
 mod nats;
 #[cfg(feature = "rabbitmq")]
 mod rabbitmq;
+#[cfg(feature = "redis")]
+mod redis;
 pub mod runner;
 
 use std::future::Future;
@@ -34,6 +36,8 @@ pub use log::LogSinkConfig;
 pub use nats::NatsSinkConfig;
 #[cfg(feature = "rabbitmq")]
 pub use rabbitmq::RabbitMqSinkConfig;
+#[cfg(feature = "redis")]
+pub use redis::RedisSinkConfig;
 
 /// Why one event was not delivered.
 #[derive(Debug, Clone)]
@@ -247,6 +251,9 @@ sink_types! {
     /// Each event published to a RabbitMQ exchange, confirmed by the broker.
     #[cfg(feature = "rabbitmq")]
     RabbitMq(RabbitMqSinkConfig) = "rabbitmq",
+    /// Each event an entry of a Redis stream, its id its position.
+    #[cfg(feature = "redis")]
+    Redis(RedisSinkConfig) = "redis",
 }
 
 // serde cannot combine `flatten` with `deny_unknown_fields`, so the entry is split by

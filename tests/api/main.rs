@@ -23,6 +23,8 @@ mod postgres;
 mod process;
 #[cfg(feature = "rabbitmq")]
 mod rabbitmq;
+#[cfg(feature = "redis")]
+mod redis_sink;
 #[cfg(feature = "postgres")]
 mod replicas;
 mod retention;

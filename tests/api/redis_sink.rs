@@ -1,0 +1,408 @@
+//! The Redis Streams sink against real servers: the one `INNOHOOK_TEST_REDIS_URL` names (a
+//! stream of its own per test) and a server of the test's own for an outage. Without the
+//! variable these tests say so in one line and pass.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::streams::StreamRangeReply;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const VAR: &str = "INNOHOOK_TEST_REDIS_URL";
+
+fn redis_url(test: &str) -> Option<String> {
+    match std::env::var(VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("skipped {test}: set {VAR}=redis://127.0.0.1:6379 to run the Redis tests");
+            None
+        }
+    }
+}
+
+/// One stream entry.
+#[derive(Debug)]
+struct Entry {
+    id: String,
+    event_type: String,
+    key: String,
+    seq: i64,
+    body: Value,
+}
+
+/// A stream key of its own on the server at `url`, deleted when dropped.
+struct TestStream {
+    client: redis::Client,
+    key: String,
+}
+
+impl TestStream {
+    fn new(url: &str) -> TestStream {
+        TestStream {
+            client: redis::Client::open(url).unwrap(),
+            key: format!("innohook-test:{:012x}", fastrand::u64(..1 << 48)),
+        }
+    }
+
+    fn sink_toml(&self, url: &str) -> String {
+        format!(
+            "[[sinks]]\ntype = \"redis\"\nname = \"streams\"\nurl = \"{url}\"\nstream = \"{}\"\nbackoff_initial_ms = 50\nbackoff_max_ms = 500\n",
+            self.key
+        )
+    }
+
+    async fn entries(&self) -> Vec<Entry> {
+        let mut c = self
+            .client
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let reply: StreamRangeReply = c.xrange_all(&self.key).await.unwrap();
+        reply
+            .ids
+            .iter()
+            .map(|e| Entry {
+                id: e.id.clone(),
+                event_type: e.get("type").unwrap(),
+                key: e.get("key").unwrap(),
+                seq: e.get("seq").unwrap(),
+                body: serde_json::from_slice(&e.get::<Vec<u8>>("body").unwrap()).unwrap(),
+            })
+            .collect()
+    }
+
+    async fn len(&self) -> usize {
+        let mut c = self
+            .client
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        c.xlen(&self.key).await.unwrap()
+    }
+}
+
+impl Drop for TestStream {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.client.get_connection() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&self.key).query(&mut c);
+        }
+    }
+}
+
+async fn app_with(toml: &str) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    config.sinks = parse_sinks(toml);
+    TestApp::spawn(config, dir).await
+}
+
+/// Each event one entry, its id its seq, with its body, type and key; in commit order; a
+/// redelivered push not added again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_event_is_one_entry_whose_id_is_its_seq() {
+    let Some(url) = redis_url("each_event_is_one_entry_whose_id_is_its_seq") else {
+        return;
+    };
+    let stream = TestStream::new(&url);
+    let app = app_with(&stream.sink_toml(&url)).await;
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        for status in ["delivered", "read"] {
+            let v = status_event(&format!("e{i}-{status}"), &format!("m{i}"), status);
+            assert_eq!(app.post(v.to_string()).await.status(), 200);
+            sent.push(v);
+        }
+    }
+    let again = status_event("e0-read-again", "m0", "read");
+    assert_eq!(
+        answer(app.post(again.to_string()).await).await.1["status"],
+        "duplicate"
+    );
+    poll_until("every event in the stream", 20, async || {
+        (stream.len().await >= sent.len()).then_some(())
+    })
+    .await;
+    let entries = stream.entries().await;
+    assert_eq!(entries.len(), sent.len());
+    for (e, v) in entries.iter().zip(&sent) {
+        assert_eq!(e.id, format!("{}-0", e.seq));
+        assert_eq!(&e.body, v, "in commit order, as sent");
+        assert_eq!(e.event_type, "whatsapp_message_status_updated");
+        let b = &v["body"];
+        assert_eq!(
+            e.key,
+            format!(
+                "{}:{}",
+                b["id"].as_str().unwrap(),
+                b["status"].as_str().unwrap()
+            )
+        );
+    }
+}
+
+/// An entry added by someone else above innohook's next id: the event is a dead letter
+/// naming the entry, not a silent loss; and a URL that is not Redis's is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_writer_above_innohook_makes_a_dead_letter_and_bad_settings_a_sentence() {
+    let Some(url) =
+        redis_url("another_writer_above_innohook_makes_a_dead_letter_and_bad_settings_a_sentence")
+    else {
+        return;
+    };
+    let stream = TestStream::new(&url);
+    let mut c = stream
+        .client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: String = c
+        .xadd(&stream.key, "*", &[("someone", "else")])
+        .await
+        .unwrap();
+    let app = app_with(&stream.sink_toml(&url)).await;
+    assert_eq!(
+        app.post(status_event("e1", "m1", "read").to_string())
+            .await
+            .status(),
+        200
+    );
+    let letter = poll_until("the dead letter", 20, async || {
+        let dead = app.store.dead_letters().await.unwrap();
+        dead.into_iter().find(|d| d.sink.is_some())
+    })
+    .await;
+    let error = letter.reason.clone();
+    assert!(
+        error.contains("that innohook did not add") && error.contains("#1"),
+        "{error}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    for (sink, says) in [
+        (
+            "[[sinks]]\ntype = \"redis\"\nurl = \"redis://:secret@127.0.0.1:1\"\n",
+            "cannot connect to Redis at redis://:***@127.0.0.1:1",
+        ),
+        (
+            "[[sinks]]\ntype = \"redis\"\nurl = \"http://127.0.0.1:6379\"\n",
+            "url must start with redis:// or rediss://",
+        ),
+        (
+            "[[sinks]]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nmaxlen = 0\n",
+            "maxlen must be at least 1",
+        ),
+    ] {
+        let config = write_config(dir.path(), &format!("{}{sink}", server_toml(dir.path())));
+        let out = innohook()
+            .arg("check-config")
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains(says), "check-config: {text}");
+        let out = innohook().arg("--config").arg(&config).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success());
+        assert!(err.contains(says), "serve: {err}");
+    }
+}
+
+/// A redis-server of the test's own, on a free port, keeping nothing on disk.
+struct OwnRedis(Child, u16);
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        wait_until("redis-server listening", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        OwnRedis(child, port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.1)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The server closes every client's connection in the middle of a run: nothing
+/// acknowledged is lost, nothing is added twice, the backlog drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_closed_by_the_server_lose_nothing_and_add_nothing_twice() {
+    if redis_url("connections_closed_by_the_server_lose_nothing_and_add_nothing_twice").is_none() {
+        return;
+    }
+    let server = OwnRedis::start();
+    let url = server.url();
+    let stream = TestStream::new(&url);
+    let app = Arc::new(app_with(&stream.sink_toml(&url)).await);
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let senders: Vec<_> = (0..4)
+        .map(|t| {
+            let (app, acked, stop) = (app.clone(), acked.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let msg = format!("m{t}-{i}");
+                    i += 1;
+                    if app
+                        .post(status_event(&msg, &msg, "read").to_string())
+                        .await
+                        .status()
+                        == 200
+                    {
+                        acked.lock().unwrap().push(msg);
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        let before = stream.len().await;
+        poll_until("entries added", 20, async || {
+            (stream.len().await >= before + 50).then_some(())
+        })
+        .await;
+        let mut c = stream
+            .client
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .arg("SKIPME")
+            .arg("yes")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!(killed >= 1, "innohook's connection was there");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    poll_until("every acknowledged event in the stream", 60, async || {
+        (stream.len().await >= acked.len()).then_some(())
+    })
+    .await;
+    let entries = stream.entries().await;
+    let mut keys: HashMap<&str, usize> = HashMap::new();
+    for e in &entries {
+        *keys.entry(e.key.as_str()).or_default() += 1;
+    }
+    assert!(keys.values().all(|n| *n == 1), "added twice");
+    for m in &acked {
+        assert!(
+            keys.contains_key(format!("{m}:read").as_str()),
+            "{m} missing"
+        );
+    }
+    assert!(
+        entries.windows(2).all(|w| w[0].seq < w[1].seq),
+        "in commit order"
+    );
+}
+
+/// innohook SIGKILLed under load: after a restart every event answered 200 is in the
+/// stream exactly once (one added again is refused by its id and counted delivered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sigkill_every_acknowledged_event_is_in_the_stream_once() {
+    let Some(url) = redis_url("after_sigkill_every_acknowledged_event_is_in_the_stream_once")
+    else {
+        return;
+    };
+    let stream = TestStream::new(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &(server_toml(dir.path()) + &stream.sink_toml(&url)),
+    );
+    let server = BinaryServer::start(&config);
+    let addr = server.addr;
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let senders: Vec<_> = (0..8)
+        .map(|t| {
+            let acked = acked.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                for i in 0.. {
+                    let msg = format!("m{t}-{i}");
+                    let res = client
+                        .post(format!("http://{addr}/webhook"))
+                        .header("content-type", "application/json")
+                        .body(status_event(&msg, &msg, "read").to_string())
+                        .send()
+                        .await;
+                    match res {
+                        Ok(r) if r.status() == 200 => acked.lock().unwrap().push(msg),
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    poll_until("entries in the stream", 30, async || {
+        (stream.len().await >= 300).then_some(())
+    })
+    .await;
+    server.kill();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let _server = BinaryServer::start(&config);
+    poll_until("every acknowledged event in the stream", 60, async || {
+        (stream.len().await >= acked.len()).then_some(())
+    })
+    .await;
+    let entries = stream.entries().await;
+    let mut keys: HashMap<&str, usize> = HashMap::new();
+    for e in &entries {
+        *keys.entry(e.key.as_str()).or_default() += 1;
+    }
+    assert!(keys.values().all(|n| *n == 1), "added twice");
+    for m in &acked {
+        assert!(
+            keys.contains_key(format!("{m}:read").as_str()),
+            "{m} missing"
+        );
+    }
+}

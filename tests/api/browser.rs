@@ -51,8 +51,9 @@ async fn browser(test: &str) -> Option<Browser> {
             std::env::var("INNOHOOK_TEST_BROWSER").as_deref() != Ok("1"),
             "INNOHOOK_TEST_BROWSER=1, but {CHROMIUM} or {CHROMEDRIVER} is missing: apt-get install chromium chromium-driver"
         );
-        eprintln!(
-            "skipped {test}: install chromium and chromium-driver (apt-get) to run the browser tests, or set INNOHOOK_TEST_BROWSER=1 to require them"
+        crate::helpers::skipped(
+            test,
+            "install chromium and chromium-driver (apt-get) to run the browser tests, or set INNOHOOK_TEST_BROWSER=1 to require them",
         );
         return None;
     }

@@ -577,3 +577,113 @@ pub fn raise_open_files_limit() {
         }
     }
 }
+
+/// A load that outlives the server it started on: `messages` messages, each posted as
+/// `delivered` then `read` (so each message's two events are committed in that order), by
+/// 8 senders, each event posted until it is answered 200, to whichever server
+/// [`Load::point_to`] last named. For the sinks' tests through a SIGKILL and a restart.
+pub struct Load {
+    addr: Arc<std::sync::Mutex<SocketAddr>>,
+    acked: Arc<std::sync::atomic::AtomicUsize>,
+    senders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub const SENDERS: usize = 8;
+
+    /// Message ids `load-{sender}-{n}`; the events' keys `load-{sender}-{n}:{status}`.
+    pub fn start(addr: SocketAddr, messages: usize) -> Load {
+        let addr = Arc::new(std::sync::Mutex::new(addr));
+        let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let senders = (0..Self::SENDERS)
+            .map(|t| {
+                let (addr, acked) = (addr.clone(), acked.clone());
+                tokio::spawn(async move {
+                    let client = reqwest::Client::new();
+                    for n in (0..messages).filter(|n| n % Self::SENDERS == t) {
+                        let msg = format!("load-{t}-{n}");
+                        for status in ["delivered", "read"] {
+                            let body =
+                                status_event(&format!("{msg}-{status}"), &msg, status).to_string();
+                            loop {
+                                let at = *addr.lock().unwrap();
+                                let res = client
+                                    .post(format!("http://{at}/webhook"))
+                                    .header("content-type", "application/json")
+                                    .body(body.clone())
+                                    .send()
+                                    .await;
+                                if res.is_ok_and(|r| r.status() == 200) {
+                                    acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            addr,
+            acked,
+            senders,
+        }
+    }
+
+    /// Events answered 200 so far.
+    pub fn acked(&self) -> usize {
+        self.acked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sends what is left to the server at `addr` (one started after a kill).
+    pub fn point_to(&self, addr: SocketAddr) {
+        *self.addr.lock().unwrap() = addr;
+    }
+
+    /// Waits until every event was answered 200.
+    pub async fn finish(self) {
+        for s in self.senders {
+            s.await.unwrap();
+        }
+    }
+
+    /// Every event's key, `{message id}:{status}`.
+    pub fn keys(messages: usize) -> Vec<String> {
+        (0..messages)
+            .flat_map(|n| {
+                let msg = format!("load-{}-{n}", n % Self::SENDERS);
+                [format!("{msg}:delivered"), format!("{msg}:read")]
+            })
+            .collect()
+    }
+}
+
+/// Checks that every key arrived and that each message's `delivered` came before its
+/// `read`, in `arrived` (keys in arrival order, repeats included); returns how many
+/// arrived more than once.
+pub fn check_arrivals(messages: usize, arrived: &[String]) -> usize {
+    let mut first: std::collections::HashMap<&str, usize> = Default::default();
+    for (i, key) in arrived.iter().enumerate() {
+        first.entry(key.as_str()).or_insert(i);
+    }
+    for key in Load::keys(messages) {
+        assert!(first.contains_key(key.as_str()), "{key} never arrived");
+    }
+    for n in 0..messages {
+        let msg = format!("load-{}-{n}", n % Load::SENDERS);
+        assert!(
+            first[format!("{msg}:delivered").as_str()] < first[format!("{msg}:read").as_str()],
+            "{msg}: read arrived before delivered"
+        );
+    }
+    arrived.len() - first.len()
+}
+
+/// Says on the terminal, past the test harness's capture (which takes only `print!` and
+/// `eprint!`), that `test` did not run and why, so a plain `cargo test` shows each skip:
+/// `skipped TEST: WHY`.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
+}

@@ -19,7 +19,10 @@ fn nats_url(test: &str) -> Option<String> {
     match std::env::var(VAR) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            eprintln!("skipped {test}: set {VAR}=nats://127.0.0.1:4222 to run the NATS tests");
+            skipped(
+                test,
+                &format!("set {VAR}=nats://127.0.0.1:4222 to run the NATS tests"),
+            );
             None
         }
     }

@@ -14,8 +14,11 @@ pub fn server_url(test: &str) -> Option<String> {
     match std::env::var(VAR) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            eprintln!(
-                "skipped {test}: set {VAR}=postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable to run the PostgreSQL tests"
+            crate::helpers::skipped(
+                test,
+                &format!(
+                    "set {VAR}=postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable to run the PostgreSQL tests"
+                ),
             );
             None
         }

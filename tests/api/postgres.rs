@@ -297,7 +297,10 @@ async fn sslmode_require_encrypts_and_verify_full_checks_the_certificate() {
     tokio::spawn(conn);
     let ssl: String = raw.query_one("SHOW ssl", &[]).await.unwrap().get(0);
     if ssl != "on" {
-        eprintln!("skipped: the test server does not offer TLS (ssl = {ssl})");
+        crate::helpers::skipped(
+            "sslmode_require_encrypts_and_verify_full_checks_the_certificate",
+            &format!("the test server does not offer TLS (ssl = {ssl})"),
+        );
         return;
     }
     let config = |mode: &str| {

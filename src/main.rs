@@ -105,6 +105,7 @@ fn main() -> ExitCode {
     let mut out = std::io::stdout();
     let command = cli.command.unwrap_or(Command::Serve);
     let healthcheck = matches!(command, Command::Healthcheck);
+    let serving = matches!(command, Command::Serve);
     let result = match command {
         Command::Serve => innohook::commands::serve(config),
         Command::CheckConfig => innohook::commands::check_config(config, &mut out),
@@ -127,10 +128,22 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
+        // The reader went away (`innohook dead-letters | head`): what it read was right,
+        // and there is nothing to say.
+        Err(e) if !serving && stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("innohook: {e:#}");
             // Docker reserves 2 in a HEALTHCHECK.
             ExitCode::from(if healthcheck { 1 } else { 2 })
         }
     }
+}
+
+/// Whether writing to stdout failed because its reader closed it.
+fn stdout_closed(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -77,23 +77,49 @@ async fn fill(url: &str, n: usize) {
         .await;
 }
 
+fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or("nats://127.0.0.1:4222".into())
+}
+
+async fn jetstream() -> async_nats::jetstream::Context {
+    async_nats::jetstream::new(async_nats::connect(nats_url()).await.unwrap())
+}
+
+fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or("amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+async fn amqp_channel() -> (lapin::Connection, lapin::Channel) {
+    let c = lapin::Connection::connect(&amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let ch = c.create_channel().await.unwrap();
+    (c, ch)
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or("redis://127.0.0.1:6379".into())
+}
+
+async fn redis_connection() -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(redis_url()).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
 /// How many events the target holds.
 async fn arrived(kind: &str, id: &str) -> u64 {
     match kind {
         "nats" => {
-            let url = std::env::var("NATS_URL").unwrap_or("nats://127.0.0.1:4222".into());
-            let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
-            let mut stream = js.get_stream(format!("C{id}")).await.unwrap();
+            let mut stream = jetstream()
+                .await
+                .get_stream(format!("C{id}"))
+                .await
+                .unwrap();
             stream.info().await.unwrap().state.messages
         }
         "rabbitmq" => {
             use lapin::options::*;
-            let url =
-                std::env::var("AMQP_URL").unwrap_or("amqp://guest:guest@127.0.0.1:5672/%2f".into());
-            let c = lapin::Connection::connect(&url, Default::default())
-                .await
-                .unwrap();
-            let ch = c.create_channel().await.unwrap();
+            let (_c, ch) = amqp_channel().await;
             let passive = QueueDeclareOptions {
                 passive: true,
                 durable: true,
@@ -105,16 +131,11 @@ async fn arrived(kind: &str, id: &str) -> u64 {
                 .unwrap();
             u64::from(q.message_count())
         }
-        _ => {
-            let url = std::env::var("REDIS_URL").unwrap_or("redis://127.0.0.1:6379".into());
-            let client = redis::Client::open(url).unwrap();
-            let mut c = client.get_multiplexed_async_connection().await.unwrap();
-            redis::cmd("XLEN")
-                .arg(format!("catchup:{id}"))
-                .query_async(&mut c)
-                .await
-                .unwrap()
-        }
+        _ => redis::cmd("XLEN")
+            .arg(format!("catchup:{id}"))
+            .query_async(&mut redis_connection().await)
+            .await
+            .unwrap(),
     }
 }
 
@@ -122,28 +143,24 @@ async fn arrived(kind: &str, id: &str) -> u64 {
 async fn target(kind: &str, id: &str) -> String {
     match kind {
         "nats" => {
-            let url = std::env::var("NATS_URL").unwrap_or("nats://127.0.0.1:4222".into());
-            let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
-            js.create_stream(async_nats::jetstream::stream::Config {
-                name: format!("C{id}"),
-                subjects: vec![format!("c{id}.>")],
-                duplicate_window: Duration::from_secs(3600),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+            jetstream()
+                .await
+                .create_stream(async_nats::jetstream::stream::Config {
+                    name: format!("C{id}"),
+                    subjects: vec![format!("c{id}.>")],
+                    duplicate_window: Duration::from_secs(3600),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
             format!(
-                "stream = \"C{id}\"\nsubject = \"c{id}.{{type}}.{{status}}\"\nurl = \"{url}\"\n"
+                "stream = \"C{id}\"\nsubject = \"c{id}.{{type}}.{{status}}\"\nurl = \"{}\"\n",
+                nats_url()
             )
         }
         "rabbitmq" => {
             use lapin::options::*;
-            let url =
-                std::env::var("AMQP_URL").unwrap_or("amqp://guest:guest@127.0.0.1:5672/%2f".into());
-            let c = lapin::Connection::connect(&url, Default::default())
-                .await
-                .unwrap();
-            let ch = c.create_channel().await.unwrap();
+            let (_c, ch) = amqp_channel().await;
             let durable = ExchangeDeclareOptions {
                 durable: true,
                 ..Default::default()
@@ -172,11 +189,10 @@ async fn target(kind: &str, id: &str) -> String {
             )
             .await
             .unwrap();
-            format!("exchange = \"x{id}\"\nurl = \"{url}\"\n")
+            format!("exchange = \"x{id}\"\nurl = \"{}\"\n", amqp_url())
         }
         "redis" => {
-            let url = std::env::var("REDIS_URL").unwrap_or("redis://127.0.0.1:6379".into());
-            format!("stream = \"catchup:{id}\"\nurl = \"{url}\"\n")
+            format!("stream = \"catchup:{id}\"\nurl = \"{}\"\n", redis_url())
         }
         other => panic!("unknown sink {other} (nats, rabbitmq, redis)"),
     }
@@ -185,18 +201,11 @@ async fn target(kind: &str, id: &str) -> String {
 async fn remove(kind: &str, id: &str) {
     match kind {
         "nats" => {
-            let url = std::env::var("NATS_URL").unwrap_or("nats://127.0.0.1:4222".into());
-            let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
-            let _ = js.delete_stream(format!("C{id}")).await;
+            let _ = jetstream().await.delete_stream(format!("C{id}")).await;
         }
         "rabbitmq" => {
             use lapin::options::*;
-            let url =
-                std::env::var("AMQP_URL").unwrap_or("amqp://guest:guest@127.0.0.1:5672/%2f".into());
-            let c = lapin::Connection::connect(&url, Default::default())
-                .await
-                .unwrap();
-            let ch = c.create_channel().await.unwrap();
+            let (_c, ch) = amqp_channel().await;
             let _ = ch
                 .queue_delete(format!("q{id}").into(), QueueDeleteOptions::default())
                 .await;
@@ -205,12 +214,9 @@ async fn remove(kind: &str, id: &str) {
                 .await;
         }
         _ => {
-            let url = std::env::var("REDIS_URL").unwrap_or("redis://127.0.0.1:6379".into());
-            let client = redis::Client::open(url).unwrap();
-            let mut c = client.get_multiplexed_async_connection().await.unwrap();
             let _: redis::RedisResult<()> = redis::cmd("DEL")
                 .arg(format!("catchup:{id}"))
-                .query_async(&mut c)
+                .query_async(&mut redis_connection().await)
                 .await;
         }
     }

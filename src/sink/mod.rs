@@ -482,6 +482,16 @@ fn expand_env(value: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// A URL as logs, errors and `check-config` show it: its password as `***`.
+#[cfg_attr(not(any(feature = "rabbitmq", feature = "redis")), allow(dead_code))]
+fn without_password(url: &str) -> String {
+    let mut shown = url::Url::parse(url).ok().filter(|u| u.password().is_some());
+    if let Some(u) = shown.as_mut() {
+        let _ = u.set_password(Some("***"));
+    }
+    shown.map_or_else(|| url.to_owned(), |u| u.to_string())
+}
+
 /// A value from the wire as a header can hold it: visible ASCII as it is, anything else
 /// percent-encoded (a header must not carry control characters).
 fn header_text(value: &str) -> String {

@@ -64,15 +64,9 @@ impl RabbitMqSinkConfig {
         Ok(url)
     }
 
-    /// Where it publishes, for people: the URL without its password.
+    /// Where it delivers, for people: the URL without its password.
     fn place(&self) -> String {
-        let mut shown = url::Url::parse(&self.url)
-            .ok()
-            .filter(|u| u.password().is_some());
-        if let Some(u) = shown.as_mut() {
-            let _ = u.set_password(Some("***"));
-        }
-        shown.map_or_else(|| self.url.clone(), |u| u.to_string())
+        super::without_password(&self.url)
     }
 }
 

@@ -51,15 +51,9 @@ impl RedisSinkConfig {
         redis::Client::open(url).map_err(|e| anyhow::anyhow!("url is not a Redis URL: {e}"))
     }
 
-    /// Where it writes, for people: the URL without its password.
+    /// Where it delivers, for people: the URL without its password.
     fn place(&self) -> String {
-        let mut shown = url::Url::parse(&self.url)
-            .ok()
-            .filter(|u| u.password().is_some());
-        if let Some(u) = shown.as_mut() {
-            let _ = u.set_password(Some("***"));
-        }
-        shown.map_or_else(|| self.url.clone(), |u| u.to_string())
+        super::without_password(&self.url)
     }
 }
 

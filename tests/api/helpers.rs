@@ -687,3 +687,31 @@ pub fn skipped(test: &str, why: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
 }
+
+/// A server (in this process) with these `[[sinks]]`.
+pub async fn app_with_sinks(toml: &str) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    config.sinks = parse_sinks(toml);
+    TestApp::spawn(config, dir).await
+}
+
+/// Checks that `check-config` and `serve` both refuse a config with this `[[sinks]]`
+/// entry, each saying `says`.
+pub fn refused_by_check_config_and_serve(sink: &str, says: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &format!("{}{sink}", server_toml(dir.path())));
+    let out = innohook()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains(says), "check-config: {text}");
+    let out = innohook().arg("--config").arg(&config).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(err.contains(says), "serve: {err}");
+}

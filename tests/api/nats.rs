@@ -105,13 +105,6 @@ impl Drop for TestStream {
     }
 }
 
-async fn app_with(toml: &str) -> TestApp {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = test_config(dir.path());
-    config.sinks = parse_sinks(toml);
-    TestApp::spawn(config, dir).await
-}
-
 /// Each event once on its subject, with its own key as Nats-Msg-Id; a redelivered push
 /// is not published again; InnoPaaS's delivered and failed (one envelope id) are two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +113,7 @@ async fn each_event_is_published_once_with_its_key_on_its_subject() {
         return;
     };
     let stream = TestStream::create(&url, Duration::from_secs(3600)).await;
-    let app = app_with(&stream.sink_toml(&url)).await;
+    let app = app_with_sinks(&stream.sink_toml(&url)).await;
     for body in [
         seed("delivered"),
         seed("read"),
@@ -291,7 +284,7 @@ async fn a_nats_outage_loses_nothing_and_stores_nothing_twice() {
     let mut server = NatsServer::start();
     let url = server.url();
     let stream = TestStream::create(&url, Duration::from_secs(3600)).await;
-    let app = Arc::new(app_with(&stream.sink_toml(&url)).await);
+    let app = Arc::new(app_with_sinks(&stream.sink_toml(&url)).await);
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let senders: Vec<_> = (0..4)

@@ -383,3 +383,27 @@ async fn a_burst_of_readiness_probes_shares_one_write() {
     let made = writes().await - before;
     assert!(made <= 2.0, "50 probes made {made} writes");
 }
+
+/// A command whose reader goes away (`innohook dead-letters | head`) stops quietly with
+/// 0: what the reader read was right, and a "Broken pipe" error would say otherwise.
+#[test]
+fn a_command_whose_reader_went_away_exits_0_without_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!("sinks = []\n{}", server_toml(dir.path())),
+    );
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = innohook()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&config)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("Broken pipe"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}

@@ -3,7 +3,6 @@
 //! one line and pass.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::options::{
@@ -183,13 +182,6 @@ impl Drop for TestExchange {
     }
 }
 
-async fn app_with(toml: &str) -> TestApp {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = test_config(dir.path());
-    config.sinks = parse_sinks(toml);
-    TestApp::spawn(config, dir).await
-}
-
 /// Each event once, persistent, with its own key as message_id, its type and seq; a
 /// message's events in commit order; a redelivered push not published again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,7 +190,7 @@ async fn each_event_is_published_persistent_with_its_key_in_order() {
         return;
     };
     let x = TestExchange::create(&url, true).await;
-    let app = app_with(&x.sink_toml(&url)).await;
+    let app = app_with_sinks(&x.sink_toml(&url)).await;
     let mut sent = Vec::new();
     for i in 0..20 {
         for status in ["delivered", "read"] {
@@ -245,7 +237,7 @@ async fn an_unroutable_event_is_a_dead_letter_naming_it() {
         return;
     };
     let x = TestExchange::create(&url, false).await;
-    let app = app_with(&x.sink_toml(&url)).await;
+    let app = app_with_sinks(&x.sink_toml(&url)).await;
     assert_eq!(
         app.post(status_event("e1", "m1", "read").to_string())
             .await
@@ -271,7 +263,6 @@ async fn bad_settings_are_refused_with_a_sentence() {
     let Some(url) = rabbitmq_url("bad_settings_are_refused_with_a_sentence") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     for (sink, says) in [
         (
             format!("[[sinks]]\ntype = \"rabbitmq\"\nurl = \"{url}\"\nexchange = \"no-such-exchange-{}\"\n", fastrand::u32(..)),
@@ -286,15 +277,7 @@ async fn bad_settings_are_refused_with_a_sentence() {
             "url must start with amqp:// or amqps://",
         ),
     ] {
-        let config = write_config(dir.path(), &format!("{}{sink}", server_toml(dir.path())));
-        let out = innohook().arg("check-config").arg("--config").arg(&config).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert_eq!(out.status.code(), Some(1), "{text}");
-        assert!(text.contains(says), "check-config: {text}");
-        let out = innohook().arg("--config").arg(&config).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!out.status.success());
-        assert!(err.contains(says), "serve: {err}");
+        refused_by_check_config_and_serve(&sink, says);
     }
 }
 

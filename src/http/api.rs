@@ -45,8 +45,9 @@ pub const PATHS: [&str; 13] = [
 /// The OpenAPI 3 document of this API.
 const OPENAPI: &str = include_str!("openapi.json");
 
-async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+async fn openapi(Query(q): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
+    only_known(&q, &[])?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response())
 }
 
 #[derive(Clone)]
@@ -112,7 +113,9 @@ pub(super) fn read_failed(e: StoreError) -> ApiError {
 async fn message(
     State(s): State<ApiState>,
     Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    only_known(&q, &[])?;
     match message_json(s.store.as_ref(), &id)
         .await
         .map_err(read_failed)?
@@ -222,7 +225,9 @@ pub async fn batch_json(store: &dyn Store, uid: &str) -> Result<Option<Value>, S
 async fn inbound(
     State(s): State<ApiState>,
     Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    only_known(&q, &[])?;
     match s.store.inbound(&id).await.map_err(read_failed)? {
         Some(m) => Ok(Json(json!(m))),
         None => Err(ApiError::Missing(format!(
@@ -410,7 +415,9 @@ fn page_limit(q: &HashMap<String, String>) -> Result<usize, ApiError> {
 async fn batch(
     State(s): State<ApiState>,
     Path(uid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    only_known(&q, &[])?;
     match batch_json(s.store.as_ref(), &uid)
         .await
         .map_err(read_failed)?

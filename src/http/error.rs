@@ -36,6 +36,8 @@ pub enum ApiError {
     StoreUnavailable,
     /// `/api` without the right bearer token.
     ApiUnauthorized,
+    /// `/api` or `/ui` on a server without an `[api] token`: they do not exist.
+    ApiOff,
     /// `/api`: nothing of that id has been received.
     Missing(String),
     /// `/api`: a query parameter that cannot be used.
@@ -125,6 +127,12 @@ impl IntoResponse for ApiError {
                 res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
                 return res;
             }
+            Self::ApiOff => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "The query API and the dashboard are off on this server: set [api] token (or INNOHOOK_API__TOKEN) to turn them on.".to_owned(),
+                None,
+            ),
             Self::NotFound { webhook_path } => (
                 StatusCode::NOT_FOUND,
                 "not_found",

@@ -25,7 +25,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -82,7 +82,19 @@ pub fn router(state: AppState, settings: HttpSettings) -> Router {
             sinks,
             store_description,
         )),
-        None => Router::new(),
+        // Absent, and saying what turns them on.
+        None => [
+            "/api",
+            "/api/",
+            "/api/{*rest}",
+            "/ui",
+            "/ui/",
+            "/ui/{*rest}",
+        ]
+        .into_iter()
+        .fold(Router::new(), |r, path| {
+            r.route(path, any(|| async { ApiError::ApiOff }))
+        }),
     };
     Router::new()
         .route(

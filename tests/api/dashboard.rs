@@ -245,9 +245,30 @@ async fn the_dashboard_is_absent_without_an_api_token() {
     ] {
         let res = client().get(app.url(path)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("set [api] token"),
+            "{path}: {body}"
+        );
     }
     let res = post(&app, "/ui/login", &[], &[("token", "anything")]).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    // The API too, which a person reaches first from the README.
+    for path in ["/api/batches", "/api/openapi.json", "/api"] {
+        let res = client().get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("set [api] token"),
+            "{path}: {body}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

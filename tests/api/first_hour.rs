@@ -309,6 +309,46 @@ async fn unknown_query_parameters_are_named() {
             .contains("Unknown query parameter(s) stauts"),
         "{body}"
     );
+    // Every endpoint, whether or not it takes parameters of its own, whether or not what
+    // it names exists.
+    let paths = [
+        "/api/messages/m1?x=1",
+        "/api/messages?wamid=w&x=1",
+        "/api/inbound?x=1",
+        "/api/inbound/w?x=1",
+        "/api/conversations/6512345?x=1",
+        "/api/batches?x=1",
+        "/api/batches/b?x=1",
+        "/api/batches/b/messages.csv?x=1",
+        "/api/batches/b/replies.csv?x=1",
+        "/api/templates?x=1",
+        "/api/templates/77?x=1",
+        "/api/events?x=1",
+        "/api/openapi.json?x=1",
+    ];
+    assert_eq!(
+        paths.len(),
+        innohook::http::API_PATHS.len(),
+        "one for each endpoint"
+    );
+    for path in paths {
+        let res = app
+            .client
+            .get(app.url(path))
+            .bearer_auth("t")
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = answer(res).await;
+        assert_eq!(status, 400, "{path}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("Unknown query parameter(s) x"),
+            "{path}: {body}"
+        );
+    }
 }
 
 /// `innohook batch --csv` writes the batch's messages as the API's CSV does; completions
@@ -563,6 +603,37 @@ async fn the_openapi_document_matches_the_api() {
                 &doc,
                 concrete,
             );
+        }
+    }
+    // Without the token, or with a parameter it does not take, every operation answers
+    // as it documents.
+    for path in innohook::http::API_PATHS {
+        let concrete = path
+            .replace("{id}", "x")
+            .replace("{uid}", "x")
+            .replace("{phone}", "x");
+        let res = app.client.get(app.url(&concrete)).send().await.unwrap();
+        assert_eq!(res.status(), 401, "{concrete}");
+        let answer = &doc["paths"][path]["get"]["responses"]["401"];
+        assert!(answer.is_object(), "{path} does not document its 401");
+        let body: Value = res.json().await.unwrap();
+        conforms(
+            &body,
+            &answer["content"]["application/json"]["schema"],
+            &doc,
+            "401",
+        );
+        let (status, _, _) = get(&format!("{concrete}?unknown=1")).await;
+        assert_eq!(status, 400, "{concrete}?unknown=1");
+        // What a failed read answers (the document itself reads nothing).
+        let codes: &[&str] = if path == "/api/openapi.json" {
+            &["400"]
+        } else {
+            &["400", "500", "503"]
+        };
+        for code in codes {
+            let answer = &doc["paths"][path]["get"]["responses"][code];
+            assert!(answer.is_object(), "{path} does not document its {code}");
         }
     }
     // An error answer too.

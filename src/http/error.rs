@@ -20,6 +20,8 @@ pub enum ApiError {
     Rejected(Rejection),
     /// The body could not be read (client went away, broken chunking).
     UnreadableBody,
+    /// An HTTP/1.1 request without a `Host` header (RFC 9112, section 3.2).
+    MissingHost,
     PayloadTooLarge {
         limit: usize,
     },
@@ -91,6 +93,12 @@ impl IntoResponse for ApiError {
                 StatusCode::FORBIDDEN,
                 "bad_csrf_token",
                 "This form is not from your current session; reload the page and try again.".to_owned(),
+                None,
+            ),
+            Self::MissingHost => (
+                StatusCode::BAD_REQUEST,
+                "missing_host",
+                "An HTTP/1.1 request must carry a Host header (RFC 9112, section 3.2).".to_owned(),
                 None,
             ),
             Self::UnreadableBody => (

@@ -498,3 +498,41 @@ async fn out_of_file_descriptors_the_server_backs_off_and_says_so() {
         .unwrap();
     assert_eq!(pushed.status(), 200);
 }
+
+/// An HTTP/1.1 request without `Host` is answered 400 (RFC 9112 section 3.2), the
+/// webhook's too, and nothing is stored; HTTP/1.0 needs none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_1_1_request_without_host_is_answered_400() {
+    let app = spawn_app().await;
+    let addr = app.url("").trim_start_matches("http://").to_owned();
+    let body = status_event("e1", "m1", "read").to_string();
+    for (request, want) in [
+        ("GET /healthz HTTP/1.1\r\n\r\n".to_owned(), 400),
+        (
+            format!(
+                "POST /webhook HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+            400,
+        ),
+        ("GET /healthz HTTP/1.0\r\n\r\n".to_owned(), 200),
+        ("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(), 200),
+    ] {
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let (status, start, length) = read_head(&mut stream, &mut got).await;
+        assert_eq!(status, want, "{request}");
+        if want == 400 {
+            let mut buf = [0u8; 4096];
+            while got.len() < start + length {
+                let n = stream.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                got.extend_from_slice(&buf[..n]);
+            }
+            let answer = String::from_utf8_lossy(&got[start..]).into_owned();
+            assert!(answer.contains("missing_host"), "{answer}");
+        }
+    }
+    assert_eq!(app.stored().await, 0, "nothing stored without Host");
+}

@@ -422,6 +422,13 @@ impl<'o, 'a> Fields<'o, 'a> {
         })
     }
 
+    /// Only whitespace: as good as empty, and a message or batch nobody could find.
+    fn blank(&self, key: &str, what: &str) -> Rejection {
+        self.reject(RejectCode::EmptyField, key, |path| {
+            format!("{path} is only whitespace: the event must carry {what}.")
+        })
+    }
+
     fn wrong_type(&self, key: &str, expected: &str, got: &RawValue) -> Rejection {
         self.reject(RejectCode::InvalidField, key, |path| {
             format!("{path} must be {expected}, but it is a JSON {}.", kind(got))
@@ -438,6 +445,7 @@ impl<'o, 'a> Fields<'o, 'a> {
         match self.optional_str(key)? {
             None => Err(self.missing(key, what)),
             Some(s) if s.is_empty() => Err(self.empty(key, what)),
+            Some(s) if s.trim().is_empty() => Err(self.blank(key, what)),
             Some(s) => Ok(s),
         }
     }
@@ -457,6 +465,7 @@ impl<'o, 'a> Fields<'o, 'a> {
         match self.optional_id(key)? {
             None => Err(self.missing(key, what)),
             Some(s) if s.is_empty() => Err(self.empty(key, what)),
+            Some(s) if s.trim().is_empty() => Err(self.blank(key, what)),
             Some(s) => Ok(s),
         }
     }

@@ -105,7 +105,19 @@ impl StatusEvent {
             .required_str("wamid", "the WhatsApp message id")?
             .to_owned();
         let send_phone = body.required_id("sendPhone", "the recipient's WhatsApp number")?;
-        let uid = body.optional_id("uid")?.filter(|u| !u.is_empty());
+        let uid = match body.optional_id("uid")? {
+            Some(u) if u.trim().is_empty() => {
+                if !u.is_empty() {
+                    warnings.push(warning(
+                        "blank_field",
+                        "body.uid",
+                        "body.uid is only whitespace: the message is kept without a batch, and the event as sent.".to_owned(),
+                    ));
+                }
+                None
+            }
+            uid => uid,
+        };
 
         let conversation = match body.optional_object("conversation")? {
             None => None,

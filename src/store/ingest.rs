@@ -126,6 +126,32 @@ impl Incoming {
     }
 }
 
+/// The side rows of stored events (each with its seq), by table, as one list of values
+/// a column: what a backend that writes a table's rows in one statement binds.
+pub fn side_columns<'a>(
+    stored: impl IntoIterator<Item = (&'a Incoming, i64)>,
+    received_at: DateTime<Utc>,
+) -> Vec<(&'static SideTable, Vec<Vec<Value<'a>>>)> {
+    let mut tables: Vec<(&'static SideTable, Vec<Vec<Value<'a>>>)> = Vec::new();
+    for (e, seq) in stored {
+        let Some(side) = &e.side else { continue };
+        let at = match tables
+            .iter()
+            .position(|(t, _)| std::ptr::eq(*t, side.table))
+        {
+            Some(at) => at,
+            None => {
+                tables.push((side.table, vec![Vec::new(); side.table.columns.len()]));
+                tables.len() - 1
+            }
+        };
+        for (column, value) in tables[at].1.iter_mut().zip(side.values(seq, received_at)) {
+            column.push(value);
+        }
+    }
+    tables
+}
+
 /// What an event stores beside its own row, if anything.
 fn side_row(accepted: &Accepted) -> Option<SideRow> {
     let env = &accepted.envelope;

@@ -26,7 +26,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use super::connect::{describe, is_connection, text};
 use crate::event::tracking::{BatchDeltas, Message};
 use crate::store::ingest::{BatchRows, Incoming, Tally};
-use crate::store::sql::{self, Kind, MESSAGE_COLUMNS, SideTable, Value};
+use crate::store::sql::{self, Kind, MESSAGE_COLUMNS, Value};
 use crate::store::{Counted, Outcome, StoreError, StoreResult};
 
 /// Most accepts in one transaction.
@@ -353,24 +353,10 @@ async fn write_side_rows(
     seqs: &[i64],
     received_at: DateTime<Utc>,
 ) -> Result<(), tokio_postgres::Error> {
-    let mut tables: Vec<(&SideTable, Vec<Vec<Value<'_>>>)> = Vec::new();
-    for (e, seq) in stored.iter().zip(seqs) {
-        let Some(side) = &e.side else { continue };
-        let values = side.values(*seq, received_at);
-        let columns = match tables
-            .iter_mut()
-            .find(|(t, _)| std::ptr::eq(*t, side.table))
-        {
-            Some((_, columns)) => columns,
-            None => {
-                tables.push((side.table, vec![Vec::new(); side.table.columns.len()]));
-                &mut tables.last_mut().expect("just pushed").1
-            }
-        };
-        for (column, value) in columns.iter_mut().zip(values) {
-            column.push(value);
-        }
-    }
+    let tables = crate::store::ingest::side_columns(
+        stored.iter().copied().zip(seqs.iter().copied()),
+        received_at,
+    );
     for (table, columns) in &tables {
         let arrays: Vec<String> = table
             .columns

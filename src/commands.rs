@@ -322,10 +322,57 @@ pub fn batch(
             }
         };
     }
+    let settings = crate::campaign::Settings::from_config(&config.tracking)?;
     let found = with_store(&config, |store| async move {
-        crate::http::batch_json(store.as_ref(), &key).await
+        crate::http::batch_json(store.as_ref(), &key, &settings).await
     })?;
     print_found(found, missing, out)
+}
+
+/// `innohook sends import FILE`: reads the whole list (CSV or JSON), then stores it a few
+/// hundred rows per transaction beside a running server. Prints what was new; exit 1
+/// naming every bad row when the list is refused (nothing stored).
+pub fn import_sends(
+    config_path: Option<&Path>,
+    file: &Path,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    use crate::campaign::sends::{self, Format, Imported};
+    let config = crate::config::Config::load_for_store(config_path)?;
+    let body = if file == Path::new("-") {
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)?;
+        body
+    } else {
+        std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?
+    };
+    let by_name = match file.extension().and_then(|e| e.to_str()) {
+        Some("csv") => Some("text/csv"),
+        Some("json") => Some("application/json"),
+        _ => None,
+    };
+    let list = match sends::parse(&body, Format::detect(by_name, &body)) {
+        Ok(list) => list,
+        Err(refusal) => {
+            eprintln!("innohook: {refusal}");
+            return Ok(1);
+        }
+    };
+    let mut done = Imported::default();
+    let stored = with_store(&config, |store| {
+        let done = &mut done;
+        let list = &list;
+        async move { store.import_sends(list, done).await }
+    });
+    if let Err(e) = stored {
+        anyhow::bail!(
+            "{e:#}; {} of the {} rows were stored before, and importing the file again is safe",
+            done.rows,
+            list.len()
+        );
+    }
+    writeln!(out, "{}", serde_json::to_string(&done)?)?;
+    Ok(0)
 }
 
 /// Opens the configured store beside a server that may be running, runs `f` on it, and

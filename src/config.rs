@@ -6,7 +6,8 @@
 //!
 //! Each component owns its section (its keys, defaults and own rules): `[server]`,
 //! `[auth]` and `[api]` in [`crate::http`], `[store]` in [`crate::store`], `[log]` in
-//! [`crate::telemetry`], `[[sinks]]` in [`crate::sink`]. This module only gathers them,
+//! [`crate::telemetry`], `[[sinks]]` in [`crate::sink`], `[tracking]` in
+//! [`crate::campaign`]. This module only gathers them,
 //! layers the file and the environment, explains errors, and checks what spans sections.
 
 use std::path::Path;
@@ -34,6 +35,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The query API.
     pub api: ApiConfig,
+    /// How the send list is judged (`unconfirmed_after`).
+    pub tracking: crate::campaign::TrackingConfig,
     /// Where accepted events go, as `[[sinks]]` entries with a `type`. Default: one `log`
     /// sink; `sinks = []` turns them all off.
     pub sinks: Vec<SinkConfig>,
@@ -47,6 +50,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             log: LogConfig::default(),
             api: ApiConfig::default(),
+            tracking: Default::default(),
             sinks: vec![SinkConfig {
                 common: SinkCommon::default(),
                 kind: SinkKind::Log(LogSinkConfig::default()),
@@ -77,6 +81,7 @@ impl Config {
     pub fn load_for_store(path: Option<&Path>) -> anyhow::Result<Self> {
         let config = Self::read(path)?;
         config.store.check()?;
+        config.tracking.check()?;
         Ok(config)
     }
 
@@ -122,6 +127,7 @@ impl Config {
             );
         }
         self.auth.check()?;
+        self.tracking.check()?;
         for (i, sink) in self.sinks.iter().enumerate() {
             let name = sink.name();
             anyhow::ensure!(!name.is_empty(), "sinks[{i}]: name must not be empty");

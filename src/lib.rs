@@ -8,10 +8,13 @@
 //! - [`store`]: the store contract, and its backends (SQLite: group commit, dedup, dead letters).
 //! - [`sink`]: the `Sink` trait, one file per sink, and the runner that feeds each one.
 //! - [`server`]: builds all of the above from a config and runs it; [`shutdown`] stops it.
+//! - [`campaign`]: the send list and the figures of a batch, written once for the API,
+//!   the dashboard and the commands.
 //! - [`commands`]: the subcommands, so `main.rs` only parses arguments.
 //! - [`telemetry`]: logging setup; [`metrics`]: Prometheus metrics; [`retention`]: the
 //!   store's pruning and size.
 
+pub mod campaign;
 pub mod commands;
 pub mod config;
 pub mod event;

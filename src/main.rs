@@ -85,6 +85,11 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// The send list: what your sending system sent (see the README, "The send list").
+    Sends {
+        #[command(subcommand)]
+        action: SendsCommand,
+    },
     /// GET /healthz on the configured address; exit 0 when healthy (for Docker HEALTHCHECK).
     Healthcheck,
     /// Check one payload offline: prints the verdict, exits 0 if accepted, 1 if rejected.
@@ -96,6 +101,17 @@ enum Command {
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+enum SendsCommand {
+    /// Import a send list: CSV with a header row (id, phone, uid, sentAt and optionally
+    /// template) or a JSON array of such objects. Sends already known are left as they
+    /// are, so a file can be imported again.
+    Import {
+        /// The file, or `-` for standard input.
+        file: PathBuf,
     },
 }
 
@@ -118,6 +134,9 @@ fn main() -> ExitCode {
         Command::Prune { dry_run } => innohook::commands::prune(config, dry_run, &mut out),
         Command::Status { message_id } => innohook::commands::status(config, &message_id, &mut out),
         Command::Batch { uid, csv } => innohook::commands::batch(config, &uid, csv, &mut out),
+        Command::Sends {
+            action: SendsCommand::Import { file },
+        } => innohook::commands::import_sends(config, &file, &mut out),
         Command::Healthcheck => innohook::commands::healthcheck(config, &mut out),
         Command::Validate { file } => innohook::commands::validate(&file, &mut out),
         Command::Completions { shell } => {

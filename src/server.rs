@@ -169,6 +169,8 @@ fn http_settings(config: &Config) -> HttpSettings {
             .map(|s| (s.name().to_owned(), s.kind.type_name()))
             .collect(),
         store_description: config.store.describe(),
+        // Checked when the configuration was loaded.
+        campaign: crate::campaign::Settings::from_config(&config.tracking).unwrap_or_default(),
     }
 }
 

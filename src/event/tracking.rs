@@ -352,8 +352,12 @@ pub fn track(old: Option<&Message>, u: &StatusUpdate, received_at: DateTime<Utc>
 #[serde(rename_all = "camelCase")]
 pub struct Batch {
     pub uid: String,
-    /// Messages of this batch received so far (each counted once, in its current status).
+    /// Messages of this batch with a status report so far (each counted once, in its
+    /// current status).
     pub messages: i64,
+    /// Delivered or read: the messages that reached the phone.
+    pub reached: i64,
+    /// Delivered and not (yet) read.
     pub delivered: i64,
     pub read: i64,
     pub failed: i64,
@@ -381,6 +385,7 @@ impl Batch {
         Self {
             uid,
             messages,
+            reached: delivered + read,
             delivered,
             read,
             failed,

@@ -7,16 +7,18 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::{ApiError, csv};
+use super::{ApiError, csv, sends};
+use crate::campaign::{BatchReport, Settings};
 use crate::event::format_time;
 use crate::event::tracking::Message;
 use crate::store::{EventQuery, Inbound, Store, StoreError, StoredEvent};
@@ -26,7 +28,8 @@ pub const MAX_PAGE: usize = 1000;
 
 /// The paths this API serves, as its OpenAPI document lists them (a test holds the two
 /// together).
-pub const PATHS: [&str; 13] = [
+pub const PATHS: [&str; 15] = [
+    "/api/sends",
     "/api/messages",
     "/api/messages/{id}",
     "/api/inbound",
@@ -36,6 +39,7 @@ pub const PATHS: [&str; 13] = [
     "/api/batches/{uid}",
     "/api/batches/{uid}/messages.csv",
     "/api/batches/{uid}/replies.csv",
+    "/api/batches/{uid}/unconfirmed.csv",
     "/api/templates",
     "/api/templates/{id}",
     "/api/events",
@@ -54,21 +58,32 @@ async fn openapi(Query(q): Query<HashMap<String, String>>) -> Result<Response, A
 struct ApiState {
     token: Arc<[u8]>,
     store: Arc<dyn Store>,
+    campaign: Arc<Settings>,
 }
 
 /// The `/api` routes, guarded by the bearer token.
-pub fn router<S: Clone + Send + Sync + 'static>(token: &str, store: Arc<dyn Store>) -> Router<S> {
+pub fn router<S: Clone + Send + Sync + 'static>(
+    token: &str,
+    store: Arc<dyn Store>,
+    campaign: Arc<Settings>,
+) -> Router<S> {
     let state = ApiState {
         token: token.as_bytes().into(),
         store,
+        campaign,
     };
     Router::new()
+        .route(
+            "/api/sends",
+            post(import_sends).layer(DefaultBodyLimit::max(sends::MAX_BODY)),
+        )
         .route("/api/messages", get(messages_by_wamid))
         .route("/api/messages/{id}", get(message))
         .route("/api/batches", get(batches))
         .route("/api/batches/{uid}", get(batch))
         .route("/api/batches/{uid}/messages.csv", get(batch_csv))
         .route("/api/batches/{uid}/replies.csv", get(replies_csv))
+        .route("/api/batches/{uid}/unconfirmed.csv", get(unconfirmed_csv))
         .route("/api/events", get(events))
         .route("/api/inbound", get(inbound_page))
         .route("/api/inbound/{id}", get(inbound))
@@ -205,20 +220,14 @@ pub async fn message_json(store: &dyn Store, id: &str) -> Result<Option<Value>, 
     Ok(Some(answer))
 }
 
-/// A batch as the API and `innohook batch` show it: its counters, failures, and how many
-/// of its messages were answered.
-pub async fn batch_json(store: &dyn Store, uid: &str) -> Result<Option<Value>, StoreError> {
-    let Some(b) = store.batch(uid).await? else {
-        return Ok(None);
-    };
-    let replied = store.replied(uid).await?;
-    let mut answer = json!(b);
-    answer["replied"] = json!(replied);
-    answer["replyRate"] = json!(match b.messages {
-        0 => 0.0,
-        n => replied as f64 / n as f64,
-    });
-    Ok(Some(answer))
+/// A batch as the API and `innohook batch` show it: its counters, failures, how many of
+/// its messages were answered, and its send list's figures.
+pub async fn batch_json(
+    store: &dyn Store,
+    uid: &str,
+    settings: &Settings,
+) -> Result<Option<BatchReport>, StoreError> {
+    crate::campaign::report::batch(store, uid, settings, chrono::Utc::now()).await
 }
 
 /// `GET /api/inbound/{id}`: one inbound message by InnoPaaS id or wamid.
@@ -416,9 +425,9 @@ async fn batch(
     State(s): State<ApiState>,
     Path(uid): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BatchReport>, ApiError> {
     only_known(&q, &[])?;
-    match batch_json(s.store.as_ref(), &uid)
+    match batch_json(s.store.as_ref(), &uid, &s.campaign)
         .await
         .map_err(read_failed)?
     {
@@ -445,6 +454,33 @@ async fn replies_csv(
 ) -> Result<Response, ApiError> {
     only_known(&q, &[])?;
     csv::download(s.store.as_ref(), &uid, csv::Sheet::Replies).await
+}
+
+async fn unconfirmed_csv(
+    State(s): State<ApiState>,
+    Path(uid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    only_known(&q, &[])?;
+    let sheet = csv::Sheet::Unconfirmed(s.campaign.cutoff(chrono::Utc::now()));
+    csv::download(s.store.as_ref(), &uid, sheet).await
+}
+
+/// `POST /api/sends`: the send list, as JSON or CSV.
+async fn import_sends(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    only_known(&q, &[])?;
+    let body = body.map_err(|e| match e.status() {
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+            limit: sends::MAX_BODY,
+        },
+        _ => ApiError::UnreadableBody,
+    })?;
+    Ok(sends::import(s.store.as_ref(), &headers, &body).await)
 }
 
 /// Refuses query parameters the endpoint does not take, naming them: a misspelt filter

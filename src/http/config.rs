@@ -145,4 +145,6 @@ pub struct HttpSettings {
     pub sinks: Vec<(String, &'static str)>,
     /// Where the store is, for people (the dashboard shows it).
     pub store_description: String,
+    /// What the campaign figures need from the configuration.
+    pub campaign: crate::campaign::Settings,
 }

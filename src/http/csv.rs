@@ -1,5 +1,6 @@
-//! The CSV downloads of a batch: its messages (`messages.csv`) and the customers'
-//! replies to them (`replies.csv`). The API, the dashboard and `innohook batch --csv`
+//! The CSV downloads of a batch: its messages (`messages.csv`), the customers' replies
+//! to them (`replies.csv`) and its listed sends with no status report
+//! (`unconfirmed.csv`). The API, the dashboard and `innohook batch --csv`
 //! write the same files.
 
 use axum::http::header;
@@ -8,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::ApiError;
 use super::api::read_failed;
+use crate::campaign::sends::Sent;
 use crate::event::format_time;
 use crate::event::tracking::Message;
 use crate::store::{Inbound, InboundQuery, Store};
@@ -18,6 +20,9 @@ const CSV_PAGE: usize = 1000;
 /// Which of a batch's files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sheet {
+    /// `batch-UID-unconfirmed.csv`: its listed sends with no status report, sent before
+    /// this time, by message id.
+    Unconfirmed(DateTime<Utc>),
     /// `batch-UID.csv`: its messages, one row each, by message id.
     Messages,
     /// `batch-UID-replies.csv`: the inbound messages answering or reacting to its
@@ -119,6 +124,21 @@ fn reply_row(i: &Inbound) -> [String; 10] {
     .map(spreadsheet_safe)
 }
 
+/// The columns of `unconfirmed.csv`: the send list's own.
+const SENDS_HEADER: [&str; 5] = ["messageId", "phone", "uid", "sentAt", "template"];
+
+/// One listed send as a row of `unconfirmed.csv`.
+fn send_row(s: &Sent) -> [String; 5] {
+    [
+        s.id.clone(),
+        s.phone.clone(),
+        s.uid.clone().unwrap_or_default(),
+        format_time(&s.sent_at),
+        s.template.clone().unwrap_or_default(),
+    ]
+    .map(spreadsheet_safe)
+}
+
 /// The download's file name, `batch-UID.csv` (`batch-UID-replies.csv`), with everything
 /// in the uid but ASCII letters, digits, `-`, `_` and `.` made `_` (a header value cannot
 /// hold a control character, and a quote or a slash would change the name), at most 100
@@ -135,6 +155,7 @@ fn file_name(uid: &str, sheet: Sheet) -> String {
     match sheet {
         Sheet::Messages => format!("batch-{safe}.csv"),
         Sheet::Replies => format!("batch-{safe}-replies.csv"),
+        Sheet::Unconfirmed(_) => format!("batch-{safe}-unconfirmed.csv"),
     }
 }
 
@@ -144,7 +165,14 @@ pub async fn batch_csv_bytes(
     uid: &str,
     sheet: Sheet,
 ) -> Result<Option<Vec<u8>>, ApiError> {
-    if store.batch(uid).await.map_err(read_failed)?.is_none() {
+    let known = store.batch(uid).await.map_err(read_failed)?.is_some()
+        || store
+            .send_figures(uid, Utc::now())
+            .await
+            .map_err(read_failed)?
+            .listed
+            > 0;
+    if !known {
         return Ok(None);
     }
     let mut out = csv::Writer::from_writer(Vec::new());
@@ -186,6 +214,23 @@ pub async fn batch_csv_bytes(
                 }
                 match page.last() {
                     Some(last) if page.len() == CSV_PAGE => query.before = Some(last.seq),
+                    _ => break,
+                }
+            }
+        }
+        Sheet::Unconfirmed(cutoff) => {
+            written(out.write_record(SENDS_HEADER))?;
+            let mut after: Option<String> = None;
+            loop {
+                let page = store
+                    .unconfirmed_sends(uid, cutoff, after.as_deref(), CSV_PAGE)
+                    .await
+                    .map_err(read_failed)?;
+                for s in &page {
+                    written(out.write_record(send_row(s)))?;
+                }
+                match page.last() {
+                    Some(last) if page.len() == CSV_PAGE => after = Some(last.id.clone()),
                     _ => break,
                 }
             }

@@ -15,6 +15,7 @@ mod config;
 mod error;
 mod handlers;
 mod middleware;
+mod sends;
 pub mod serve;
 mod ui;
 
@@ -74,13 +75,16 @@ pub fn router(state: AppState, settings: HttpSettings) -> Router {
         api,
         sinks,
         store_description,
+        campaign,
     } = settings;
+    let campaign = Arc::new(campaign);
     let api = match api.token.as_deref() {
-        Some(token) => api::router(token, state.store.clone()).merge(ui::router(
+        Some(token) => api::router(token, state.store.clone(), campaign.clone()).merge(ui::router(
             token,
             state.store.clone(),
             sinks,
             store_description,
+            campaign,
         )),
         // Absent, and saying what turns them on.
         None => [

@@ -25,6 +25,7 @@
 //!   under a lease that was taken over ([`StoreError::LeaseLost`]). Periodic work runs
 //!   once across them ([`Admin::due`]).
 
+pub mod campaign;
 pub mod ingest;
 pub mod ledger;
 pub mod prune;
@@ -46,6 +47,7 @@ use tokio::sync::watch;
 
 pub use self::config::{Retain, StoreBackend, StoreConfig};
 pub use self::types::*;
+use crate::campaign::sends::{Imported, Sent};
 use crate::event::tracking::{Batch, Message};
 use crate::event::{Accepted, Rejection, Status};
 
@@ -186,6 +188,33 @@ pub trait Queries: Send + Sync {
     async fn template(&self, id: &str) -> StoreResult<Option<(Template, Vec<TemplateEvent>)>>;
 }
 
+/// The send list and what it adds to a batch's figures. Written once, for every backend
+/// ([`campaign`]).
+#[async_trait]
+pub trait Campaigns: Send + Sync {
+    /// Stores the sends not known yet (by message id; a known one is left as it was), a
+    /// few hundred per transaction, counting into `done` as each commits: after an error
+    /// `done` says how much was stored.
+    async fn import_sends(&self, sends: &[Sent], done: &mut Imported) -> StoreResult<()>;
+
+    /// A batch's sends: how many, how many have no status report, and how many of those
+    /// were sent before `cutoff`.
+    async fn send_figures(&self, uid: &str, cutoff: DateTime<Utc>) -> StoreResult<SendFigures>;
+
+    /// Up to `limit` of a batch's sends sent before `cutoff` that have no status report,
+    /// by message id, after `after`.
+    async fn unconfirmed_sends(
+        &self,
+        uid: &str,
+        cutoff: DateTime<Utc>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Sent>>;
+
+    /// One send by message id.
+    async fn send(&self, id: &str) -> StoreResult<Option<Sent>>;
+}
+
 /// Pruning: the retention, written once for every backend ([`prune`]).
 #[async_trait]
 pub trait Pruning: Send + Sync {
@@ -225,9 +254,9 @@ pub trait Admin: Send + Sync {
 }
 
 /// The store: every role. See the module documentation for what every backend promises.
-pub trait Store: Ingest + Delivery + SinkLedger + Queries + Pruning + Admin {}
+pub trait Store: Ingest + Delivery + SinkLedger + Queries + Campaigns + Pruning + Admin {}
 
-impl<T: Ingest + Delivery + SinkLedger + Queries + Pruning + Admin> Store for T {}
+impl<T: Ingest + Delivery + SinkLedger + Queries + Campaigns + Pruning + Admin> Store for T {}
 
 /// How a store is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -364,6 +364,20 @@ pub struct BatchHour {
     pub events: [i64; 4],
 }
 
+/// A batch's send list at a glance ([`super::Campaigns::send_figures`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendFigures {
+    /// Sends listed with this uid.
+    pub listed: i64,
+    /// Of those, sends with no status report yet.
+    pub no_status: i64,
+    /// Of those, sends older than the cutoff.
+    pub unconfirmed: i64,
+    /// When the first and the last listed send was sent.
+    pub first_sent_at: Option<DateTime<Utc>>,
+    pub last_sent_at: Option<DateTime<Utc>>,
+}
+
 /// Which batches [`super::Queries::recent_batches`] wants: most recent last event first.
 #[derive(Debug, Clone, Default)]
 pub struct BatchQuery {

@@ -496,13 +496,15 @@ async fn a_batch_page_shows_its_counts_failures_timeline_and_messages() {
     let (status, page) = get(&app, &cookie, "/ui/batches/spring").await;
     assert_eq!(status, 200);
     let (read, failed, other) = (counts["read"], counts["failed"], counts["sent"]);
-    let delivered = counts["delivered"] + read;
+    let (delivered, reached) = (counts["delivered"], counts["delivered"] + read);
     assert_eq!(number_by_id(&page, "count-messages"), N as i64);
+    assert_eq!(number_by_id(&page, "count-reached"), reached);
     assert_eq!(number_by_id(&page, "count-delivered"), delivered);
     assert_eq!(number_by_id(&page, "count-read"), read);
     assert_eq!(number_by_id(&page, "count-failed"), failed);
     assert_eq!(number_by_id(&page, "count-other"), other);
     let pct = |n: i64| format!("{:.1}%", n as f64 * 100.0 / N as f64);
+    assert_eq!(text_by_id(&page, "pct-reached"), pct(reached));
     assert_eq!(text_by_id(&page, "pct-delivered"), pct(delivered));
     assert_eq!(text_by_id(&page, "pct-read"), pct(read));
     assert_eq!(text_by_id(&page, "pct-failed"), pct(failed));

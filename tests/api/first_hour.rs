@@ -321,13 +321,28 @@ async fn unknown_query_parameters_are_named() {
         "/api/batches/b?x=1",
         "/api/batches/b/messages.csv?x=1",
         "/api/batches/b/replies.csv?x=1",
+        "/api/batches/b/unconfirmed.csv?x=1",
         "/api/templates?x=1",
         "/api/templates/77?x=1",
         "/api/events?x=1",
         "/api/openapi.json?x=1",
     ];
+    // POST /api/sends refuses it too.
+    let res = app
+        .client
+        .post(app.url("/api/sends?x=1"))
+        .bearer_auth("t")
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(res).await;
     assert_eq!(
-        paths.len(),
+        (status, body["error"].as_str()),
+        (400, Some("invalid_query"))
+    );
+    assert_eq!(
+        paths.len() + 1,
         innohook::http::API_PATHS.len(),
         "one for each endpoint"
     );
@@ -576,6 +591,10 @@ async fn the_openapi_document_matches_the_api() {
             "/api/batches/{uid}/replies.csv",
             "/api/batches/spring-campaign/replies.csv",
         ),
+        (
+            "/api/batches/{uid}/unconfirmed.csv",
+            "/api/batches/spring-campaign/unconfirmed.csv",
+        ),
         ("/api/templates", "/api/templates"),
         ("/api/templates/{id}", "/api/templates/900000000000077"),
         ("/api/events", "/api/events?status=read"),
@@ -612,9 +631,15 @@ async fn the_openapi_document_matches_the_api() {
             .replace("{id}", "x")
             .replace("{uid}", "x")
             .replace("{phone}", "x");
-        let res = app.client.get(app.url(&concrete)).send().await.unwrap();
+        // The send list is the one operation that takes a body.
+        let method = if path == "/api/sends" { "post" } else { "get" };
+        let request = |url: String| match method {
+            "post" => app.client.post(url).body("[]"),
+            _ => app.client.get(url),
+        };
+        let res = request(app.url(&concrete)).send().await.unwrap();
         assert_eq!(res.status(), 401, "{concrete}");
-        let answer = &doc["paths"][path]["get"]["responses"]["401"];
+        let answer = &doc["paths"][path][method]["responses"]["401"];
         assert!(answer.is_object(), "{path} does not document its 401");
         let body: Value = res.json().await.unwrap();
         conforms(
@@ -623,16 +648,18 @@ async fn the_openapi_document_matches_the_api() {
             &doc,
             "401",
         );
-        let (status, _, _) = get(&format!("{concrete}?unknown=1")).await;
-        assert_eq!(status, 400, "{concrete}?unknown=1");
-        // What a failed read answers (the document itself reads nothing).
-        let codes: &[&str] = if path == "/api/openapi.json" {
-            &["400"]
-        } else {
-            &["400", "500", "503"]
+        let url = app.url(&format!("{concrete}?unknown=1"));
+        let res = request(url).bearer_auth("t").send().await.unwrap();
+        assert_eq!(res.status(), 400, "{concrete}?unknown=1");
+        // What a failed read answers (the document itself reads nothing; the send list
+        // writes, and says how far it got).
+        let codes: &[&str] = match path {
+            "/api/openapi.json" => &["400"],
+            "/api/sends" => &["400", "413", "503"],
+            _ => &["400", "500", "503"],
         };
         for code in codes {
-            let answer = &doc["paths"][path]["get"]["responses"][code];
+            let answer = &doc["paths"][path][method]["responses"][code];
             assert!(answer.is_object(), "{path} does not document its {code}");
         }
     }

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod browser;
+mod campaign;
 mod connections;
 mod dashboard;
 mod event_inbound;

@@ -15,6 +15,7 @@ use super::session::Session;
 use super::{
     Chrome, Ui, batch_href, encode, message_href, percent, read_failed, render, thousands, when,
 };
+use crate::campaign::BatchReport;
 use crate::event::tracking::{Batch, Message, hour_of, hour_start};
 use crate::event::{Bucket, Status};
 use crate::http::ApiError;
@@ -41,18 +42,13 @@ pub(super) struct BatchRow {
     pub last: String,
 }
 
-/// Messages that reached the phone: delivered, and read (which were delivered first).
-fn reached(b: &Batch) -> i64 {
-    b.delivered + b.read
-}
-
 impl From<&Batch> for BatchRow {
     fn from(b: &Batch) -> Self {
         Self {
             uid: b.uid.clone(),
             href: batch_href(&b.uid),
             messages: thousands(b.messages),
-            delivered: percent(reached(b), b.messages),
+            delivered: percent(b.reached, b.messages),
             read: percent(b.read, b.messages),
             failed: percent(b.failed, b.messages),
             first: when(&b.first_event_at),
@@ -142,6 +138,102 @@ struct FilterTab {
     active: bool,
 }
 
+/// One figure of a batch: the API's name for it, a label, the number and its share.
+struct Card {
+    name: &'static str,
+    label: &'static str,
+    value: String,
+    share: Option<String>,
+    note: &'static str,
+}
+
+/// A listed send with no status report.
+struct SendRow {
+    id: String,
+    phone: String,
+    sent: String,
+    template: String,
+}
+
+/// How many unconfirmed sends the batch page lists (the CSV has them all).
+const UNCONFIRMED_SHOWN: usize = 20;
+
+/// The cards of a batch's page: the report's figures, under the report's names.
+fn cards(r: &BatchReport) -> Vec<Card> {
+    let b = &r.batch;
+    let card = |name, label, value: i64, share: Option<String>, note| Card {
+        name,
+        label,
+        value: thousands(value),
+        share,
+        note,
+    };
+    // Shares are of what was sent when that is known, else of the messages reported on.
+    let whole = r.sent.unwrap_or(b.messages);
+    let mut cards = Vec::new();
+    if let (Some(sent), Some(no_status), Some(unconfirmed)) = (r.sent, r.no_status, r.unconfirmed) {
+        cards.push(card("sent", "Sent", sent, None, "listed, or reported on"));
+        cards.push(card(
+            "noStatus",
+            "No status yet",
+            no_status,
+            Some(percent(no_status, sent)),
+            "sent, no report yet",
+        ));
+        cards.push(card(
+            "unconfirmed",
+            "Unconfirmed",
+            unconfirmed,
+            Some(percent(unconfirmed, sent)),
+            "no report in time",
+        ));
+    }
+    cards.push(card(
+        "messages",
+        "Messages",
+        b.messages,
+        None,
+        "with a status report",
+    ));
+    cards.push(card(
+        "reached",
+        "Reached",
+        b.reached,
+        Some(percent(b.reached, whole)),
+        "delivered or read",
+    ));
+    cards.push(card(
+        "delivered",
+        "Delivered",
+        b.delivered,
+        Some(percent(b.delivered, whole)),
+        "not read yet",
+    ));
+    cards.push(card(
+        "read",
+        "Read",
+        b.read,
+        Some(percent(b.read, whole)),
+        "",
+    ));
+    cards.push(card(
+        "failed",
+        "Failed",
+        b.failed,
+        Some(percent(b.failed, whole)),
+        "",
+    ));
+    cards.push(card("other", "Other status", b.other, None, ""));
+    cards.push(card(
+        "replied",
+        "Replied",
+        r.replied,
+        Some(percent(r.replied, whole)),
+        "answered or reacted to",
+    ));
+    cards
+}
+
 pub(super) struct MessageRow {
     pub id: String,
     pub href: String,
@@ -194,16 +286,14 @@ struct BatchPage {
     csv_href: String,
     first: String,
     last: String,
-    messages: String,
-    reached: String,
-    reached_pct: String,
-    read: String,
-    read_pct: String,
-    failed: String,
-    failed_pct: String,
-    other: String,
-    replied: String,
-    replied_pct: String,
+    /// The figures, each as the API names it (the element ids say so) with its share.
+    cards: Vec<Card>,
+    /// With a send list: the unconfirmed sends shown, and their CSV.
+    send_list: bool,
+    unconfirmed: Vec<SendRow>,
+    unconfirmed_more: bool,
+    unconfirmed_after: String,
+    unconfirmed_csv_href: String,
     replies: Vec<InboundRow>,
     replies_csv_href: String,
     funnel: Vec<Stage>,
@@ -255,7 +345,9 @@ pub(super) async fn page(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let chrome = Chrome::new(&session, "batches");
-    let Some(b) = ui.store.batch(&uid).await.map_err(read_failed)? else {
+    let now = Utc::now();
+    let report = crate::campaign::report::batch(ui.store.as_ref(), &uid, &ui.campaign, now);
+    let Some(report) = report.await.map_err(read_failed)? else {
         return render(
             StatusCode::NOT_FOUND,
             &Notice {
@@ -275,16 +367,28 @@ pub(super) async fn page(
         limit: REPLIES_SHOWN,
         ..Default::default()
     };
-    let (timeline, page, replied, replies) = tokio::join!(
+    let cutoff = ui.campaign.cutoff(now);
+    let (timeline, page, replies, unconfirmed) = tokio::join!(
         ui.store.batch_timeline(&uid),
         messages_page(ui.store.as_ref(), &uid, FILTERS[filter].2, after),
-        ui.store.replied(&uid),
         ui.store.inbound_page(&latest_replies),
+        async {
+            match report.send_list {
+                true => {
+                    let more = UNCONFIRMED_SHOWN + 1;
+                    ui.store.unconfirmed_sends(&uid, cutoff, None, more).await
+                }
+                false => Ok(Vec::new()),
+            }
+        },
     );
     let timeline = timeline.map_err(read_failed)?;
     let page = page.map_err(read_failed)?;
-    let replied = replied.map_err(read_failed)?;
     let replies = replies.map_err(read_failed)?;
+    let mut unconfirmed = unconfirmed.map_err(read_failed)?;
+    let unconfirmed_more = unconfirmed.len() > UNCONFIRMED_SHOWN;
+    unconfirmed.truncate(UNCONFIRMED_SHOWN);
+    let b = &report.batch;
     let base = batch_href(&uid);
     let counts = [b.messages, b.delivered, b.read, b.failed, b.other];
     let tabs = FILTERS
@@ -335,22 +439,30 @@ pub(super) async fn page(
             chrome,
             csv_href: format!("{base}/messages.csv"),
             replies_csv_href: format!("{base}/replies.csv"),
-            replied: thousands(replied),
-            replied_pct: percent(replied, b.messages),
+            unconfirmed_csv_href: format!("{base}/unconfirmed.csv"),
             replies: replies.iter().map(InboundRow::from).collect(),
             first: when(&b.first_event_at),
             last: when(&b.last_event_at),
-            messages: thousands(b.messages),
-            reached: thousands(reached(&b)),
-            reached_pct: percent(reached(&b), b.messages),
-            read: thousands(b.read),
-            read_pct: percent(b.read, b.messages),
-            failed: thousands(b.failed),
-            failed_pct: percent(b.failed, b.messages),
-            other: thousands(b.other),
+            cards: cards(&report),
+            send_list: report.send_list,
+            unconfirmed: unconfirmed
+                .iter()
+                .map(|s| SendRow {
+                    id: s.id.clone(),
+                    phone: s.phone.clone(),
+                    sent: when(&s.sent_at),
+                    template: s.template.clone().unwrap_or_default(),
+                })
+                .collect(),
+            unconfirmed_more,
+            unconfirmed_after: humantime::format_duration(ui.campaign.unconfirmed_after)
+                .to_string(),
             funnel: chart::funnel(&[
-                ("Messages", "s-messages", b.messages),
-                ("Delivered", "s-delivered", reached(&b)),
+                match report.sent {
+                    Some(sent) => ("Sent", "s-messages", sent),
+                    None => ("Messages", "s-messages", b.messages),
+                },
+                ("Reached", "s-delivered", b.reached),
                 ("Read", "s-read", b.read),
                 ("Failed", "s-failed", b.failed),
             ]),
@@ -372,7 +484,7 @@ pub(super) async fn page(
             filter_name: FILTERS[filter].1,
             next_href,
             scan_note,
-            uid: b.uid,
+            uid: b.uid.clone(),
         },
     )
 }
@@ -489,4 +601,13 @@ pub(super) async fn replies_csv(
     Path(uid): Path<String>,
 ) -> Result<Response, ApiError> {
     crate::http::csv::download(ui.store.as_ref(), &uid, Sheet::Replies).await
+}
+
+/// `GET /ui/batches/{uid}/unconfirmed.csv`: the API's CSV of unconfirmed sends.
+pub(super) async fn unconfirmed_csv(
+    State(ui): State<Ui>,
+    Path(uid): Path<String>,
+) -> Result<Response, ApiError> {
+    let sheet = Sheet::Unconfirmed(ui.campaign.cutoff(Utc::now()));
+    crate::http::csv::download(ui.store.as_ref(), &uid, sheet).await
 }

@@ -40,6 +40,8 @@ pub(crate) struct UiState {
     sinks: Vec<(String, &'static str)>,
     /// Where the store is, for people.
     store_description: String,
+    /// What the campaign figures need from the configuration.
+    campaign: Arc<crate::campaign::Settings>,
 }
 
 type Ui = Arc<UiState>;
@@ -51,12 +53,14 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(
     store: Arc<dyn Store>,
     sinks: Vec<(String, &'static str)>,
     store_description: String,
+    campaign: Arc<crate::campaign::Settings>,
 ) -> Router<S> {
     let ui = Arc::new(UiState {
         store,
         keys: Keys::new(token),
         sinks,
         store_description,
+        campaign,
     });
     let signed_in = Router::new()
         .route("/ui/", get(overview::page))
@@ -64,6 +68,10 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(
         .route("/ui/batches/{uid}", get(batches::page))
         .route("/ui/batches/{uid}/messages.csv", get(batches::csv))
         .route("/ui/batches/{uid}/replies.csv", get(batches::replies_csv))
+        .route(
+            "/ui/batches/{uid}/unconfirmed.csv",
+            get(batches::unconfirmed_csv),
+        )
         .route("/ui/messages", get(messages::page))
         .route("/ui/conversations", get(conversations::page))
         .route("/ui/templates", get(templates::list))

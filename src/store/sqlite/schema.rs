@@ -241,6 +241,8 @@ CREATE TABLE template_events (
 );
 "#,
     crate::store::sql::TEMPLATE_INDEXES,
+    // The send list (written once: store/campaign.rs).
+    crate::store::campaign::SENDS_TABLE,
 ];
 
 /// Brings a database up to the newest schema.

@@ -1,0 +1,388 @@
+//! Campaign numbers: the send list meeting its status reports in any order, the batch's
+//! `sent`, `noStatus`, `unconfirmed` and `deliveryRate`, the same words and values on the
+//! dashboard as in the API, bad lists refused row by row, and the import command.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::dashboard::*;
+use crate::helpers::*;
+
+/// A listed send as the API takes it.
+fn send(id: &str, m: usize, uid: &str, sent_at: &str) -> Value {
+    json!({"id": id, "phone": format!("{}", 6_581_000_000u64 + m as u64), "uid": uid,
+           "sentAt": sent_at, "template": "spring_promo"})
+}
+
+/// The same sends as CSV.
+fn as_csv(sends: &[Value]) -> String {
+    let mut out = String::from("id,phone,uid,sentAt,template\n");
+    for s in sends {
+        out.push_str(&format!(
+            "{},{},{},{},{}\n",
+            s["id"].as_str().unwrap(),
+            s["phone"].as_str().unwrap(),
+            s["uid"].as_str().unwrap(),
+            s["sentAt"].as_str().unwrap(),
+            s["template"].as_str().unwrap()
+        ));
+    }
+    out
+}
+
+async fn post_sends(app: &TestApp, sends: &[Value], csv: bool) -> (u16, Value) {
+    let request = app.client.post(app.url("/api/sends")).bearer_auth(TOKEN);
+    let request = match csv {
+        true => request
+            .header("content-type", "text/csv")
+            .body(as_csv(sends)),
+        false => request.json(&sends),
+    };
+    answer(request.send().await.unwrap()).await
+}
+
+async fn api(app: &TestApp, path: &str) -> (u16, Value) {
+    answer(
+        app.client
+            .get(app.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// What the batch's send figures must be, worked out from the sets rather than by
+/// innohook's rule: sent is what was listed or reported on.
+struct Expected {
+    sent: i64,
+    no_status: i64,
+    unconfirmed: i64,
+    reached: i64,
+}
+
+/// A campaign of `n` (the dashboard tests' campaign), its send list (all but the first
+/// five, which only their reports tell of), and 20 sends never reported on: ten sent long
+/// ago, ten an hour ago. Posted as one stream, shuffled with `seed`: sends (in lists of
+/// 1 to 9, as JSON or CSV) come before, between and after the status reports.
+async fn shuffled_campaign(app: &TestApp, uid: &str, n: usize, seed: u64) -> Expected {
+    let statuses = campaign(uid, n);
+    let mut sends = Vec::new();
+    for m in 5..n {
+        sends.push(send(
+            &format!("{uid}-m{m:03}"),
+            m,
+            uid,
+            "2026-03-01T08:59:00Z",
+        ));
+    }
+    let hour_ago = innohook::event::format_time(&(chrono::Utc::now() - chrono::Duration::hours(1)));
+    for k in 0..20 {
+        let at = if k < 10 {
+            "2026-03-01T08:59:30Z"
+        } else {
+            hour_ago.as_str()
+        };
+        sends.push(send(&format!("{uid}-lost{k:02}"), 500 + k, uid, at));
+    }
+    let mut rng = fastrand::Rng::with_seed(seed);
+    rng.shuffle(&mut sends);
+    enum Item {
+        Status(Value),
+        Sends(Vec<Value>),
+    }
+    let mut stream: Vec<Item> = statuses.iter().cloned().map(Item::Status).collect();
+    let mut lists = Vec::new();
+    let mut rest = sends.as_slice();
+    while !rest.is_empty() {
+        let (list, more) = rest.split_at(rng.usize(1..10).min(rest.len()));
+        lists.push(Item::Sends(list.to_vec()));
+        rest = more;
+    }
+    // One list first and one last; the others anywhere.
+    let (head, tail) = (lists.remove(0), lists.pop().unwrap());
+    stream.extend(lists);
+    rng.shuffle(&mut stream);
+    stream.insert(0, head);
+    stream.push(tail);
+    let (mut first, mut last) = (None, None);
+    for (i, item) in stream.iter().enumerate() {
+        match item {
+            Item::Status(v) => {
+                assert_eq!(app.post(v.to_string()).await.status(), 200);
+                first.get_or_insert(i);
+                last = Some(i);
+            }
+            Item::Sends(list) => {
+                let (status, body) = post_sends(app, list, rng.bool()).await;
+                assert_eq!(status, 200, "{body}");
+                assert_eq!(body["new"], list.len(), "{body}");
+            }
+        }
+    }
+    // The stream did put sends before, between and after the reports.
+    let sends_at: Vec<usize> = stream
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| matches!(i, Item::Sends(_)))
+        .map(|(i, _)| i)
+        .collect();
+    let (first, last) = (first.unwrap(), last.unwrap());
+    assert!(sends_at.iter().any(|&i| i < first));
+    assert!(sends_at.iter().any(|&i| i > first && i < last));
+    assert!(sends_at.iter().any(|&i| i > last));
+
+    let reported: BTreeSet<String> = statuses
+        .iter()
+        .map(|v| v["body"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    let listed: BTreeMap<String, String> = sends
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_owned(),
+                s["sentAt"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let day_ago = chrono::Utc::now() - chrono::Duration::hours(24);
+    let silent: Vec<&String> = listed.keys().filter(|id| !reported.contains(*id)).collect();
+    let counts = campaign_counts(n);
+    Expected {
+        sent: reported.union(&listed.keys().cloned().collect()).count() as i64,
+        no_status: silent.len() as i64,
+        unconfirmed: silent
+            .iter()
+            .filter(|id| chrono::DateTime::parse_from_rfc3339(&listed[**id]).unwrap() < day_ago)
+            .count() as i64,
+        reached: counts["delivered"] + counts["read"],
+    }
+}
+
+async fn check_figures(app: &TestApp, uid: &str, want: &Expected) -> Value {
+    let (status, b) = api(app, &format!("/api/batches/{uid}")).await;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["sendList"], true);
+    assert_eq!(b["sent"], want.sent, "{b}");
+    assert_eq!(b["noStatus"], want.no_status, "{b}");
+    assert_eq!(b["unconfirmed"], want.unconfirmed, "{b}");
+    assert_eq!(b["reached"], want.reached, "{b}");
+    let rate = b["deliveryRate"].as_f64().unwrap();
+    assert!(
+        (rate - want.reached as f64 / want.sent as f64).abs() < 1e-9,
+        "{b}"
+    );
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_list_figures_hold_whatever_order_sends_and_reports_come_in() {
+    let app = app_with_dashboard("").await;
+    for (uid, seed) in [("autumn", 1), ("winter", 2), ("spring", 3)] {
+        let want = shuffled_campaign(&app, uid, 60, seed).await;
+        assert_eq!((want.sent, want.no_status, want.unconfirmed), (80, 20, 10));
+        check_figures(&app, uid, &want).await;
+    }
+    // The same list again changes nothing, and says so.
+    let again = [send("autumn-m010", 10, "autumn", "2026-03-01T08:59:00Z")];
+    let (_, body) = post_sends(&app, &again, false).await;
+    assert_eq!(body, json!({"rows": 1, "new": 0, "known": 1}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_list_figures_hold_on_postgres() {
+    let Some(db) = crate::pg::TestDb::create("send_list_figures_hold_on_postgres").await else {
+        return;
+    };
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    config.store = db.config();
+    config.api.token = Some(TOKEN.into());
+    config.sinks = Vec::new();
+    let app = TestApp::spawn(config, dir).await;
+    let want = shuffled_campaign(&app, "pg-autumn", 60, 4).await;
+    check_figures(&app, "pg-autumn", &want).await;
+    let (status, csv) = unconfirmed_csv(&app, "pg-autumn").await;
+    assert_eq!(status, 200);
+    assert_eq!(csv.lines().count() as i64, 1 + want.unconfirmed, "{csv}");
+}
+
+async fn unconfirmed_csv(app: &TestApp, uid: &str) -> (u16, String) {
+    let res = app
+        .client
+        .get(app.url(&format!("/api/batches/{uid}/unconfirmed.csv")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+/// Every figure on the batch page is the API's figure of the same name: the page's
+/// element `count-NAME` holds the API's `NAME`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_page_and_the_api_use_the_same_words_for_the_same_numbers() {
+    let app = app_with_dashboard("").await;
+    let want = shuffled_campaign(&app, "words", 60, 5).await;
+    let b = check_figures(&app, "words", &want).await;
+    let cookie = sign_in(&app).await;
+    let (status, page) = get(&app, &cookie, "/ui/batches/words").await;
+    assert_eq!(status, 200);
+    let names = [
+        "sent",
+        "noStatus",
+        "unconfirmed",
+        "messages",
+        "reached",
+        "delivered",
+        "read",
+        "failed",
+        "other",
+        "replied",
+    ];
+    for name in names {
+        assert_eq!(
+            number_by_id(&page, &format!("count-{name}")),
+            b[name].as_i64().unwrap(),
+            "{name}"
+        );
+    }
+    // Every count on the page is one of those.
+    let on_page = page.matches("id=\"count-").count();
+    assert_eq!(on_page, names.len(), "a figure the test does not compare");
+    // The delivery rate's share, and the unconfirmed sends listed with their CSV.
+    let rate = b["deliveryRate"].as_f64().unwrap();
+    assert_eq!(
+        text_by_id(&page, "pct-reached"),
+        format!("{:.1}%", rate * 100.0)
+    );
+    assert!(page.contains("id=\"unconfirmed-sends\""));
+    assert_eq!(page.matches("<code>words-lost").count(), 10);
+    let (status, csv) = unconfirmed_csv(&app, "words").await;
+    assert_eq!(status, 200);
+    let mut rows: Vec<&str> = csv.lines().skip(1).collect();
+    rows.sort();
+    assert_eq!(rows.len(), 10);
+    assert!(
+        rows[0].starts_with("words-lost00,6581000500,words,2026-03-01T08:59:30.000Z,spring_promo")
+    );
+
+    // A batch without a send list says so, and has no send figures.
+    for v in campaign("plain", 4) {
+        assert_eq!(app.post(v.to_string()).await.status(), 200);
+    }
+    let (_, plain) = api(&app, "/api/batches/plain").await;
+    assert_eq!(plain["sendList"], false);
+    assert_eq!(plain["sent"], Value::Null);
+    assert_eq!(plain["deliveryRate"], Value::Null);
+    let (_, page) = get(&app, &cookie, "/ui/batches/plain").await;
+    assert!(page.contains("id=\"no-send-list\""));
+    assert!(!page.contains("id=\"count-sent\""));
+}
+
+/// A batch known only from its send list has a page and a summary before any report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_known_only_from_its_send_list_is_found() {
+    let app = app_with_dashboard("").await;
+    let list: Vec<Value> = (0..3)
+        .map(|m| send(&format!("early-m{m}"), m, "early", "2026-03-01T08:00:00Z"))
+        .collect();
+    assert_eq!(post_sends(&app, &list, true).await.0, 200);
+    let (status, b) = api(&app, "/api/batches/early").await;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(
+        (b["messages"].as_i64(), b["sent"].as_i64()),
+        (Some(0), Some(3))
+    );
+    assert_eq!(b["unconfirmed"], 3);
+    assert_eq!(b["deliveryRate"], 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_send_list_is_refused_whole_naming_each_bad_row() {
+    let app = app_with_dashboard("").await;
+    let csv = "id,phone,uid,sentAt\nok-1,65,b,2026-03-01T08:00:00Z\nok-2,,b,2026-03-01T08:00:00Z\nok-3,65,b,last tuesday\n";
+    let res = app
+        .client
+        .post(app.url("/api/sends"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(res).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_send_list");
+    assert_eq!(body["field"], "phone");
+    assert_eq!(body["badRows"], 2);
+    assert_eq!(body["problems"][0]["row"], 2);
+    assert_eq!(body["problems"][1]["field"], "sentAt");
+    // Nothing of it was stored: the good row is not known.
+    assert!(app.store.send("ok-1").await.unwrap().is_none());
+    // Without the token, nothing.
+    let res = app
+        .client
+        .post(app.url("/api/sends"))
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_import_command_reads_a_file_and_can_be_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    // The store a server made (the command works beside it, and does not make one).
+    let made = innohook::config::StoreConfig {
+        dir: dir.path().join("store"),
+        ..Default::default()
+    };
+    let store = innohook::store::open(&made, innohook::store::Role::Server);
+    store.await.unwrap().close().await;
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[store]\ndir = \"{}\"\n",
+            dir.path().join("store").display()
+        ),
+    );
+    let file = dir.path().join("sends.csv");
+    let list: Vec<Value> = (0..1200)
+        .map(|m| send(&format!("cli-m{m:04}"), m, "cli", "2026-03-01T08:00:00Z"))
+        .collect();
+    std::fs::write(&file, as_csv(&list)).unwrap();
+    let run = || {
+        innohook()
+            .args(["--config", config.to_str().unwrap(), "sends", "import"])
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let said: Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(said, json!({"rows": 1200, "new": 1200, "known": 0}));
+    let again: Value = serde_json::from_slice(&run().stdout).unwrap();
+    assert_eq!(again, json!({"rows": 1200, "new": 0, "known": 1200}));
+    // The batch's summary counts them.
+    let out = innohook()
+        .args(["--config", config.to_str().unwrap(), "batch", "cli"])
+        .output()
+        .unwrap();
+    let b: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(b["sent"], 1200);
+    // A bad file: exit 1, the row named, nothing stored.
+    std::fs::write(&file, "id,phone,uid,sentAt\nx,1,cli,never\n").unwrap();
+    let bad = run();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("row 1, sentAt"));
+}

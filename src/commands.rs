@@ -305,9 +305,12 @@ pub fn batch(
     let config = crate::config::Config::load_for_store(config_path)?;
     let key = uid.to_owned();
     let missing = format!("no message of batch {uid} has been received");
+    let settings = crate::campaign::Settings::from_config(&config)?;
     if csv {
+        let pricing = settings.pricing.clone();
         let rows = with_store(&config, |store| async move {
-            crate::http::batch_csv_bytes(store.as_ref(), &key, crate::http::Sheet::Messages)
+            let sheet = crate::http::Sheet::Messages;
+            crate::http::batch_csv_bytes(store.as_ref(), &key, sheet, &pricing)
                 .await
                 .map_err(|e| crate::store::StoreError::Backend(format!("{e:?}")))
         })?;
@@ -322,7 +325,6 @@ pub fn batch(
             }
         };
     }
-    let settings = crate::campaign::Settings::from_config(&config.tracking)?;
     let found = with_store(&config, |store| async move {
         crate::http::batch_json(store.as_ref(), &key, &settings).await
     })?;

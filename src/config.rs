@@ -5,9 +5,9 @@
 //! error that names the key, so a typo never silently falls back to a default.
 //!
 //! Each component owns its section (its keys, defaults and own rules): `[server]`,
-//! `[auth]` and `[api]` in [`crate::http`], `[store]` in [`crate::store`], `[log]` in
-//! [`crate::telemetry`], `[[sinks]]` in [`crate::sink`], `[tracking]` in
-//! [`crate::campaign`]. This module only gathers them,
+//! `[auth]`, `[api]` and `[ui]` in [`crate::http`], `[store]` in [`crate::store`], `[log]` in
+//! [`crate::telemetry`], `[[sinks]]` in [`crate::sink`], `[tracking]` and
+//! `[pricing]` in [`crate::campaign`]. This module only gathers them,
 //! layers the file and the environment, explains errors, and checks what spans sections.
 
 use std::path::Path;
@@ -16,7 +16,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-pub use crate::http::{ApiConfig, AuthConfig, ServerConfig};
+pub use crate::http::{ApiConfig, AuthConfig, ServerConfig, UiConfig};
 use crate::sink::{LogSinkConfig, SinkCommon, SinkConfig, SinkKind};
 pub use crate::store::{Retain, StoreBackend, StoreConfig};
 pub use crate::telemetry::{LogConfig, LogFormat};
@@ -35,8 +35,12 @@ pub struct Config {
     pub log: LogConfig,
     /// The query API.
     pub api: ApiConfig,
+    /// The dashboard's time zone.
+    pub ui: UiConfig,
     /// How the send list is judged (`unconfirmed_after`).
     pub tracking: crate::campaign::TrackingConfig,
+    /// An optional rate table for batches' estimated cost.
+    pub pricing: crate::campaign::PricingConfig,
     /// Where accepted events go, as `[[sinks]]` entries with a `type`. Default: one `log`
     /// sink; `sinks = []` turns them all off.
     pub sinks: Vec<SinkConfig>,
@@ -50,7 +54,9 @@ impl Default for Config {
             store: StoreConfig::default(),
             log: LogConfig::default(),
             api: ApiConfig::default(),
+            ui: UiConfig::default(),
             tracking: Default::default(),
+            pricing: Default::default(),
             sinks: vec![SinkConfig {
                 common: SinkCommon::default(),
                 kind: SinkKind::Log(LogSinkConfig::default()),
@@ -82,6 +88,8 @@ impl Config {
         let config = Self::read(path)?;
         config.store.check()?;
         config.tracking.check()?;
+        config.pricing.check()?;
+        config.ui.zone()?;
         Ok(config)
     }
 
@@ -128,6 +136,8 @@ impl Config {
         }
         self.auth.check()?;
         self.tracking.check()?;
+        self.pricing.check()?;
+        self.ui.zone()?;
         for (i, sink) in self.sinks.iter().enumerate() {
             let name = sink.name();
             anyhow::ensure!(!name.is_empty(), "sinks[{i}]: name must not be empty");

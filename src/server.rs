@@ -170,7 +170,7 @@ fn http_settings(config: &Config) -> HttpSettings {
             .collect(),
         store_description: config.store.describe(),
         // Checked when the configuration was loaded.
-        campaign: crate::campaign::Settings::from_config(&config.tracking).unwrap_or_default(),
+        campaign: crate::campaign::Settings::from_config(config).unwrap_or_default(),
     }
 }
 

@@ -10,6 +10,8 @@
 //!   sent), `noStatus` (listed, no status report yet), `unconfirmed` (no status report
 //!   `[tracking] unconfirmed_after` after it was sent), `deliveryRate` = reached / sent.
 
+pub mod daily;
+pub mod pricing;
 pub mod report;
 pub mod sends;
 
@@ -18,18 +20,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use pricing::PricingConfig;
 pub use report::BatchReport;
 
-/// Quarter-hours since the Unix epoch: every time zone's offset is a whole number of
-/// them, so counts kept per quarter-hour add up to any zone's days exactly.
-pub fn slot_of(at: &DateTime<Utc>) -> i64 {
-    at.timestamp().div_euclid(900)
-}
-
-/// The start of a slot given by [`slot_of`].
-pub fn slot_start(slot: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(slot.saturating_mul(900), 0).unwrap_or_default()
-}
+pub use crate::event::tracking::{slot_of, slot_start};
 
 /// `[tracking]`: how the send list is judged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,20 +66,28 @@ impl TrackingConfig {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub unconfirmed_after: Duration,
+    pub pricing: PricingConfig,
+    /// `[ui] timezone`: the dashboard's, its CSVs' and the daily report's.
+    pub zone: chrono_tz::Tz,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             unconfirmed_after: Duration::from_secs(24 * 3600),
+            pricing: PricingConfig::default(),
+            zone: chrono_tz::UTC,
         }
     }
 }
 
 impl Settings {
-    pub fn from_config(tracking: &TrackingConfig) -> anyhow::Result<Self> {
+    pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Self> {
+        config.pricing.check()?;
         Ok(Self {
-            unconfirmed_after: tracking.unconfirmed_after()?,
+            unconfirmed_after: config.tracking.unconfirmed_after()?,
+            pricing: config.pricing.clone(),
+            zone: config.ui.zone()?,
         })
     }
 

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::Settings;
+use super::pricing::Cost;
 use crate::event::tracking::Batch;
 use crate::store::{SendFigures, Store, StoreResult};
 
@@ -29,6 +30,17 @@ pub struct BatchReport {
     pub delivery_rate: Option<f64>,
     /// `[tracking] unconfirmed_after`, in seconds.
     pub unconfirmed_after_secs: u64,
+    /// Messages by conversation category (`conversation.initiateType`), the most first.
+    pub categories: Vec<CategoryCount>,
+    /// The estimated cost, with a `[pricing]` table (else null).
+    pub cost: Option<Cost>,
+}
+
+/// How many of a batch's messages had a conversation of this category.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CategoryCount {
+    pub category: String,
+    pub messages: i64,
 }
 
 /// `part / whole`, 0 for an empty whole.
@@ -48,6 +60,7 @@ impl BatchReport {
         batch: Option<Batch>,
         replied: i64,
         sends: SendFigures,
+        categories: &[(String, String, i64)],
         settings: &Settings,
     ) -> Option<Self> {
         let batch = match (batch, sends.first_sent_at, sends.last_sent_at) {
@@ -70,9 +83,37 @@ impl BatchReport {
             unconfirmed: when_listed(sends.unconfirmed),
             delivery_rate: listed.then(|| rate(batch.reached, sent)),
             unconfirmed_after_secs: settings.unconfirmed_after.as_secs(),
+            categories: by_category(categories),
+            cost: settings.pricing.is_set().then(|| {
+                let counts = categories
+                    .iter()
+                    .map(|(c, p, n)| (c.as_str(), p.as_str(), *n));
+                settings.pricing.estimate(counts)
+            }),
             batch,
         })
     }
+}
+
+/// Counts by (category, prefix) summed by category, the most first.
+fn by_category(counts: &[(String, String, i64)]) -> Vec<CategoryCount> {
+    let mut sums: std::collections::BTreeMap<&str, i64> = Default::default();
+    for (category, _, n) in counts {
+        *sums.entry(category).or_default() += n;
+    }
+    let mut all: Vec<CategoryCount> = sums
+        .into_iter()
+        .map(|(category, messages)| CategoryCount {
+            category: category.to_owned(),
+            messages,
+        })
+        .collect();
+    all.sort_by(|a, b| {
+        b.messages
+            .cmp(&a.messages)
+            .then(a.category.cmp(&b.category))
+    });
+    all
 }
 
 /// A batch's report as of `now` (`None`: neither a status report nor a send of it).
@@ -82,10 +123,19 @@ pub async fn batch(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> StoreResult<Option<BatchReport>> {
-    let (batch, replied, sends) = tokio::join!(
+    let (batch, replied, sends, categories) = tokio::join!(
         store.batch(uid),
         store.replied(uid),
         store.send_figures(uid, settings.cutoff(now)),
+        store.batch_categories(uid),
     );
-    Ok(BatchReport::new(uid, batch?, replied?, sends?, settings))
+    let categories = categories?;
+    Ok(BatchReport::new(
+        uid,
+        batch?,
+        replied?,
+        sends?,
+        &categories,
+        settings,
+    ))
 }

@@ -238,6 +238,20 @@ impl Message {
         self.statuses.get(status).copied()
     }
 
+    /// Its conversation's category (`initiateType`) and the first four digits of the
+    /// number it was sent to (enough for any country calling code): what it is priced by.
+    /// `None` without a category.
+    pub fn category(&self) -> Option<(String, String)> {
+        let category = self.conversation.as_ref()?.get("initiateType")?.as_str()?;
+        let prefix: String = self
+            .send_phone
+            .chars()
+            .filter(char::is_ascii_digit)
+            .take(4)
+            .collect();
+        Some((category.to_owned(), prefix))
+    }
+
     /// When it failed (`failed`, else `SMECL:FAILED`), if it did.
     pub fn failed_at(&self) -> Option<DateTime<Utc>> {
         self.reached(&Status::Failed)
@@ -423,6 +437,8 @@ pub struct BatchDelta {
     pub touched_at: DateTime<Utc>,
     /// Messages per error code, with the code's message (the first one seen).
     pub errors: BTreeMap<String, (i64, Option<String>)>,
+    /// Messages per conversation category and number prefix ([`Message::category`]).
+    pub categories: BTreeMap<(String, String), i64>,
     /// Status events per hour of their eventTime ([`hour_of`]), as delivered, read,
     /// failed, other.
     pub hours: BTreeMap<i64, [i64; 4]>,
@@ -431,6 +447,42 @@ pub struct BatchDelta {
 /// The hour a time falls in, as hours since the Unix epoch (UTC).
 pub fn hour_of(at: &DateTime<Utc>) -> i64 {
     at.timestamp().div_euclid(3600)
+}
+
+/// Quarter-hours since the Unix epoch: every time zone's offset is a whole number of
+/// them, so counts kept per quarter-hour add up to any zone's days exactly.
+pub fn slot_of(at: &DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(900)
+}
+
+/// The start of a slot given by [`slot_of`].
+pub fn slot_start(slot: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(slot.saturating_mul(900), 0).unwrap_or_default()
+}
+
+/// What one message adds to the daily report, each in the quarter-hour of its eventTime:
+/// `reached` when it first reached the phone (delivered, or read if that came first),
+/// `read`, `failed` when it failed, and `error` with its error code then. A function of the
+/// message's state, so what a change moves is the difference of two of these.
+pub fn day_marks(m: &Message) -> Vec<(i64, &'static str, String)> {
+    let mut marks = Vec::with_capacity(4);
+    let reached = [m.reached(&Status::Delivered), m.reached(&Status::Read)]
+        .into_iter()
+        .flatten()
+        .min();
+    if let Some(at) = reached {
+        marks.push((slot_of(&at), "reached", String::new()));
+    }
+    if let Some(at) = m.reached(&Status::Read) {
+        marks.push((slot_of(&at), "read", String::new()));
+    }
+    if let Some(at) = m.failed_at() {
+        marks.push((slot_of(&at), "failed", String::new()));
+        if let Some(e) = &m.error {
+            marks.push((slot_of(&at), "error", e.code.clone()));
+        }
+    }
+    marks
 }
 
 /// The start of an hour given by [`hour_of`].
@@ -507,6 +559,7 @@ impl BatchDeltas {
                 last_event_at: times.last_event_at,
                 touched_at: times.touched_at,
                 errors: BTreeMap::new(),
+                categories: BTreeMap::new(),
                 hours: BTreeMap::new(),
             }),
         };
@@ -535,6 +588,16 @@ impl BatchDeltas {
         }
         if old.is_none() {
             d.counts[0] += 1;
+        }
+        let old_category = old.and_then(Message::category);
+        let new_category = new.and_then(Message::category);
+        if old_category != new_category {
+            if let Some(c) = old_category {
+                *d.categories.entry(c).or_default() -= 1;
+            }
+            if let Some(c) = new_category {
+                *d.categories.entry(c).or_default() += 1;
+            }
         }
         let old_error = old.and_then(|o| o.error.as_ref());
         let new_error = new.and_then(|n| n.error.as_ref());

@@ -28,7 +28,7 @@ pub const MAX_PAGE: usize = 1000;
 
 /// The paths this API serves, as its OpenAPI document lists them (a test holds the two
 /// together).
-pub const PATHS: [&str; 15] = [
+pub const PATHS: [&str; 17] = [
     "/api/sends",
     "/api/messages",
     "/api/messages/{id}",
@@ -42,6 +42,8 @@ pub const PATHS: [&str; 15] = [
     "/api/batches/{uid}/unconfirmed.csv",
     "/api/templates",
     "/api/templates/{id}",
+    "/api/reports/daily",
+    "/api/reports/daily.csv",
     "/api/events",
     "/api/openapi.json",
 ];
@@ -90,6 +92,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(
         .route("/api/conversations/{phone}", get(conversation))
         .route("/api/templates", get(templates))
         .route("/api/templates/{id}", get(template))
+        .route("/api/reports/daily", get(daily_report))
+        .route("/api/reports/daily.csv", get(daily_csv))
         .route("/api/openapi.json", get(openapi))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
@@ -444,7 +448,13 @@ async fn batch_csv(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     only_known(&q, &[])?;
-    csv::download(s.store.as_ref(), &uid, csv::Sheet::Messages).await
+    csv::download(
+        s.store.as_ref(),
+        &uid,
+        csv::Sheet::Messages,
+        &s.campaign.pricing,
+    )
+    .await
 }
 
 async fn replies_csv(
@@ -453,7 +463,13 @@ async fn replies_csv(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     only_known(&q, &[])?;
-    csv::download(s.store.as_ref(), &uid, csv::Sheet::Replies).await
+    csv::download(
+        s.store.as_ref(),
+        &uid,
+        csv::Sheet::Replies,
+        &s.campaign.pricing,
+    )
+    .await
 }
 
 async fn unconfirmed_csv(
@@ -463,7 +479,41 @@ async fn unconfirmed_csv(
 ) -> Result<Response, ApiError> {
     only_known(&q, &[])?;
     let sheet = csv::Sheet::Unconfirmed(s.campaign.cutoff(chrono::Utc::now()));
-    csv::download(s.store.as_ref(), &uid, sheet).await
+    csv::download(s.store.as_ref(), &uid, sheet, &s.campaign.pricing).await
+}
+
+/// The daily report `?from=YYYY-MM-DD&to=YYYY-MM-DD`, both required, in `[ui] timezone`.
+async fn daily_of(
+    s: &ApiState,
+    q: &HashMap<String, String>,
+) -> Result<crate::campaign::daily::DailyReport, ApiError> {
+    only_known(q, &["from", "to"])?;
+    let (Some(from), Some(to)) = (q.get("from"), q.get("to")) else {
+        return Err(ApiError::BadQuery(
+            "from and to are required: dates such as 2026-03-01.".into(),
+        ));
+    };
+    let (from, to) = crate::campaign::daily::range(from, to).map_err(ApiError::BadQuery)?;
+    crate::campaign::daily::report(s.store.as_ref(), s.campaign.zone, from, to)
+        .await
+        .map_err(read_failed)
+}
+
+/// `GET /api/reports/daily?from=&to=`: per day, sent, reached, read, failed, replies and
+/// the top error codes.
+async fn daily_report(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<crate::campaign::daily::DailyReport>, ApiError> {
+    Ok(Json(daily_of(&s, &q).await?))
+}
+
+/// `GET /api/reports/daily.csv?from=&to=`: the same, one row a day.
+async fn daily_csv(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    csv::daily(&daily_of(&s, &q).await?)
 }
 
 /// `POST /api/sends`: the send list, as JSON or CSV.
@@ -480,7 +530,7 @@ async fn import_sends(
         },
         _ => ApiError::UnreadableBody,
     })?;
-    Ok(sends::import(s.store.as_ref(), &headers, &body).await)
+    Ok(sends::import(s.store.as_ref(), &headers, body).await)
 }
 
 /// Refuses query parameters the endpoint does not take, naming them: a misspelt filter

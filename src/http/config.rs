@@ -132,6 +132,34 @@ pub struct ApiConfig {
     pub token: Option<String>,
 }
 
+/// `[ui]`: how the dashboard shows times.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// An IANA time zone ("Asia/Shanghai", "Europe/Berlin"): the dashboard, its CSV
+    /// downloads and the daily report's days are in it. The API stays UTC.
+    pub timezone: String,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            timezone: "UTC".into(),
+        }
+    }
+}
+
+impl UiConfig {
+    pub fn zone(&self) -> anyhow::Result<chrono_tz::Tz> {
+        self.timezone.trim().parse().map_err(|_| {
+            anyhow::anyhow!(
+                "ui.timezone: {:?} is not an IANA time zone; write one such as \"Asia/Shanghai\", \"America/Sao_Paulo\" or \"UTC\"",
+                self.timezone
+            )
+        })
+    }
+}
+
 /// What [`super::router`] needs to build the app: its own sections, and what the
 /// dashboard shows of the rest of the service. The caller (the server) gathers it from the
 /// whole configuration.

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 
 use super::ApiError;
 use super::api::read_failed;
+use crate::campaign::PricingConfig;
 use crate::campaign::sends::Sent;
-use crate::event::format_time;
 use crate::event::tracking::Message;
 use crate::store::{Inbound, InboundQuery, Store};
 
@@ -31,7 +31,7 @@ pub enum Sheet {
 }
 
 /// The columns of `messages.csv`.
-const MESSAGES_HEADER: [&str; 12] = [
+const MESSAGES_HEADER: [&str; 14] = [
     "messageId",
     "wamid",
     "sendPhone",
@@ -44,16 +44,20 @@ const MESSAGES_HEADER: [&str; 12] = [
     "conflict",
     "firstEventAt",
     "lastEventAt",
+    "category",
+    "estimatedPrice",
 ];
 
-/// One message as a row of `messages.csv`.
-fn message_row(m: &Message) -> [String; 12] {
-    let at = |t: Option<DateTime<Utc>>| t.map(|t| format_time(&t)).unwrap_or_default();
+/// One message as a row of `messages.csv`: its conversation's category, and with a
+/// `[pricing]` table the estimated price of it.
+fn message_row(m: &Message, pricing: &PricingConfig) -> [String; 14] {
+    let at = |t: Option<DateTime<Utc>>| t.map(|t| stamp(&t)).unwrap_or_default();
     let (code, text) = m
         .error
         .as_ref()
         .map(|e| (e.code.clone(), e.message.clone().unwrap_or_default()))
         .unwrap_or_default();
+    let category = m.category();
     [
         m.id.clone(),
         m.wamid.clone(),
@@ -65,10 +69,25 @@ fn message_row(m: &Message) -> [String; 12] {
         code,
         text,
         m.conflict.to_string(),
-        format_time(&m.first_event_at),
-        format_time(&m.last_event_at),
+        stamp(&m.first_event_at),
+        stamp(&m.last_event_at),
+        category
+            .as_ref()
+            .map(|(c, _)| c.clone())
+            .unwrap_or_default(),
+        category
+            .and_then(|(c, prefix)| pricing.price(&c, &prefix))
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
     ]
     .map(spreadsheet_safe)
+}
+
+/// A time as the CSV files write it: RFC 3339 with milliseconds, in `[ui] timezone` when
+/// downloaded from the dashboard (its offset says which), in UTC from the API.
+fn stamp(at: &DateTime<Utc>) -> String {
+    at.with_timezone(&super::ui::zone())
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// A cell a spreadsheet shows as text. A sender controls most cells, and one beginning
@@ -114,12 +133,12 @@ fn reply_row(i: &Inbound) -> [String; 10] {
         text(&i.id),
         i.from.clone(),
         text(&i.to),
-        format_time(&i.sent_at),
+        stamp(&i.sent_at),
         i.content_type.clone(),
         i.summary.clone(),
         text(&i.media_link),
         text(&i.reply_to),
-        format_time(&i.received_at),
+        stamp(&i.received_at),
     ]
     .map(spreadsheet_safe)
 }
@@ -133,7 +152,7 @@ fn send_row(s: &Sent) -> [String; 5] {
         s.id.clone(),
         s.phone.clone(),
         s.uid.clone().unwrap_or_default(),
-        format_time(&s.sent_at),
+        stamp(&s.sent_at),
         s.template.clone().unwrap_or_default(),
     ]
     .map(spreadsheet_safe)
@@ -164,6 +183,7 @@ pub async fn batch_csv_bytes(
     store: &dyn Store,
     uid: &str,
     sheet: Sheet,
+    pricing: &PricingConfig,
 ) -> Result<Option<Vec<u8>>, ApiError> {
     let known = store.batch(uid).await.map_err(read_failed)?.is_some()
         || store
@@ -192,7 +212,7 @@ pub async fn batch_csv_bytes(
                     .await
                     .map_err(read_failed)?;
                 for m in &page {
-                    written(out.write_record(message_row(m)))?;
+                    written(out.write_record(message_row(m, pricing)))?;
                 }
                 match page.last() {
                     Some(last) if page.len() == CSV_PAGE => after = Some(last.id.clone()),
@@ -248,8 +268,9 @@ pub(super) async fn download(
     store: &dyn Store,
     uid: &str,
     sheet: Sheet,
+    pricing: &PricingConfig,
 ) -> Result<Response, ApiError> {
-    let Some(csv) = batch_csv_bytes(store, uid, sheet).await? else {
+    let Some(csv) = batch_csv_bytes(store, uid, sheet, pricing).await? else {
         return Err(ApiError::Missing(format!(
             "No message of batch {uid} has been received."
         )));
@@ -259,6 +280,63 @@ pub(super) async fn download(
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (header::CONTENT_DISPOSITION, disposition),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
+/// The columns of the daily report's CSV.
+const DAILY_HEADER: [&str; 8] = [
+    "date",
+    "timezone",
+    "sent",
+    "reached",
+    "read",
+    "failed",
+    "replies",
+    "topErrors",
+];
+
+/// The daily report as CSV, one row a day, oldest first; `topErrors` as `code:messages`
+/// separated by spaces.
+pub fn daily(report: &crate::campaign::daily::DailyReport) -> Result<Response, ApiError> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let failed = |e: csv::Error| {
+        tracing::error!(error = %e, "Could not write the CSV.");
+        ApiError::Internal
+    };
+    out.write_record(DAILY_HEADER).map_err(failed)?;
+    for d in &report.days {
+        let errors: Vec<String> = d
+            .top_errors
+            .iter()
+            .map(|e| format!("{}:{}", e.code, e.messages))
+            .collect();
+        let row = [
+            d.date.clone(),
+            report.timezone.clone(),
+            d.sent.to_string(),
+            d.reached.to_string(),
+            d.read.to_string(),
+            d.failed.to_string(),
+            d.replies.to_string(),
+            errors.join(" "),
+        ];
+        out.write_record(row.map(spreadsheet_safe))
+            .map_err(failed)?;
+    }
+    let csv = out
+        .into_inner()
+        .map_err(|e| failed(e.into_error().into()))?;
+    let name = format!("daily-{}-{}.csv", report.from, report.to);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
         ],
         csv,
     )

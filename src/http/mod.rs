@@ -33,7 +33,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 
 pub use auth::Auth;
-pub use config::{ApiConfig, AuthConfig, HttpSettings, ServerConfig};
+pub use config::{ApiConfig, AuthConfig, HttpSettings, ServerConfig, UiConfig};
 pub use error::ApiError;
 pub use handlers::Readiness;
 pub use serve::Connections;

@@ -3,10 +3,12 @@
 //! or in part, stores only what is new.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::ApiError;
 use super::error::RETRY_AFTER_SECS;
 use crate::campaign::sends::{self, Format, Imported};
 use crate::store::Store;
@@ -17,11 +19,18 @@ pub const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Reads the list whole, then stores it: 200 with what was new, 400 naming every bad row
 /// (nothing stored), 503 saying how much was stored before the store failed.
-pub async fn import(store: &dyn Store, headers: &HeaderMap, body: &[u8]) -> Response {
+pub async fn import(store: &dyn Store, headers: &HeaderMap, body: Bytes) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let list = match sends::parse(body, Format::detect(content_type, body)) {
+    let format = Format::detect(content_type, &body);
+    // A list of 100,000 rows takes a CPU a good part of a second to read: not on a thread
+    // that answers webhooks meanwhile.
+    let parsed = tokio::task::spawn_blocking(move || sends::parse(&body, format)).await;
+    let Ok(parsed) = parsed else {
+        return ApiError::Internal.into_response();
+    };
+    let list = match parsed {
         Ok(list) => list,
         Err(refusal) => {
             let body = json!({

@@ -131,6 +131,48 @@ impl<B: Sql> Campaigns for B {
         self.rows(Query::new(sql, params, send_row)).await
     }
 
+    async fn batch_categories(&self, uid: &str) -> StoreResult<Vec<(String, String, i64)>> {
+        self.rows(Query::new(
+            "SELECT category, prefix, messages FROM batch_categories
+             WHERE uid = $1 AND messages > 0 ORDER BY category, prefix",
+            vec![uid.to_owned().into()],
+            |r| Ok((r.string(0)?, r.string(1)?, r.req_int(2)?)),
+        ))
+        .await
+    }
+
+    async fn activity(&self, from: i64, to: i64) -> StoreResult<Vec<(i64, String, String, i64)>> {
+        self.rows(Query::new(
+            "SELECT slot, kind, code, n FROM activity WHERE slot >= $1 AND slot < $2 AND n <> 0",
+            vec![from.into(), to.into()],
+            |r| Ok((r.req_int(0)?, r.string(1)?, r.string(2)?, r.req_int(3)?)),
+        ))
+        .await
+    }
+
+    async fn sends_per_slot(&self, from: i64, to: i64) -> StoreResult<Vec<(i64, i64)>> {
+        self.rows(Query::new(
+            "SELECT slot, count(*) FROM sends WHERE slot >= $1 AND slot < $2 GROUP BY slot",
+            vec![from.into(), to.into()],
+            |r| Ok((r.req_int(0)?, r.req_int(1)?)),
+        ))
+        .await
+    }
+
+    async fn replies_sent_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<DateTime<Utc>>> {
+        self.rows(Query::new(
+            "SELECT sent_at FROM inbound
+             WHERE reply_to IS NOT NULL AND sent_at >= $1 AND sent_at < $2",
+            vec![from.into(), to.into()],
+            |r| r.req_time(0),
+        ))
+        .await
+    }
+
     async fn send(&self, id: &str) -> StoreResult<Option<Sent>> {
         let sql = format!("SELECT {SEND_COLUMNS} FROM sends s WHERE s.message_id = $1");
         one(self, Query::new(sql, vec![id.to_owned().into()], send_row)).await

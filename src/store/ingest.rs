@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use super::sql::{self, SideTable, Value};
+use super::sql::{self, CounterTable, SideTable, Value};
 use super::{Counted, StoredEvent, TemplateEventKind, counted_status};
 use crate::event::tracking::{
-    BatchDeltas, Message, RecordedWarning, StatusUpdate, Tracked, hour_of, track,
+    BatchDeltas, Message, RecordedWarning, StatusUpdate, Tracked, day_marks, hour_of, track,
 };
 use crate::event::{Accepted, DedupKey, Event, QualityScore, Status, TemplateCategory};
 
@@ -248,6 +248,8 @@ pub type Counts = BTreeMap<(Counted, &'static str), i64>;
 pub struct Tally {
     pub deltas: BatchDeltas,
     pub counted: Counts,
+    /// What the daily report counts, by (quarter-hour, kind, code) ([`day_marks`]).
+    pub activity: BTreeMap<(i64, &'static str, String), i64>,
 }
 
 impl Tally {
@@ -274,9 +276,58 @@ impl Tally {
             Tracked::Changed(m) => {
                 self.count(Counted::Accepted, e.counted());
                 self.deltas.record(old, &m);
+                let before = old.map(day_marks).unwrap_or_default();
+                let after = day_marks(&m);
+                for mark in before.iter().filter(|b| !after.contains(b)) {
+                    *self.activity.entry(mark.clone()).or_default() -= 1;
+                }
+                for mark in after.into_iter().filter(|a| !before.contains(a)) {
+                    *self.activity.entry(mark).or_default() += 1;
+                }
                 Some(m)
             }
         }
+    }
+
+    /// The rows to add to counter tables other than the batches' own, by table, each
+    /// table's rows in key order, as one list of values a column.
+    pub fn counter_columns(&self) -> Vec<(&'static CounterTable, Vec<Vec<Value<'_>>>)> {
+        let table = &sql::BATCH_CATEGORIES;
+        let mut columns = vec![Vec::new(); table.columns().count()];
+        for (uid, d) in self.deltas.iter() {
+            for ((category, prefix), n) in d.categories.iter().filter(|(_, n)| **n != 0) {
+                let row: [Value<'_>; 4] = [
+                    uid.into(),
+                    category.as_str().into(),
+                    prefix.as_str().into(),
+                    (*n).into(),
+                ];
+                for (column, value) in columns.iter_mut().zip(row) {
+                    column.push(value);
+                }
+            }
+        }
+        let mut tables = Vec::new();
+        if !columns[0].is_empty() {
+            tables.push((table, columns));
+        }
+        let table = &sql::ACTIVITY;
+        let mut columns = vec![Vec::new(); table.columns().count()];
+        for ((slot, kind, code), n) in self.activity.iter().filter(|(_, n)| **n != 0) {
+            let row: [Value<'_>; 4] = [
+                (*slot).into(),
+                (*kind).into(),
+                code.as_str().into(),
+                (*n).into(),
+            ];
+            for (column, value) in columns.iter_mut().zip(row) {
+                column.push(value);
+            }
+        }
+        if !columns[0].is_empty() {
+            tables.push((table, columns));
+        }
+        tables
     }
 
     /// The rows to add to `event_counts` for a transaction stamped `at`: `hour, outcome,
@@ -299,6 +350,7 @@ impl Tally {
     pub fn clear(&mut self) {
         self.deltas.clear();
         self.counted.clear();
+        self.activity.clear();
     }
 }
 

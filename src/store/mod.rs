@@ -213,6 +213,24 @@ pub trait Campaigns: Send + Sync {
 
     /// One send by message id.
     async fn send(&self, id: &str) -> StoreResult<Option<Sent>>;
+
+    /// A batch's messages by conversation category and the first four digits of the
+    /// number: `(category, prefix, messages)`, by category and prefix.
+    async fn batch_categories(&self, uid: &str) -> StoreResult<Vec<(String, String, i64)>>;
+
+    /// The daily report's counters from quarter-hour `from` up to `to`: `(slot, kind,
+    /// code, n)`.
+    async fn activity(&self, from: i64, to: i64) -> StoreResult<Vec<(i64, String, String, i64)>>;
+
+    /// Listed sends per quarter-hour of their `sentAt`, from `from` up to `to`.
+    async fn sends_per_slot(&self, from: i64, to: i64) -> StoreResult<Vec<(i64, i64)>>;
+
+    /// When each reply or reaction to a message was sent, from `from` up to `to`.
+    async fn replies_sent_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<DateTime<Utc>>>;
 }
 
 /// Pruning: the retention, written once for every backend ([`prune`]).

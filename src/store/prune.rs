@@ -49,7 +49,7 @@ const MESSAGES: Sweep = Sweep {
 const BATCHES: Sweep = Sweep {
     table: "batches",
     key: "uid",
-    with: &["batch_errors", "batch_hours"],
+    with: &["batch_errors", "batch_hours", "batch_categories"],
     count: |p| &mut p.batches,
 };
 

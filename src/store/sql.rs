@@ -517,6 +517,105 @@ impl SideTable {
     }
 }
 
+/// A table of counters that accepted events add to: its key columns, then its counts
+/// (integers). A transaction adds each key once (the core sums its rows first, in key
+/// order, so that two transactions lock them in the same order).
+#[derive(Debug)]
+pub struct CounterTable {
+    pub name: &'static str,
+    pub keys: &'static [(&'static str, Kind)],
+    pub counts: &'static [&'static str],
+}
+
+impl CounterTable {
+    /// Every column, keys first, with its kind.
+    pub fn columns(&self) -> impl Iterator<Item = (&'static str, Kind)> + '_ {
+        self.keys
+            .iter()
+            .copied()
+            .chain(self.counts.iter().map(|c| (*c, Kind::Int)))
+    }
+
+    /// Its column names, comma-separated.
+    pub fn names(&self) -> String {
+        let names: Vec<&str> = self.columns().map(|(n, _)| n).collect();
+        names.join(", ")
+    }
+
+    /// What follows the rows of an insert into it (aliased `c`): add to a key's counts.
+    pub fn on_conflict(&self) -> String {
+        let keys: Vec<&str> = self.keys.iter().map(|(k, _)| *k).collect();
+        let adds: Vec<String> = self
+            .counts
+            .iter()
+            .map(|n| format!("{n} = c.{n} + excluded.{n}"))
+            .collect();
+        format!(
+            "ON CONFLICT ({}) DO UPDATE SET {}",
+            keys.join(", "),
+            adds.join(", ")
+        )
+    }
+
+    /// The statement that adds one row.
+    pub fn add_one(&self) -> String {
+        format!(
+            "INSERT INTO {} AS c ({}) VALUES ({}) {}",
+            self.name,
+            self.names(),
+            placeholders(1, self.keys.len() + self.counts.len()),
+            self.on_conflict()
+        )
+    }
+}
+
+/// A batch's messages by conversation category (`conversation.initiateType`) and the
+/// first four digits of the number sent to: what a cost estimate needs.
+pub static BATCH_CATEGORIES: CounterTable = CounterTable {
+    name: "batch_categories",
+    keys: &[
+        ("uid", Kind::Text),
+        ("category", Kind::Text),
+        ("prefix", Kind::Text),
+    ],
+    counts: &["messages"],
+};
+
+/// [`BATCH_CATEGORIES`]'s table, the same text for both databases.
+pub const BATCH_CATEGORIES_TABLE: &str = "
+CREATE TABLE batch_categories (
+    uid      text NOT NULL,
+    category text NOT NULL,                        -- conversation.initiateType
+    prefix   text NOT NULL,                        -- the first 4 digits of sendPhone
+    messages bigint NOT NULL,
+    PRIMARY KEY (uid, category, prefix)
+);
+";
+
+/// What the daily report counts, per quarter-hour of eventTime ([`crate::event::tracking::day_marks`]).
+pub static ACTIVITY: CounterTable = CounterTable {
+    name: "activity",
+    keys: &[
+        ("slot", Kind::Int),
+        ("kind", Kind::Text),
+        ("code", Kind::Text),
+    ],
+    counts: &["n"],
+};
+
+/// [`ACTIVITY`]'s table, and the index the report's replies are counted by, the same text
+/// for both databases.
+pub const ACTIVITY_TABLE: &str = "
+CREATE TABLE activity (
+    slot bigint NOT NULL,                          -- quarter-hours since the epoch (UTC)
+    kind text NOT NULL,                            -- reached, read, failed, error
+    code text NOT NULL,                            -- the error code of an error, else ''
+    n    bigint NOT NULL,
+    PRIMARY KEY (slot, kind, code)
+);
+CREATE INDEX inbound_replies_sent_at ON inbound (sent_at) WHERE reply_to IS NOT NULL;
+";
+
 /// Customers' inbound messages.
 pub static INBOUND: SideTable = SideTable {
     name: "inbound",

@@ -386,3 +386,237 @@ async fn the_import_command_reads_a_file_and_can_be_run_again() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("row 1, sentAt"));
 }
+
+/// A constructed batch: messages to India (91…), Jamaica (1876…), the US (1212…) and
+/// Singapore (65…), in three conversation categories, one message later moved to another
+/// category by a read that carried its own, and one failed without any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn category_counts_and_the_cost_estimate_are_right_for_a_constructed_batch() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    config.api.token = Some(TOKEN.into());
+    config.sinks = Vec::new();
+    use figment::providers::Format;
+    config.pricing = figment::Figment::from(figment::providers::Toml::string(
+        r#"currency = "USD"
+           [prices]
+           business_initiated = 0.05
+           customer_initiated = 0.01
+           [prefixes.91]
+           business_initiated = 0.002
+           [prefixes.1876]
+           business_initiated = 0.07
+           [prefixes.1]
+           customer_initiated = 0.02
+        "#,
+    ))
+    .extract()
+    .unwrap();
+    let app = TestApp::spawn(config, dir).await;
+    // (phone, category of its delivered, category of its read if any)
+    let messages: [(&str, Option<&str>, Option<&str>); 8] = [
+        ("919800000001", Some("business_initiated"), None),
+        ("919800000002", Some("business_initiated"), None),
+        ("18765550001", Some("business_initiated"), None),
+        ("12125550001", Some("business_initiated"), None),
+        ("12125550002", Some("customer_initiated"), None),
+        (
+            "6581000001",
+            Some("customer_initiated"),
+            Some("business_initiated"),
+        ),
+        ("6581000002", Some("referral_conversion"), None),
+        ("6581000003", None, None),
+    ];
+    for (m, (phone, delivered, read)) in messages.iter().enumerate() {
+        let msg = format!("cost-m{m}");
+        let mut events = Vec::new();
+        match delivered {
+            Some(category) => {
+                let mut v = campaign_status(&format!("{msg}-d"), &msg, "costs", "delivered", 1);
+                v["body"]["conversation"] =
+                    json!({"id": format!("c{m}"), "initiateType": category});
+                events.push(v);
+            }
+            None => events.push(campaign_status(
+                &format!("{msg}-f"),
+                &msg,
+                "costs",
+                "failed",
+                1,
+            )),
+        }
+        if let Some(category) = read {
+            let mut v = campaign_status(&format!("{msg}-r"), &msg, "costs", "read", 2);
+            v["body"]["conversation"] = json!({"id": format!("c{m}"), "initiateType": category});
+            events.push(v);
+        }
+        // The read first: the category still comes from the higher status.
+        events.reverse();
+        for mut v in events {
+            v["body"]["sendPhone"] = json!(phone);
+            assert_eq!(app.post(v.to_string()).await.status(), 200);
+        }
+    }
+    let (_, b) = api(&app, "/api/batches/costs").await;
+    assert_eq!(
+        b["categories"],
+        json!([
+            {"category": "business_initiated", "messages": 5},
+            {"category": "customer_initiated", "messages": 1},
+            {"category": "referral_conversion", "messages": 1},
+        ]),
+        "{b}"
+    );
+    // 2 × 0.002 (India) + 0.07 (Jamaica) + 0.05 (US, no business price for "1") + 0.05
+    // (Singapore, moved to business by its read) + 0.02 (US customer-initiated); the
+    // referral has no price.
+    let want = 2.0 * 0.002 + 0.07 + 0.05 + 0.05 + 0.02;
+    let cost = &b["cost"];
+    assert!(
+        (cost["estimate"].as_f64().unwrap() - want).abs() < 1e-9,
+        "{b}"
+    );
+    assert_eq!(cost["unpriced"], 1);
+    assert_eq!(cost["currency"], "USD");
+    assert_eq!(cost["isEstimate"], true);
+    // The page says the same, and the CSV carries each message's category and price.
+    let cookie = sign_in(&app).await;
+    let (_, page) = get(&app, &cookie, "/ui/batches/costs").await;
+    assert_eq!(text_by_id(&page, "cost-estimate"), format!("USD {want:.2}"));
+    assert_eq!(number_by_id(&page, "cost-unpriced"), 1);
+    let csv = app
+        .client
+        .get(app.url("/api/batches/costs/messages.csv"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().ends_with(",category,estimatedPrice"));
+    let jamaica = csv.lines().find(|l| l.starts_with("cost-m2,")).unwrap();
+    assert!(jamaica.ends_with(",business_initiated,0.07"), "{jamaica}");
+    let failed = csv.lines().find(|l| l.starts_with("cost-m7,")).unwrap();
+    assert!(failed.ends_with(",,"), "{failed}");
+}
+
+/// The daily report in a zone half an hour off UTC (Asia/Kolkata, +05:30): events either
+/// side of local midnight land on their local day, a message whose read came before its
+/// delivered moves its "reached" to the earlier day, and the dashboard shows its times and
+/// its CSVs in the zone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_report_counts_each_day_in_the_configured_zone() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    config.api.token = Some(TOKEN.into());
+    config.sinks = Vec::new();
+    config.ui.timezone = "Asia/Kolkata".into();
+    let app = TestApp::spawn(config, dir).await;
+    let at = |v: &mut Value, t: &str| v["eventTime"] = json!(t);
+    let mut posts = Vec::new();
+    // m1: delivered 23:50 IST on the 1st, read 00:30 on the 2nd.
+    let mut v = campaign_status("d1", "m1", "day", "delivered", 0);
+    at(&mut v, "2026-03-01T18:20:00.000Z");
+    posts.push(v);
+    let mut v = campaign_status("r1", "m1", "day", "read", 0);
+    at(&mut v, "2026-03-01T19:00:00.000Z");
+    posts.push(v);
+    // m2: delivered 00:10 IST on the 2nd.
+    let mut v = campaign_status("d2", "m2", "day", "delivered", 0);
+    at(&mut v, "2026-03-01T18:40:00.000Z");
+    posts.push(v);
+    // m3: its read (07:30 on the 2nd) comes first, its delivered (23:30 on the 1st) after.
+    let mut v = campaign_status("r3", "m3", "day", "read", 0);
+    at(&mut v, "2026-03-02T02:00:00.000Z");
+    posts.push(v);
+    let mut v = campaign_status("d3", "m3", "day", "delivered", 0);
+    at(&mut v, "2026-03-01T18:00:00.000Z");
+    posts.push(v);
+    // m4: failed 15:30 IST on the 1st.
+    let mut v = campaign_status("f4", "m4", "day", "failed", 0);
+    at(&mut v, "2026-03-01T10:00:00.000Z");
+    posts.push(v);
+    for v in posts {
+        assert_eq!(app.post(v.to_string()).await.status(), 200);
+    }
+    // Sends at 23:55 on the 1st and 00:05 on the 2nd.
+    let sends = [
+        send("m1", 1, "day", "2026-03-01T18:25:00Z"),
+        send("m2", 2, "day", "2026-03-01T18:35:00Z"),
+    ];
+    assert_eq!(post_sends(&app, &sends, false).await.0, 200);
+    // A reply to m1, sent 00:01 on the 2nd.
+    let mut reply = crate::templates_and_replies::reply_from_campaign("day", 1, "text", 1);
+    reply["body"]["context"]["id"] = json!("wamid.m1");
+    reply["body"]["sendTime"] = json!("2026-03-01T18:31:00.000Z");
+    assert_eq!(app.post(reply.to_string()).await.status(), 200);
+
+    let (status, report) = api(&app, "/api/reports/daily?from=2026-03-01&to=2026-03-03").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["timezone"], "Asia/Kolkata");
+    assert_eq!(
+        report["days"],
+        json!([
+            {"date": "2026-03-01", "sent": 1, "reached": 2, "read": 0, "failed": 1, "replies": 0,
+             "topErrors": [{"code": "E-failed", "messages": 1}]},
+            {"date": "2026-03-02", "sent": 1, "reached": 1, "read": 2, "failed": 0, "replies": 1,
+             "topErrors": []},
+            {"date": "2026-03-03", "sent": 0, "reached": 0, "read": 0, "failed": 0, "replies": 0,
+             "topErrors": []},
+        ])
+    );
+    // The same as CSV; a bad range is a 400 that says what is wrong.
+    let csv = app
+        .client
+        .get(app.url("/api/reports/daily.csv?from=2026-03-01&to=2026-03-02"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        csv,
+        "date,timezone,sent,reached,read,failed,replies,topErrors\n\
+         2026-03-01,Asia/Kolkata,1,2,0,1,0,E-failed:1\n\
+         2026-03-02,Asia/Kolkata,1,1,2,0,1,\n"
+    );
+    let (status, body) = api(&app, "/api/reports/daily?from=2026-03-02&to=2026-03-01").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_query"))
+    );
+
+    // The dashboard: the daily page, and a batch page in the zone.
+    let cookie = sign_in(&app).await;
+    let (status, page) = get(
+        &app,
+        &cookie,
+        "/ui/reports/daily?from=2026-03-01&to=2026-03-02",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<tr id=\"day-2026-03-02\"><td>2026-03-02</td><td>1</td><td>1</td><td>2</td><td>0</td><td>1</td>"), "{page}");
+    assert_eq!(text_by_id(&page, "timezone"), "Asia/Kolkata");
+    let (_, page) = get(&app, &cookie, "/ui/batches/day").await;
+    // The first event, 10:00 UTC, is 15:30 in Kolkata.
+    assert!(page.contains("First event 2026-03-01 15:30:00"), "{page}");
+    let (_, csv) = get(&app, &cookie, "/ui/batches/day/messages.csv").await;
+    assert!(csv.contains("2026-03-01T15:30:00.000+05:30"), "{csv}");
+    // The API's CSV stays UTC.
+    let api_csv = app
+        .client
+        .get(app.url("/api/batches/day/messages.csv"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(api_csv.contains("2026-03-01T10:00:00.000Z"), "{api_csv}");
+}

@@ -324,6 +324,8 @@ async fn unknown_query_parameters_are_named() {
         "/api/batches/b/unconfirmed.csv?x=1",
         "/api/templates?x=1",
         "/api/templates/77?x=1",
+        "/api/reports/daily?x=1",
+        "/api/reports/daily.csv?x=1",
         "/api/events?x=1",
         "/api/openapi.json?x=1",
     ];
@@ -597,6 +599,14 @@ async fn the_openapi_document_matches_the_api() {
         ),
         ("/api/templates", "/api/templates"),
         ("/api/templates/{id}", "/api/templates/900000000000077"),
+        (
+            "/api/reports/daily",
+            "/api/reports/daily?from=2026-03-01&to=2026-03-03",
+        ),
+        (
+            "/api/reports/daily.csv",
+            "/api/reports/daily.csv?from=2026-03-01&to=2026-03-03",
+        ),
         ("/api/events", "/api/events?status=read"),
         ("/api/inbound", "/api/inbound?limit=10"),
         ("/api/inbound/{id}", "/api/inbound/wamid.nobody"),

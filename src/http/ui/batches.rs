@@ -147,6 +147,12 @@ struct Card {
     note: &'static str,
 }
 
+struct CategoryRow {
+    category: String,
+    messages: String,
+    share: String,
+}
+
 /// A listed send with no status report.
 struct SendRow {
     id: String,
@@ -294,6 +300,10 @@ struct BatchPage {
     unconfirmed_more: bool,
     unconfirmed_after: String,
     unconfirmed_csv_href: String,
+    /// Messages by conversation category, with their share of the categorised.
+    categories: Vec<CategoryRow>,
+    /// With a `[pricing]` table: the estimate ("USD 12.50") and messages it has no price for.
+    cost: Option<(String, i64)>,
     replies: Vec<InboundRow>,
     replies_csv_href: String,
     funnel: Vec<Stage>,
@@ -455,6 +465,22 @@ pub(super) async fn page(
                 })
                 .collect(),
             unconfirmed_more,
+            categories: {
+                let all: i64 = report.categories.iter().map(|c| c.messages).sum();
+                report
+                    .categories
+                    .iter()
+                    .map(|c| CategoryRow {
+                        category: c.category.clone(),
+                        messages: thousands(c.messages),
+                        share: percent(c.messages, all),
+                    })
+                    .collect()
+            },
+            cost: report
+                .cost
+                .as_ref()
+                .map(|c| (format!("{} {:.2}", c.currency, c.estimate), c.unpriced)),
             unconfirmed_after: humantime::format_duration(ui.campaign.unconfirmed_after)
                 .to_string(),
             funnel: chart::funnel(&[
@@ -592,7 +618,13 @@ pub(super) async fn csv(
     State(ui): State<Ui>,
     Path(uid): Path<String>,
 ) -> Result<Response, ApiError> {
-    crate::http::csv::download(ui.store.as_ref(), &uid, Sheet::Messages).await
+    crate::http::csv::download(
+        ui.store.as_ref(),
+        &uid,
+        Sheet::Messages,
+        &ui.campaign.pricing,
+    )
+    .await
 }
 
 /// `GET /ui/batches/{uid}/replies.csv`: the API's CSV of replies, for a signed-in browser.
@@ -600,7 +632,13 @@ pub(super) async fn replies_csv(
     State(ui): State<Ui>,
     Path(uid): Path<String>,
 ) -> Result<Response, ApiError> {
-    crate::http::csv::download(ui.store.as_ref(), &uid, Sheet::Replies).await
+    crate::http::csv::download(
+        ui.store.as_ref(),
+        &uid,
+        Sheet::Replies,
+        &ui.campaign.pricing,
+    )
+    .await
 }
 
 /// `GET /ui/batches/{uid}/unconfirmed.csv`: the API's CSV of unconfirmed sends.
@@ -609,5 +647,5 @@ pub(super) async fn unconfirmed_csv(
     Path(uid): Path<String>,
 ) -> Result<Response, ApiError> {
     let sheet = Sheet::Unconfirmed(ui.campaign.cutoff(Utc::now()));
-    crate::http::csv::download(ui.store.as_ref(), &uid, sheet).await
+    crate::http::csv::download(ui.store.as_ref(), &uid, sheet, &ui.campaign.pricing).await
 }

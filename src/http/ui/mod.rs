@@ -10,6 +10,7 @@
 mod batches;
 mod chart;
 mod conversations;
+mod daily;
 mod dead_letters;
 mod messages;
 mod overview;
@@ -82,8 +83,11 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(
             post(dead_letters::replay_one),
         )
         .route("/ui/sinks/{sink}/replay", post(dead_letters::replay_sink))
+        .route("/ui/reports/daily", get(daily::page))
+        .route("/ui/reports/daily.csv", get(daily::csv))
         .route("/ui/logout", post(sign_out))
-        .route_layer(middleware::from_fn_with_state(ui.clone(), require_session));
+        .route_layer(middleware::from_fn_with_state(ui.clone(), require_session))
+        .route_layer(middleware::from_fn_with_state(ui.clone(), in_zone));
     Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
         .route("/ui/login", get(sign_in_page).post(sign_in))
@@ -168,6 +172,8 @@ pub(crate) struct Chrome {
     pub active: &'static str,
     /// Seconds after which the page reloads itself (if its reader lets it).
     pub refresh: u32,
+    /// The time zone every time on the page is in.
+    pub zone: &'static str,
 }
 
 impl Chrome {
@@ -176,8 +182,24 @@ impl Chrome {
             csrf: session.csrf.clone(),
             active,
             refresh: 0,
+            zone: zone().name(),
         }
     }
+}
+
+tokio::task_local! {
+    /// The `[ui] timezone` of the request being answered.
+    static ZONE: chrono_tz::Tz;
+}
+
+/// The time zone of the page being rendered (UTC outside a dashboard request).
+pub(crate) fn zone() -> chrono_tz::Tz {
+    ZONE.try_with(|z| *z).unwrap_or(chrono_tz::UTC)
+}
+
+/// Answers a dashboard request with its times in `[ui] timezone`.
+async fn in_zone(State(ui): State<Ui>, req: Request, next: Next) -> Response {
+    ZONE.scope(ui.campaign.zone, next.run(req)).await
 }
 
 /// A rendered page with its status.
@@ -321,9 +343,11 @@ pub(crate) fn percent(part: i64, whole: i64) -> String {
     }
 }
 
-/// A time as the dashboard shows it (UTC, to the second).
+/// A time as the dashboard shows it (in `[ui] timezone`, to the second).
 pub(crate) fn when(at: &DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M:%S").to_string()
+    at.with_timezone(&zone())
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }
 
 /// Percent-encodes everything but unreserved characters, for a path segment or a query

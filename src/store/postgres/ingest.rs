@@ -311,6 +311,7 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
     }
     if !tally.deltas.is_empty() {
         write_batches(&tx, &tally.deltas).await?;
+        write_counters(&tx, &tally).await?;
     }
     let mut seqs = Vec::new();
     if !stored.is_empty() {
@@ -358,28 +359,53 @@ async fn write_side_rows(
         received_at,
     );
     for (table, columns) in &tables {
-        let arrays: Vec<String> = table
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, (_, kind))| {
-                let ty = match kind {
-                    Kind::Int => "int8",
-                    Kind::Text => "text",
-                    Kind::Time => "timestamptz",
-                };
-                format!("${}::{ty}[]", i + 1)
-            })
-            .collect();
         let sql = format!(
             "INSERT INTO {} ({}) SELECT * FROM unnest({})",
             table.name,
             table.names(),
-            arrays.join(", ")
+            unnest_arrays(table.columns.iter().map(|(_, kind)| *kind))
         );
         tx.execute(
             &tx.prepare_cached(&sql).await?,
             &super::sql::params_of(columns),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// `$1::type[], $2::type[], …` for columns of these kinds.
+fn unnest_arrays(kinds: impl Iterator<Item = Kind>) -> String {
+    let arrays: Vec<String> = kinds
+        .enumerate()
+        .map(|(i, kind)| {
+            let ty = match kind {
+                Kind::Int => "int8",
+                Kind::Text => "text",
+                Kind::Time => "timestamptz",
+            };
+            format!("${}::{ty}[]", i + 1)
+        })
+        .collect();
+    arrays.join(", ")
+}
+
+/// Adds to the core's counter tables, one statement a table (rows in key order).
+async fn write_counters(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tally: &Tally,
+) -> Result<(), tokio_postgres::Error> {
+    for (table, columns) in tally.counter_columns() {
+        let sql = format!(
+            "INSERT INTO {} AS c ({}) SELECT * FROM unnest({}) {}",
+            table.name,
+            table.names(),
+            unnest_arrays(table.columns().map(|(_, kind)| kind)),
+            table.on_conflict()
+        );
+        tx.execute(
+            &tx.prepare_cached(&sql).await?,
+            &super::sql::params_of(&columns),
         )
         .await?;
     }

@@ -200,6 +200,8 @@ CREATE TABLE template_events (
     crate::store::sql::TEMPLATE_INDEXES,
     // The send list (written once: store/campaign.rs).
     crate::store::campaign::SENDS_TABLE,
+    crate::store::sql::BATCH_CATEGORIES_TABLE,
+    crate::store::sql::ACTIVITY_TABLE,
 ];
 
 /// The advisory lock key of migrations (any constant; this one spells "innohook").

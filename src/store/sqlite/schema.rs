@@ -243,6 +243,8 @@ CREATE TABLE template_events (
     crate::store::sql::TEMPLATE_INDEXES,
     // The send list (written once: store/campaign.rs).
     crate::store::campaign::SENDS_TABLE,
+    crate::store::sql::BATCH_CATEGORIES_TABLE,
+    crate::store::sql::ACTIVITY_TABLE,
 ];
 
 /// Brings a database up to the newest schema.

@@ -74,6 +74,12 @@ static SAVE: LazyLock<String> = LazyLock::new(|| {
 /// and the pushes counted in its hour.
 pub(super) fn write_tally(conn: &Connection, at: &DateTime<Utc>, tally: &Tally) -> StoreResult<()> {
     write_batches(conn, &tally.deltas)?;
+    for (table, columns) in tally.counter_columns() {
+        let mut statement = conn.prepare_cached(&table.add_one())?;
+        for i in 0..columns[0].len() {
+            statement.execute(params_from_iter(columns.iter().map(|c| &c[i])))?;
+        }
+    }
     for row in tally.count_rows(at) {
         conn.prepare_cached(
             "INSERT INTO event_counts (hour, outcome, status, events) VALUES (?1, ?2, ?3, ?4)

@@ -97,6 +97,7 @@ pub async fn prune_forever(store: Arc<dyn Store>, policy: Retention) {
                         batches = p.batches,
                         inbound = p.inbound,
                         template_events = p.templates,
+                        sends = p.sends,
                         dead_letters = p.dead_letters,
                         "Pruned what the retention no longer keeps."
                     );

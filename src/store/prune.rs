@@ -83,6 +83,15 @@ const TEMPLATE_EVENTS: Aged = Aged {
              AND (n.event_time > o.event_time OR (n.event_time = o.event_time AND n.seq > o.seq)))",
     count: |p| &mut p.templates,
 };
+/// The send list, as long as the messages it is compared with, by the store's clock (as
+/// messages go by when they were last stored): a list of old sends imported today stays.
+const SENDS: Aged = Aged {
+    table: "sends",
+    key: "message_id",
+    time: "imported_at",
+    and: "",
+    count: |p| &mut p.sends,
+};
 const DEAD_LETTERS: Aged = Aged {
     table: "dead_letters",
     key: "id",
@@ -224,6 +233,7 @@ async fn step<B: Sql>(
     for (aged, keep) in [
         (&INBOUND, policy.messages),
         (&TEMPLATE_EVENTS, policy.messages),
+        (&SENDS, policy.messages),
         (&DEAD_LETTERS, policy.dead_letters),
     ] {
         let Some(cut) = cutoff(now, keep) else {

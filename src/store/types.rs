@@ -251,6 +251,8 @@ pub struct Pruned {
     pub inbound: u64,
     /// Templates' events no longer their template's latest of their kind.
     pub templates: u64,
+    /// Sends of the send list (kept as long as messages, from when they were imported).
+    pub sends: u64,
     pub dead_letters: u64,
     /// The pass is complete: nothing more is due now.
     #[serde(skip)]
@@ -263,13 +265,14 @@ pub struct Pruned {
 
 impl Pruned {
     /// What it counts, by table.
-    pub fn tables(&self) -> [(&'static str, u64); 6] {
+    pub fn tables(&self) -> [(&'static str, u64); 7] {
         [
             ("events", self.events),
             ("messages", self.messages),
             ("batches", self.batches),
             ("inbound", self.inbound),
             ("template_events", self.templates),
+            ("sends", self.sends),
             ("dead_letters", self.dead_letters),
         ]
     }
@@ -285,6 +288,7 @@ impl Pruned {
         self.batches += other.batches;
         self.inbound += other.inbound;
         self.templates += other.templates;
+        self.sends += other.sends;
         self.dead_letters += other.dead_letters;
     }
 }

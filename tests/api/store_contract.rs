@@ -717,6 +717,18 @@ async fn retention_removes_only_what_no_sink_needs(b: &impl Backend) {
         ..Progress::default()
     };
     store.sink_progress(&lease, progress).await.unwrap();
+    let old_send = innohook::campaign::sends::Sent {
+        id: "s-old".into(),
+        phone: "65".into(),
+        uid: Some("camp".into()),
+        sent_at: chrono::Utc::now(),
+        template: None,
+    };
+    let mut imported = Default::default();
+    store
+        .import_sends(&[old_send], &mut imported)
+        .await
+        .unwrap();
     // Everything is older than a second once a second has passed.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = Some(Duration::from_secs(1));
@@ -772,12 +784,27 @@ async fn retention_removes_only_what_no_sink_needs(b: &impl Backend) {
     store.sink_progress(&lease, caught_up).await.unwrap();
     assert_eq!(prune(&policy, false).await.events, 1);
     assert!(prune(&policy, false).await.held_by.is_empty());
-    // Messages and batches by their own retention.
+    // Messages, batches and the send list by their own retention (a send from when it was
+    // imported: the one imported before the wait goes, the one after stays).
+    let sent = |id: &str| innohook::campaign::sends::Sent {
+        id: id.into(),
+        phone: "65".into(),
+        uid: Some("camp".into()),
+        sent_at: chrono::Utc::now(),
+        template: None,
+    };
+    let mut imported = Default::default();
+    store
+        .import_sends(&[sent("s-new")], &mut imported)
+        .await
+        .unwrap();
     assert!(store.message("m3").await.unwrap().is_some());
     policy.messages = second;
     assert_eq!(prune(&policy, true).await.messages, 4);
     let pruned = prune(&policy, false).await;
-    assert_eq!((pruned.messages, pruned.batches), (4, 1));
+    assert_eq!((pruned.messages, pruned.batches, pruned.sends), (4, 1, 1));
+    assert!(store.send("s-old").await.unwrap().is_none());
+    assert!(store.send("s-new").await.unwrap().is_some());
     assert!(store.message("m3").await.unwrap().is_none());
     assert!(store.batch("camp").await.unwrap().is_none());
     // The dead letter goes, and then its event.

@@ -361,10 +361,26 @@ pub fn import_sends(
         }
     };
     let mut done = Imported::default();
+    // Beside a running server on SQLite, each transaction here holds the database's one
+    // write lock, and the server's commits wait for it in the busy handler's coarse sleeps:
+    // small transactions with a pause between keep its answers quick.
+    let (part, pause) = match config.store.backend {
+        crate::store::StoreBackend::Sqlite => (
+            crate::store::campaign::CHUNK,
+            std::time::Duration::from_millis(5),
+        ),
+        _ => (list.len().max(1), std::time::Duration::ZERO),
+    };
     let stored = with_store(&config, |store| {
         let done = &mut done;
         let list = &list;
-        async move { store.import_sends(list, done).await }
+        async move {
+            for rows in list.chunks(part) {
+                store.import_sends(rows, done).await?;
+                tokio::time::sleep(pause).await;
+            }
+            Ok(())
+        }
     });
     if let Err(e) = stored {
         anyhow::bail!(

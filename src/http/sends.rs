@@ -25,8 +25,23 @@ pub async fn import(store: &dyn Store, headers: &HeaderMap, body: Bytes) -> Resp
         .and_then(|v| v.to_str().ok());
     let format = Format::detect(content_type, &body);
     // A list of 100,000 rows takes a CPU a good part of a second to read: not on a thread
-    // that answers webhooks meanwhile.
-    let parsed = tokio::task::spawn_blocking(move || sends::parse(&body, format)).await;
+    // that answers webhooks meanwhile, and on one that yields to them (nice 10) where the
+    // CPUs are busy.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("send-list".into())
+        .spawn(move || {
+            // SAFETY: setpriority on this thread (tid 0 is the caller), no memory involved.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+            let _ = tx.send(sends::parse(&body, format));
+        });
+    let parsed = match spawned {
+        Ok(_) => rx.await,
+        Err(e) => {
+            tracing::error!(error = %e, "Could not start a thread to read a send list.");
+            return ApiError::Internal.into_response();
+        }
+    };
     let Ok(parsed) = parsed else {
         return ApiError::Internal.into_response();
     };

@@ -240,16 +240,15 @@ impl Message {
 
     /// Its conversation's category (`initiateType`) and the first four digits of the
     /// number it was sent to (enough for any country calling code): what it is priced by.
-    /// `None` without a category.
-    pub fn category(&self) -> Option<(String, String)> {
+    /// `None` without a category. Borrowed where it can be: this runs for every event.
+    pub fn category(&self) -> Option<(&str, std::borrow::Cow<'_, str>)> {
         let category = self.conversation.as_ref()?.get("initiateType")?.as_str()?;
-        let prefix: String = self
-            .send_phone
-            .chars()
-            .filter(char::is_ascii_digit)
-            .take(4)
-            .collect();
-        Some((category.to_owned(), prefix))
+        let phone = self.send_phone.as_str();
+        let prefix = match phone.get(..4) {
+            Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => std::borrow::Cow::Borrowed(p),
+            _ => phone.chars().filter(char::is_ascii_digit).take(4).collect(),
+        };
+        Some((category, prefix))
     }
 
     /// When it failed (`failed`, else `SMECL:FAILED`), if it did.
@@ -437,8 +436,8 @@ pub struct BatchDelta {
     pub touched_at: DateTime<Utc>,
     /// Messages per error code, with the code's message (the first one seen).
     pub errors: BTreeMap<String, (i64, Option<String>)>,
-    /// Messages per conversation category and number prefix ([`Message::category`]).
-    pub categories: BTreeMap<(String, String), i64>,
+    /// Messages per conversation category, then number prefix ([`Message::category`]).
+    pub categories: BTreeMap<String, BTreeMap<String, i64>>,
     /// Status events per hour of their eventTime ([`hour_of`]), as delivered, read,
     /// failed, other.
     pub hours: BTreeMap<i64, [i64; 4]>,
@@ -460,29 +459,42 @@ pub fn slot_start(slot: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(slot.saturating_mul(900), 0).unwrap_or_default()
 }
 
-/// What one message adds to the daily report, each in the quarter-hour of its eventTime:
-/// `reached` when it first reached the phone (delivered, or read if that came first),
-/// `read`, `failed` when it failed, and `error` with its error code then. A function of the
-/// message's state, so what a change moves is the difference of two of these.
-pub fn day_marks(m: &Message) -> Vec<(i64, &'static str, String)> {
-    let mut marks = Vec::with_capacity(4);
+/// The entry of `key` in `map`, made if missing; found without allocating a key.
+pub fn entry_of<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("just made")
+}
+
+/// A mark of [`day_marks`]: the quarter-hour, what happened, and the error code of an
+/// `error` (else "").
+pub type DayMark<'a> = (i64, &'static str, &'a str);
+
+/// What one message adds to the daily report, each in the quarter-hour of its eventTime,
+/// in the same buckets as its batch counts it (so that a report's days add up to the
+/// batches' figures): `reached` when it first reached the phone (delivered, or read if
+/// that came first) unless it has failed since, `read` likewise, and `failed` when it
+/// failed, with `error` and its error code then. A function of the message's state, so
+/// what a change moves is the difference of two of these.
+pub fn day_marks(m: &Message) -> [Option<DayMark<'_>>; 4] {
+    let failed = m.status.is_failure();
     let reached = [m.reached(&Status::Delivered), m.reached(&Status::Read)]
         .into_iter()
         .flatten()
-        .min();
-    if let Some(at) = reached {
-        marks.push((slot_of(&at), "reached", String::new()));
-    }
-    if let Some(at) = m.reached(&Status::Read) {
-        marks.push((slot_of(&at), "read", String::new()));
-    }
-    if let Some(at) = m.failed_at() {
-        marks.push((slot_of(&at), "failed", String::new()));
-        if let Some(e) = &m.error {
-            marks.push((slot_of(&at), "error", e.code.clone()));
-        }
-    }
-    marks
+        .min()
+        .filter(|_| !failed);
+    let failed_at = m.failed_at().filter(|_| failed);
+    [
+        reached.map(|at| (slot_of(&at), "reached", "")),
+        m.reached(&Status::Read)
+            .filter(|_| !failed)
+            .map(|at| (slot_of(&at), "read", "")),
+        failed_at.map(|at| (slot_of(&at), "failed", "")),
+        failed_at
+            .zip(m.error.as_ref())
+            .map(|(at, e)| (slot_of(&at), "error", e.code.as_str())),
+    ]
 }
 
 /// The start of an hour given by [`hour_of`].
@@ -592,11 +604,10 @@ impl BatchDeltas {
         let old_category = old.and_then(Message::category);
         let new_category = new.and_then(Message::category);
         if old_category != new_category {
-            if let Some(c) = old_category {
-                *d.categories.entry(c).or_default() -= 1;
-            }
-            if let Some(c) = new_category {
-                *d.categories.entry(c).or_default() += 1;
+            for (c, n) in [(old_category, -1), (new_category, 1)] {
+                if let Some((category, prefix)) = c {
+                    *entry_of(entry_of(&mut d.categories, category), &prefix) += n;
+                }
             }
         }
         let old_error = old.and_then(|o| o.error.as_ref());

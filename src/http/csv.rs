@@ -73,10 +73,10 @@ fn message_row(m: &Message, pricing: &PricingConfig) -> [String; 14] {
         stamp(&m.last_event_at),
         category
             .as_ref()
-            .map(|(c, _)| c.clone())
+            .map(|(c, _)| c.to_string())
             .unwrap_or_default(),
         category
-            .and_then(|(c, prefix)| pricing.price(&c, &prefix))
+            .and_then(|(c, prefix)| pricing.price(c, &prefix))
             .map(|p| p.to_string())
             .unwrap_or_default(),
     ]

@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use super::sql::{self, CounterTable, SideTable, Value};
 use super::{Counted, StoredEvent, TemplateEventKind, counted_status};
 use crate::event::tracking::{
-    BatchDeltas, Message, RecordedWarning, StatusUpdate, Tracked, day_marks, hour_of, track,
+    BatchDeltas, Message, RecordedWarning, StatusUpdate, Tracked, day_marks, entry_of, hour_of,
+    track,
 };
 use crate::event::{Accepted, DedupKey, Event, QualityScore, Status, TemplateCategory};
 
@@ -248,8 +249,8 @@ pub type Counts = BTreeMap<(Counted, &'static str), i64>;
 pub struct Tally {
     pub deltas: BatchDeltas,
     pub counted: Counts,
-    /// What the daily report counts, by (quarter-hour, kind, code) ([`day_marks`]).
-    pub activity: BTreeMap<(i64, &'static str, String), i64>,
+    /// What the daily report counts, by (quarter-hour, kind), then code ([`day_marks`]).
+    pub activity: BTreeMap<(i64, &'static str), BTreeMap<String, i64>>,
 }
 
 impl Tally {
@@ -278,11 +279,16 @@ impl Tally {
                 self.deltas.record(old, &m);
                 let before = old.map(day_marks).unwrap_or_default();
                 let after = day_marks(&m);
-                for mark in before.iter().filter(|b| !after.contains(b)) {
-                    *self.activity.entry(mark.clone()).or_default() -= 1;
-                }
-                for mark in after.into_iter().filter(|a| !before.contains(a)) {
-                    *self.activity.entry(mark).or_default() += 1;
+                for (marks, other, n) in [(&before, &after, -1), (&after, &before, 1)] {
+                    for mark in marks
+                        .iter()
+                        .flatten()
+                        .filter(|k| !other.contains(&Some(**k)))
+                    {
+                        let (slot, kind, code) = *mark;
+                        let codes = self.activity.entry((slot, kind)).or_default();
+                        *entry_of(codes, code) += n;
+                    }
                 }
                 Some(m)
             }
@@ -295,15 +301,17 @@ impl Tally {
         let table = &sql::BATCH_CATEGORIES;
         let mut columns = vec![Vec::new(); table.columns().count()];
         for (uid, d) in self.deltas.iter() {
-            for ((category, prefix), n) in d.categories.iter().filter(|(_, n)| **n != 0) {
-                let row: [Value<'_>; 4] = [
-                    uid.into(),
-                    category.as_str().into(),
-                    prefix.as_str().into(),
-                    (*n).into(),
-                ];
-                for (column, value) in columns.iter_mut().zip(row) {
-                    column.push(value);
+            for (category, prefixes) in &d.categories {
+                for (prefix, n) in prefixes.iter().filter(|(_, n)| **n != 0) {
+                    let row: [Value<'_>; 4] = [
+                        uid.into(),
+                        category.as_str().into(),
+                        prefix.as_str().into(),
+                        (*n).into(),
+                    ];
+                    for (column, value) in columns.iter_mut().zip(row) {
+                        column.push(value);
+                    }
                 }
             }
         }
@@ -313,15 +321,17 @@ impl Tally {
         }
         let table = &sql::ACTIVITY;
         let mut columns = vec![Vec::new(); table.columns().count()];
-        for ((slot, kind, code), n) in self.activity.iter().filter(|(_, n)| **n != 0) {
-            let row: [Value<'_>; 4] = [
-                (*slot).into(),
-                (*kind).into(),
-                code.as_str().into(),
-                (*n).into(),
-            ];
-            for (column, value) in columns.iter_mut().zip(row) {
-                column.push(value);
+        for ((slot, kind), codes) in &self.activity {
+            for (code, n) in codes.iter().filter(|(_, n)| **n != 0) {
+                let row: [Value<'_>; 4] = [
+                    (*slot).into(),
+                    (*kind).into(),
+                    code.as_str().into(),
+                    (*n).into(),
+                ];
+                for (column, value) in columns.iter_mut().zip(row) {
+                    column.push(value);
+                }
             }
         }
         if !columns[0].is_empty() {

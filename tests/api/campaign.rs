@@ -568,6 +568,17 @@ async fn the_daily_report_counts_each_day_in_the_configured_zone() {
              "topErrors": []},
         ])
     );
+    // The days add up to the batch's figures of the same names.
+    let (_, batch) = api(&app, "/api/batches/day").await;
+    for name in ["reached", "read", "failed"] {
+        let days: i64 = report["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d[name].as_i64().unwrap())
+            .sum();
+        assert_eq!(days, batch[name].as_i64().unwrap(), "{name}");
+    }
     // The same as CSV; a bad range is a 400 that says what is wrong.
     let csv = app
         .client

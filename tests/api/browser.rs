@@ -443,3 +443,79 @@ async fn a_person_sees_a_paused_template_and_reads_the_customers_replies() {
     assert!(banners.is_empty());
     b.close().await;
 }
+
+/// A campaign manager in São Paulo (UTC−03:00) reads a batch page in her own time, finds
+/// its send list's figures, then the daily report: its chart and the day the campaign ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_reads_a_batch_and_the_daily_report_in_her_own_time_zone() {
+    let Some(b) = browser("a_person_reads_a_batch_and_the_daily_report_in_her_own_time_zone").await
+    else {
+        return;
+    };
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    config.api.token = Some(TOKEN.into());
+    config.sinks = Vec::new();
+    config.ui.timezone = "America/Sao_Paulo".into();
+    let app = TestApp::spawn(config, dir).await;
+    const N: usize = 40;
+    for v in campaign("carnaval", N) {
+        assert_eq!(app.post(v.to_string()).await.status(), 200);
+    }
+    // The send list: every message, and five more never reported on.
+    let list: Vec<serde_json::Value> = (0..N + 5)
+        .map(|m| {
+            let id = if m < N {
+                format!("carnaval-m{m:03}")
+            } else {
+                format!("carnaval-x{m}")
+            };
+            serde_json::json!({"id": id, "phone": format!("55119{m:08}"), "uid": "carnaval",
+                               "sentAt": "2026-03-01T08:59:00Z"})
+        })
+        .collect();
+    let res = app
+        .client
+        .post(app.url("/api/sends"))
+        .bearer_auth(TOKEN)
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    b.goto(&app.url("/ui/batches/carnaval")).await;
+    b.sign_in().await;
+    assert_eq!(b.text("#timezone").await, "America/Sao_Paulo");
+    assert_eq!(b.number("#count-sent").await, (N + 5) as i64);
+    assert_eq!(b.number("#count-noStatus").await, 5);
+    assert_eq!(b.number("#count-unconfirmed").await, 5);
+    // The campaign's first event, 09:00 UTC, is 06:00 in São Paulo.
+    let muted = b.text("main p.muted").await;
+    assert!(
+        muted.starts_with("First event 2026-03-01 06:00:00"),
+        "{muted}"
+    );
+    b.screenshot("batch-sao-paulo").await;
+
+    // The last 30 days by default (the campaign is older), then the campaign's days.
+    b.click("nav a[href='/ui/reports/daily']").await;
+    assert_eq!(b.path().await, "/ui/reports/daily");
+    b.element("#days").await;
+    b.goto(&app.url("/ui/reports/daily?from=2026-03-01&to=2026-03-02"))
+        .await;
+    let counts = campaign_counts(N);
+    let day = b.text("#day-2026-03-01").await;
+    let reached = counts["delivered"] + counts["read"];
+    assert!(
+        day.starts_with(&format!(
+            "2026-03-01 {} {reached} {}",
+            N + 5,
+            counts["read"]
+        )),
+        "{day}"
+    );
+    b.element("figure.chart svg").await;
+    b.screenshot("daily").await;
+    b.close().await;
+}

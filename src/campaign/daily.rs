@@ -87,6 +87,41 @@ pub fn range(from: &str, to: &str) -> Result<(NaiveDate, NaiveDate), String> {
     Ok((from, to))
 }
 
+/// The span of the days `from` to `to` (inclusive) in `zone`, either open-ended when not
+/// given (empty counts as not given); `None` when neither is.
+#[allow(clippy::type_complexity)]
+pub fn span(
+    zone: Tz,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, String> {
+    let date = |name: &str, s: Option<&str>| -> Result<Option<NaiveDate>, String> {
+        match s.map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(Some)
+                .map_err(|_| format!("{name} must be a date such as 2026-03-01, not {s:?}.")),
+        }
+    };
+    let (from, to) = (date("from", from)?, date("to", to)?);
+    if from.is_none() && to.is_none() {
+        return Ok(None);
+    }
+    if let (Some(f), Some(t)) = (from, to)
+        && t < f
+    {
+        return Err("to must not be before from.".into());
+    }
+    let start = from.map_or(DateTime::UNIX_EPOCH, |d| day_start(zone, d));
+    let end = match to.and_then(|d| d.checked_add_days(Days::new(1))) {
+        Some(next) => day_start(zone, next),
+        // The end of 9999: later than any time stored, and written in four digits as the
+        // stores compare their times.
+        None => DateTime::from_timestamp(253_402_300_799, 0).unwrap_or_default(),
+    };
+    Ok(Some((start, end)))
+}
+
 /// The report of the days `from` to `to` in `zone`.
 pub async fn report(
     store: &dyn Store,

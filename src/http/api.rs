@@ -169,14 +169,21 @@ async fn messages_by_wamid(
     Ok(Json(json!({"messages": found})))
 }
 
-/// `GET /api/batches?uid=PREFIX&limit=N&cursor=C`: batches, the latest event first;
-/// `nextCursor` continues after the last one (null once there is no more).
+/// `GET /api/batches?uid=PREFIX&from=DATE&to=DATE&limit=N&cursor=C`: batches, the latest
+/// event first, only those with an event from `from` to `to` (days of `[ui] timezone`)
+/// when given; `nextCursor` continues after the last one (null once there is no more).
 async fn batches(
     State(s): State<ApiState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    only_known(&q, &["uid", "limit", "cursor"])?;
+    only_known(&q, &["uid", "limit", "cursor", "from", "to"])?;
     let limit = page_limit(&q)?;
+    let active = crate::campaign::daily::span(
+        s.campaign.zone,
+        q.get("from").map(String::as_str),
+        q.get("to").map(String::as_str),
+    )
+    .map_err(ApiError::BadQuery)?;
     // The cursor is the last batch's latest event time and uid.
     let before = match q.get("cursor") {
         None => None,
@@ -194,6 +201,7 @@ async fn batches(
     let query = crate::store::BatchQuery {
         uid_prefix: q.get("uid").cloned().filter(|u| !u.is_empty()),
         before,
+        active,
         limit,
     };
     let page = s.store.recent_batches(&query).await.map_err(read_failed)?;

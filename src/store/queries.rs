@@ -189,11 +189,20 @@ impl<B: Sql> Queries for B {
             "SELECT {} FROM batches
              WHERE substr(uid, 1, length(CAST($1 AS text))) = $1
                  AND (last_event_at, uid) < ($2, CAST($3 AS text))
+                 AND last_event_at >= $5 AND first_event_at < $6
              ORDER BY last_event_at DESC, uid DESC LIMIT $4",
             sql::BATCH_COLUMNS
         );
         let prefix = q.uid_prefix.clone().unwrap_or_default();
-        let params = vec![prefix.into(), at.into(), uid.into(), int(q.limit)];
+        let (from, to) = q.active.unwrap_or((DateTime::UNIX_EPOCH, end_of_time()));
+        let params = vec![
+            prefix.into(),
+            at.into(),
+            uid.into(),
+            int(q.limit),
+            from.into(),
+            to.into(),
+        ];
         self.rows(Query::new(sql, params, sql::batch)).await
     }
 

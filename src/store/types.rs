@@ -389,6 +389,9 @@ pub struct BatchQuery {
     pub uid_prefix: Option<String>,
     /// Only batches after this one in that order: its last event time and uid.
     pub before: Option<(DateTime<Utc>, String)>,
+    /// Only batches with an event in this span (from inclusive, to exclusive): their first
+    /// event before its end, their last at or after its start.
+    pub active: Option<(DateTime<Utc>, DateTime<Utc>)>,
     pub limit: usize,
 }
 

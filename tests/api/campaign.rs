@@ -631,3 +631,69 @@ async fn the_daily_report_counts_each_day_in_the_configured_zone() {
         .unwrap();
     assert!(api_csv.contains("2026-03-01T10:00:00.000Z"), "{api_csv}");
 }
+
+/// Batches filtered by the days they were active in, days of `[ui] timezone`: a batch
+/// whose events end at 23:30 in Shanghai (15:30 UTC) belongs to that day there, not the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_filtered_by_the_days_they_were_active_in() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    config.api.token = Some(TOKEN.into());
+    config.sinks = Vec::new();
+    config.ui.timezone = "Asia/Shanghai".into();
+    let app = TestApp::spawn(config, dir).await;
+    // (uid, eventTime of its one message's two reports)
+    let batches = [
+        (
+            "feb",
+            "2026-02-27T03:00:00.000Z",
+            "2026-02-28T15:30:00.000Z",
+        ),
+        (
+            "mar1",
+            "2026-02-28T16:30:00.000Z",
+            "2026-03-01T10:00:00.000Z",
+        ),
+        (
+            "mar3",
+            "2026-03-03T01:00:00.000Z",
+            "2026-03-03T02:00:00.000Z",
+        ),
+    ];
+    for (uid, delivered, read) in batches {
+        for (status, at) in [("delivered", delivered), ("read", read)] {
+            let mut v = campaign_status(&format!("{uid}-{status}"), uid, uid, status, 0);
+            v["eventTime"] = json!(at);
+            assert_eq!(app.post(v.to_string()).await.status(), 200);
+        }
+    }
+    let listed = async |query: &str| -> Vec<String> {
+        let (status, body) = api(&app, &format!("/api/batches?{query}")).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        body["batches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["uid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // "feb" ends at 23:30 on Feb 28 in Shanghai; "mar1" starts at 00:30 on Mar 1 there.
+    assert_eq!(listed("from=2026-03-01&to=2026-03-01").await, ["mar1"]);
+    assert_eq!(listed("to=2026-02-28").await, ["feb"]);
+    assert_eq!(listed("from=2026-02-28").await, ["mar3", "mar1", "feb"]);
+    assert_eq!(listed("from=2026-03-02&to=2026-03-31").await, ["mar3"]);
+    let (status, body) = api(&app, "/api/batches?from=yesterday").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_query"))
+    );
+    // The dashboard's list, by the same days.
+    let cookie = sign_in(&app).await;
+    let (_, page) = get(&app, &cookie, "/ui/batches?from=2026-03-01&to=2026-03-01").await;
+    assert!(
+        page.contains(">mar1</a>") && !page.contains(">feb</a>"),
+        "{page}"
+    );
+    let (_, page) = get(&app, &cookie, "/ui/batches?from=2026-03-05&to=2026-03-01").await;
+    assert!(page.contains("id=\"range-error\""));
+}

@@ -948,6 +948,7 @@ async fn recent_batches_come_newest_first_by_prefix_and_page(b: &impl Backend) {
                 uid_prefix: Some("camp".into()),
                 before: before.clone(),
                 limit: 4,
+                ..BatchQuery::default()
             })
             .await
             .unwrap();
@@ -970,6 +971,23 @@ async fn recent_batches_come_newest_first_by_prefix_and_page(b: &impl Backend) {
         .await
         .unwrap();
     assert!(none.is_empty());
+    // Active in a span: its first event before the span's end, its last at or after its
+    // start (each batch here has one event, at minute k).
+    let at = |m: u32| {
+        chrono::DateTime::parse_from_rfc3339(&format!("2026-03-01T10:{m:02}:00Z"))
+            .unwrap()
+            .to_utc()
+    };
+    let active = store
+        .recent_batches(&BatchQuery {
+            uid_prefix: Some("camp".into()),
+            active: Some((at(2), at(4))),
+            limit: 10,
+            ..BatchQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(uids(&active), ["camp-3", "camp-2"]);
     store.close().await;
 }
 

@@ -35,7 +35,8 @@ pub(super) struct BatchRow {
     pub uid: String,
     pub href: String,
     pub messages: String,
-    pub delivered: String,
+    /// The share reached (delivered or read).
+    pub reached: String,
     pub read: String,
     pub failed: String,
     pub first: String,
@@ -48,7 +49,7 @@ impl From<&Batch> for BatchRow {
             uid: b.uid.clone(),
             href: batch_href(&b.uid),
             messages: thousands(b.messages),
-            delivered: percent(b.reached, b.messages),
+            reached: percent(b.reached, b.messages),
             read: percent(b.read, b.messages),
             failed: percent(b.failed, b.messages),
             first: when(&b.first_event_at),
@@ -62,6 +63,9 @@ impl From<&Batch> for BatchRow {
 struct BatchList {
     chrome: Chrome,
     q: String,
+    from: String,
+    to: String,
+    range_error: Option<String>,
     batches: Vec<BatchRow>,
     exact: Option<String>,
     next_href: Option<String>,
@@ -70,6 +74,9 @@ struct BatchList {
 #[derive(serde::Deserialize)]
 pub(super) struct ListQuery {
     q: Option<String>,
+    /// Only batches active in these days (of `[ui] timezone`).
+    from: Option<String>,
+    to: Option<String>,
     before_at: Option<String>,
     before_uid: Option<String>,
 }
@@ -86,9 +93,19 @@ pub(super) async fn list(
             .map(|at| (at.to_utc(), uid)),
         _ => None,
     };
+    let (from, to) = (
+        q.from.clone().unwrap_or_default(),
+        q.to.clone().unwrap_or_default(),
+    );
+    let active = crate::campaign::daily::span(ui.campaign.zone, Some(&from), Some(&to));
+    let (active, range_error) = match active {
+        Ok(active) => (active, None),
+        Err(e) => (None, Some(e)),
+    };
     let query = BatchQuery {
         uid_prefix: prefix.map(str::to_owned),
         before,
+        active,
         limit: PAGE,
     };
     let (found, exact) = tokio::join!(ui.store.recent_batches(&query), async {
@@ -103,8 +120,10 @@ pub(super) async fn list(
         .flatten()
         .map(|last| {
             format!(
-                "/ui/batches?q={}&before_at={}&before_uid={}",
+                "/ui/batches?q={}&from={}&to={}&before_at={}&before_uid={}",
                 encode(prefix.unwrap_or("")),
+                encode(&from),
+                encode(&to),
                 encode(&crate::event::format_time(&last.last_event_at)),
                 encode(&last.uid)
             )
@@ -114,6 +133,9 @@ pub(super) async fn list(
         &BatchList {
             chrome: Chrome::new(&session, "batches"),
             q: prefix.unwrap_or("").to_owned(),
+            from: from.clone(),
+            to: to.clone(),
+            range_error,
             batches: found.iter().map(BatchRow::from).collect(),
             exact: exact.map_err(read_failed)?.map(|uid| batch_href(&uid)),
             next_href,

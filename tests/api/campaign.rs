@@ -44,15 +44,7 @@ async fn post_sends(app: &TestApp, sends: &[Value], csv: bool) -> (u16, Value) {
 }
 
 async fn api(app: &TestApp, path: &str) -> (u16, Value) {
-    answer(
-        app.client
-            .get(app.url(path))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    answer(app.get_with_token(TOKEN, path).await).await
 }
 
 /// What the batch's send figures must be, worked out from the sets rather than by
@@ -197,12 +189,7 @@ async fn send_list_figures_hold_on_postgres() {
     let Some(db) = crate::pg::TestDb::create("send_list_figures_hold_on_postgres").await else {
         return;
     };
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = test_config(dir.path());
-    config.store = db.config();
-    config.api.token = Some(TOKEN.into());
-    config.sinks = Vec::new();
-    let app = TestApp::spawn(config, dir).await;
+    let app = app_with(|c| c.store = db.config()).await;
     let want = shuffled_campaign(&app, "pg-autumn", 60, 4).await;
     check_figures(&app, "pg-autumn", &want).await;
     let (status, csv) = unconfirmed_csv(&app, "pg-autumn").await;
@@ -211,14 +198,23 @@ async fn send_list_figures_hold_on_postgres() {
 }
 
 async fn unconfirmed_csv(app: &TestApp, uid: &str) -> (u16, String) {
-    let res = app
-        .client
-        .get(app.url(&format!("/api/batches/{uid}/unconfirmed.csv")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    api_text(app, &format!("/api/batches/{uid}/unconfirmed.csv")).await
+}
+
+/// An API answer that is not JSON (a CSV): its status and text.
+async fn api_text(app: &TestApp, path: &str) -> (u16, String) {
+    let res = app.get_with_token(TOKEN, path).await;
     (res.status().as_u16(), res.text().await.unwrap())
+}
+
+/// A server with the API token, no sinks, and the configuration `tweak` makes.
+async fn app_with(tweak: impl FnOnce(&mut innohook::config::Config)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    config.api.token = Some(TOKEN.into());
+    config.sinks = Vec::new();
+    tweak(&mut config);
+    TestApp::spawn(config, dir).await
 }
 
 /// Every figure on the batch page is the API's figure of the same name: the page's
@@ -392,12 +388,8 @@ async fn the_import_command_reads_a_file_and_can_be_run_again() {
 /// category by a read that carried its own, and one failed without any.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn category_counts_and_the_cost_estimate_are_right_for_a_constructed_batch() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = test_config(dir.path());
-    config.api.token = Some(TOKEN.into());
-    config.sinks = Vec::new();
     use figment::providers::Format;
-    config.pricing = figment::Figment::from(figment::providers::Toml::string(
+    let pricing = figment::Figment::from(figment::providers::Toml::string(
         r#"currency = "USD"
            [prices]
            business_initiated = 0.05
@@ -412,7 +404,7 @@ async fn category_counts_and_the_cost_estimate_are_right_for_a_constructed_batch
     ))
     .extract()
     .unwrap();
-    let app = TestApp::spawn(config, dir).await;
+    let app = app_with(|c| c.pricing = pricing).await;
     // (phone, category of its delivered, category of its read if any)
     let messages: [(&str, Option<&str>, Option<&str>); 8] = [
         ("919800000001", Some("business_initiated"), None),
@@ -485,16 +477,7 @@ async fn category_counts_and_the_cost_estimate_are_right_for_a_constructed_batch
     let (_, page) = get(&app, &cookie, "/ui/batches/costs").await;
     assert_eq!(text_by_id(&page, "cost-estimate"), format!("USD {want:.2}"));
     assert_eq!(number_by_id(&page, "cost-unpriced"), 1);
-    let csv = app
-        .client
-        .get(app.url("/api/batches/costs/messages.csv"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = api_text(&app, "/api/batches/costs/messages.csv").await.1;
     let mut lines = csv.lines();
     assert!(lines.next().unwrap().ends_with(",category,estimatedPrice"));
     let jamaica = csv.lines().find(|l| l.starts_with("cost-m2,")).unwrap();
@@ -509,12 +492,10 @@ async fn category_counts_and_the_cost_estimate_are_right_for_a_constructed_batch
 /// its CSVs in the zone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daily_report_counts_each_day_in_the_configured_zone() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = test_config(dir.path());
-    config.api.token = Some(TOKEN.into());
-    config.sinks = Vec::new();
-    config.ui.timezone = "Asia/Kolkata".into();
-    let app = TestApp::spawn(config, dir).await;
+    let app = app_with(|c| {
+        c.ui.timezone = "Asia/Kolkata".into();
+    })
+    .await;
     let at = |v: &mut Value, t: &str| v["eventTime"] = json!(t);
     let mut posts = Vec::new();
     // m1: delivered 23:50 IST on the 1st, read 00:30 on the 2nd.
@@ -580,16 +561,9 @@ async fn the_daily_report_counts_each_day_in_the_configured_zone() {
         assert_eq!(days, batch[name].as_i64().unwrap(), "{name}");
     }
     // The same as CSV; a bad range is a 400 that says what is wrong.
-    let csv = app
-        .client
-        .get(app.url("/api/reports/daily.csv?from=2026-03-01&to=2026-03-02"))
-        .bearer_auth(TOKEN)
-        .send()
+    let csv = api_text(&app, "/api/reports/daily.csv?from=2026-03-01&to=2026-03-02")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .1;
     assert_eq!(
         csv,
         "date,timezone,sent,reached,read,failed,replies,topErrors\n\
@@ -619,16 +593,7 @@ async fn the_daily_report_counts_each_day_in_the_configured_zone() {
     let (_, csv) = get(&app, &cookie, "/ui/batches/day/messages.csv").await;
     assert!(csv.contains("2026-03-01T15:30:00.000+05:30"), "{csv}");
     // The API's CSV stays UTC.
-    let api_csv = app
-        .client
-        .get(app.url("/api/batches/day/messages.csv"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let api_csv = api_text(&app, "/api/batches/day/messages.csv").await.1;
     assert!(api_csv.contains("2026-03-01T10:00:00.000Z"), "{api_csv}");
 }
 
@@ -636,12 +601,10 @@ async fn the_daily_report_counts_each_day_in_the_configured_zone() {
 /// whose events end at 23:30 in Shanghai (15:30 UTC) belongs to that day there, not the next.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_are_filtered_by_the_days_they_were_active_in() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = test_config(dir.path());
-    config.api.token = Some(TOKEN.into());
-    config.sinks = Vec::new();
-    config.ui.timezone = "Asia/Shanghai".into();
-    let app = TestApp::spawn(config, dir).await;
+    let app = app_with(|c| {
+        c.ui.timezone = "Asia/Shanghai".into();
+    })
+    .await;
     // (uid, eventTime of its one message's two reports)
     let batches = [
         (

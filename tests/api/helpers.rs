@@ -171,6 +171,16 @@ impl TestApp {
         .await
     }
 
+    /// GET `path` with `Authorization: Bearer token` (the API's).
+    pub async fn get_with_token(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// POSTs a body to the webhook path as `application/json`.
     pub async fn post(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
         self.post_to(&self.config.server.path, "application/json", body)

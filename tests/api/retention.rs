@@ -32,13 +32,7 @@ fn event_now(env: &str, msg: &str, status: &str) -> Value {
 }
 
 async fn get(app: &TestApp, path: &str) -> (u16, String) {
-    let res = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_with_token(TOKEN, path).await;
     (res.status().as_u16(), res.text().await.unwrap())
 }
 

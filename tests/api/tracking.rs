@@ -19,14 +19,7 @@ async fn api_app() -> TestApp {
 }
 
 async fn get(app: &TestApp, path: &str) -> (u16, Value) {
-    let res = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    answer(res).await
+    answer(app.get_with_token(TOKEN, path).await).await
 }
 
 /// One status event of a message, as InnoPaaS would send it.

@@ -35,7 +35,7 @@ echo "1. p99 with and without a million-event prune ($DURATION s of load each)"
 for run in forever prune; do
   rm -rf "$WORK/store"; cp -r target/bench-store-1m "$WORK/store"; rm -f "$WORK/store/innohook.lock"
   sync; sleep 2
-  retain=forever; [ "$run" = prune ] && retain=1m
+  retain=forever; [ "$run" = prune ] && retain=60s
   serve "$WORK/store" "$retain"
   printf '  %-8s events before %s; ' "$run" "$(events "$WORK/store")"
   p99

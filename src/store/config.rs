@@ -60,21 +60,66 @@ impl Serialize for Retain {
 
 impl<'de> Deserialize<'de> for Retain {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Retain;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration such as \"30d\", or \"forever\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Retain, E> {
+                Retain::read(text).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Retain, E> {
+                Err(E::custom(Retain::bare(&n.to_string())))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Retain, E> {
+                Err(E::custom(Retain::bare(&n.to_string())))
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Retain, E> {
+                Err(E::custom(Retain::bare(&n.to_string())))
+            }
+        }
+        d.deserialize_any(Text)
+    }
+}
+
+impl Retain {
+    /// Reads a retention as written: a duration or "forever". A duration under an hour is
+    /// taken only in seconds ("90s"): "1m" is a minute to humantime, and a month to many
+    /// people, and a retention of a minute would empty the store.
+    pub fn read(text: &str) -> Result<Self, String> {
+        let text = text.trim();
         if text == "forever" {
             return Ok(Self(None));
         }
-        let duration = humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "{text:?} is not a duration ({e}); write e.g. \"30d\", \"12h\", \"90s\" or \"forever\""
-            ))
+        if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() {
+            return Err(Self::bare(text));
+        }
+        let duration = humantime::parse_duration(text).map_err(|e| {
+            format!("{text:?} is not a duration ({e}); write e.g. \"30d\", \"12h\" or \"forever\"")
         })?;
         if duration.is_zero() {
-            return Err(serde::de::Error::custom(
-                "a retention of 0 would keep nothing; write \"forever\" to keep everything",
+            return Err(
+                "a retention of 0 would keep nothing; write \"forever\" to keep everything".into(),
+            );
+        }
+        let in_seconds = text
+            .split(|c: char| c.is_ascii_digit() || c.is_whitespace())
+            .filter(|unit| !unit.is_empty())
+            .all(|unit| matches!(unit, "s" | "sec" | "secs" | "second" | "seconds"));
+        if duration < std::time::Duration::from_secs(3600) && !in_seconds {
+            return Err(format!(
+                "{text:?} is {}, which would keep almost nothing (for a month write \"30d\"); a retention under an hour is taken only in seconds, as \"{}s\"",
+                humantime::format_duration(duration),
+                duration.as_secs()
             ));
         }
         Ok(Self(Some(duration)))
+    }
+
+    /// What a number without a unit gets.
+    fn bare(n: &str) -> String {
+        format!("{n} has no unit; write \"{n}d\" for {n} days, \"{n}h\" for hours, or \"forever\"")
     }
 }
 
@@ -138,5 +183,47 @@ impl StoreConfig {
             "store.min_free_percent must be from 0 to below 100"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Retain;
+
+    #[test]
+    fn a_retention_nobody_can_misread() {
+        let days = |n: u64| Retain::days(n);
+        assert_eq!(Retain::read("30d"), Ok(days(30)));
+        assert_eq!(
+            Retain::read(" 12h "),
+            Ok(Retain(Some(std::time::Duration::from_secs(43_200))))
+        );
+        assert_eq!(Retain::read("forever"), Ok(Retain(None)));
+        assert_eq!(
+            Retain::read("90s"),
+            Ok(Retain(Some(std::time::Duration::from_secs(90))))
+        );
+        assert_eq!(
+            Retain::read("1M").map(|r| r.0.unwrap().as_secs() / 86_400),
+            Ok(30)
+        );
+        let minute = Retain::read("1m").unwrap_err();
+        assert!(
+            minute.contains("\"1m\" is 1m") && minute.contains("30d"),
+            "{minute}"
+        );
+        assert!(Retain::read("45min").unwrap_err().contains("\"2700s\""));
+        assert!(Retain::read("30").unwrap_err().contains("no unit"));
+        assert!(Retain::read("0s").unwrap_err().contains("forever"));
+        // In a file: a bare number is a sentence, not a type error.
+        let read: Result<super::StoreConfig, _> = figment::Figment::from(
+            <figment::providers::Toml as figment::providers::Format>::string("retain_events = 30"),
+        )
+        .extract();
+        let said = read.unwrap_err().to_string();
+        assert!(
+            said.contains("30 has no unit") && said.contains("\"30d\""),
+            "{said}"
+        );
     }
 }

@@ -150,6 +150,24 @@ fn config_errors_say_where_and_suggest_the_key_meant() {
             && said.contains("did you mean dir?"),
         "{said}"
     );
+    // Durations nobody can misread: a minute is not a month, a number needs its unit.
+    for (written, says) in [
+        (
+            "\"1m\"",
+            "\"1m\" is 1m, which would keep almost nothing (for a month write \"30d\")",
+        ),
+        ("30", "30 has no unit; write \"30d\" for 30 days"),
+    ] {
+        let path = write_config(dir.path(), &format!("[store]\nretain_events = {written}\n"));
+        let out = run(&["check-config", "--config", path.to_str().unwrap()], &[]);
+        let said = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{said}");
+        assert!(said.contains(says), "{said}");
+        assert!(
+            said.contains("store.retain_events") && said.contains("line 2"),
+            "{said}"
+        );
+    }
     // A host name to listen on is resolved rather than refused.
     let path = write_config(dir.path(), "[server]\nlisten = \"localhost:9000\"\n");
     let out = run(&["check-config", "--config", path.to_str().unwrap()], &[]);

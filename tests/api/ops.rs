@@ -256,6 +256,18 @@ fn config_example_parses_and_states_the_real_defaults() {
     assert_eq!(json(&example.server), json(&ServerConfig::default()));
     assert_eq!(json(&example.store), json(&StoreConfig::default()));
     assert_eq!(json(&example.log), json(&LogConfig::default()));
+    assert_eq!(
+        json(&example.ui),
+        json(&innohook::config::UiConfig::default())
+    );
+    assert_eq!(
+        json(&example.tracking),
+        json(&innohook::campaign::TrackingConfig::default())
+    );
+    assert_eq!(
+        json(&example.pricing),
+        json(&innohook::campaign::PricingConfig::default())
+    );
     assert_eq!(example.sinks.len(), 1);
     let mut first = example.sinks[0].common.clone();
     assert_eq!(first.name.take().as_deref(), Some("log"));

@@ -14,8 +14,13 @@ use crate::http::{self, AppState, Auth, Connections, HttpSettings};
 use crate::sink::runner::Runner;
 use crate::store::{self, Role, Store, StoreBackend};
 
-/// How long in-flight requests get to finish after a shutdown signal.
-pub const GRACE: Duration = Duration::from_secs(6);
+/// How long in-flight requests get to finish after a shutdown signal: as long as a request
+/// may take (`server.request_timeout_secs`, after which it is answered 408), and a second
+/// more for its answer to leave. So a request that commits is answered, whenever in its
+/// time the signal comes.
+pub fn grace(server: &crate::http::ServerConfig) -> Duration {
+    Duration::from_secs(server.request_timeout_secs) + Duration::from_secs(1)
+}
 
 /// Everything the service needs, opened and checked.
 pub struct App {
@@ -61,7 +66,7 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests (at most
-    /// [`GRACE`]) and waits until every queued write is committed.
+    /// [`grace`]) and waits until every queued write is committed.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -120,12 +125,13 @@ impl App {
             shutting_down.store(true, Ordering::SeqCst);
             let _ = stopping_tx.send(true);
         };
+        let grace = grace(&config.server);
         let server = crate::http::serve::serve(listener, app, limits, connections, signal);
         tokio::select! {
             () = server => {},
             _ = async {
                 let _ = stopping_rx.wait_for(|s| *s).await;
-                tokio::time::sleep(GRACE).await;
+                tokio::time::sleep(grace).await;
             } => tracing::warn!("Requests still in flight after the grace period; closing them."),
         }
         pruner.abort();

@@ -39,7 +39,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             path: "/webhook".into(),
             max_body_bytes: 65_536,
-            request_timeout_secs: 10,
+            request_timeout_secs: 6,
             header_timeout_secs: 10,
             idle_timeout_secs: 180,
             max_connections: 4096,

@@ -118,6 +118,59 @@ async fn sigterm_finishes_and_exits_0_within_10_seconds() {
     );
 }
 
+/// A push still in flight when SIGTERM comes gets its answer, as long as it stays within
+/// `request_timeout_secs`: the stop waits that long for it (here 8 s; a stop that waited
+/// a fixed 6 s cut such a request off unanswered, one still committing included). This
+/// one is still uploading, so it is answered 503 and nothing of it is stored; the sender
+/// retries it elsewhere or later.
+#[tokio::test]
+async fn a_push_in_flight_at_sigterm_is_answered_within_its_request_timeout() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let toml =
+        server_toml(dir.path()).replace("[server]\n", "[server]\nrequest_timeout_secs = 8\n");
+    let mut server = BinaryServer::start(&write_config(dir.path(), &toml));
+    let body = seed_bytes("delivered");
+    let (head, tail) = body.split_at(body.len() / 2);
+    let mut conn = std::net::TcpStream::connect(server.addr).unwrap();
+    write!(
+        conn,
+        "POST /webhook HTTP/1.1\r\nHost: innohook\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    conn.write_all(head).unwrap();
+    let started = Instant::now();
+    // The server has the request's head before it is told to stop.
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    // The rest of the body, 6.5 s into the request: past the old fixed grace, within the
+    // request's own timeout.
+    std::thread::sleep(Duration::from_millis(6500).saturating_sub(started.elapsed()));
+    conn.write_all(tail).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("nothing was stored"),
+        "answered: {answer:?}"
+    );
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "still running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let store = open_store(&dir.path().join("store")).await;
+    assert_eq!(
+        store.count_events().await.unwrap(),
+        0,
+        "answered 503, not stored"
+    );
+}
+
 /// SIGTERM while 16 senders post: exit 0 within the 10 s promised, every event answered
 /// 200 in the store, and the WAL checkpointed into the database (its file empty or gone:
 /// `innohook.db` alone holds the store, as a file copy after a stop expects).

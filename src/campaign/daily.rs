@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::{slot_of, slot_start};
+use crate::store::queries::{end_of_time, start_of_time};
 use crate::store::{Store, StoreResult};
 
 /// Most days one report covers.
@@ -53,17 +54,18 @@ pub struct DailyReport {
     pub days: Vec<Day>,
 }
 
-/// When a date starts in `zone` (its first instant; a day that starts in a gap starts
-/// when the gap ends).
+/// When a date starts in `zone`: its first instant. A day whose midnight falls in a gap
+/// (a clock moved forward at midnight) starts when the gap ends; a day skipped whole (as
+/// Samoa's 2011-12-30) starts where the next does.
 pub fn day_start(zone: Tz, date: NaiveDate) -> DateTime<Utc> {
     let midnight = date.and_hms_opt(0, 0, 0).expect("midnight exists");
-    match zone.from_local_datetime(&midnight) {
-        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => t.to_utc(),
-        chrono::LocalResult::None => zone
-            .from_local_datetime(&(midnight + chrono::Duration::hours(1)))
-            .earliest()
-            .map_or_else(|| midnight.and_utc(), |t| t.to_utc()),
-    }
+    // Every zone's offsets and gaps are whole quarter-hours; no gap is longer than a day.
+    (0..=26 * 4)
+        .find_map(|q| {
+            zone.from_local_datetime(&(midnight + chrono::Duration::minutes(15 * q)))
+                .earliest()
+        })
+        .map_or_else(|| midnight.and_utc(), |t| t.to_utc())
 }
 
 /// The date of an instant in `zone`.
@@ -112,12 +114,10 @@ pub fn span(
     {
         return Err("to must not be before from.".into());
     }
-    let start = from.map_or(DateTime::UNIX_EPOCH, |d| day_start(zone, d));
+    let start = from.map_or_else(start_of_time, |d| day_start(zone, d));
     let end = match to.and_then(|d| d.checked_add_days(Days::new(1))) {
         Some(next) => day_start(zone, next),
-        // The end of 9999: later than any time stored, and written in four digits as the
-        // stores compare their times.
-        None => DateTime::from_timestamp(253_402_300_799, 0).unwrap_or_default(),
+        None => end_of_time(),
     };
     Ok(Some((start, end)))
 }
@@ -175,6 +175,13 @@ pub async fn report(
             day.replies += 1;
         }
     }
+    // A message stored before the counters existed can take back a mark it never added
+    // (a late report moving it to another day): a day never shows less than nothing.
+    for day in days.values_mut() {
+        for n in [&mut day.reached, &mut day.read, &mut day.failed] {
+            *n = (*n).max(0);
+        }
+    }
     for (date, codes) in errors {
         let mut top: Vec<ErrorCount> = codes
             .into_iter()
@@ -212,6 +219,18 @@ mod tests {
             day_start(kathmandu, date).to_rfc3339(),
             "2026-02-28T18:15:00+00:00"
         );
+        // A midnight in a gap: Santiago moved 00:00 to 01:00 on 2026-09-06.
+        let santiago: Tz = "America/Santiago".parse().unwrap();
+        let gap = NaiveDate::from_ymd_opt(2026, 9, 6).unwrap();
+        assert_eq!(
+            day_start(santiago, gap).to_rfc3339(),
+            "2026-09-06T04:00:00+00:00"
+        );
+        // A day skipped whole: Samoa went from 2011-12-29 to 2011-12-31.
+        let apia: Tz = "Pacific/Apia".parse().unwrap();
+        let skipped = NaiveDate::from_ymd_opt(2011, 12, 30).unwrap();
+        let next = NaiveDate::from_ymd_opt(2011, 12, 31).unwrap();
+        assert_eq!(day_start(apia, skipped), day_start(apia, next));
         // Every day start falls on a quarter-hour.
         for zone in [
             kolkata,

@@ -58,6 +58,10 @@ impl TrackingConfig {
             d >= Duration::from_secs(60),
             "tracking.unconfirmed_after: {text:?} is under a minute; a status report takes longer than that to come"
         );
+        anyhow::ensure!(
+            d <= Duration::from_secs(366 * 86_400),
+            "tracking.unconfirmed_after: {text:?} is over a year; a status report that late is not coming"
+        );
         Ok(d)
     }
 }
@@ -93,6 +97,9 @@ impl Settings {
 
     /// Sends before this are unconfirmed without a status report.
     pub fn cutoff(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        now - chrono::Duration::from_std(self.unconfirmed_after).unwrap_or(chrono::TimeDelta::MAX)
+        chrono::Duration::from_std(self.unconfirmed_after)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+            .unwrap_or(DateTime::UNIX_EPOCH)
     }
 }

@@ -1,7 +1,7 @@
 //! `[pricing]`: an optional rate table, so that a batch's conversation categories
 //! (`conversation.initiateType`) become an estimated cost. One currency; a price per
 //! category, and optionally other prices for numbers starting with a country calling
-//! code (the longest matching prefix wins). It is an estimate: innohook counts each
+//! code (the longest matching one that prices the category wins). It is an estimate: innohook counts each
 //! message with a category once, at the rate given here; the invoice is InnoPaaS's.
 
 use std::collections::BTreeMap;
@@ -17,8 +17,8 @@ pub struct PricingConfig {
     /// Price per message, by category (`business_initiated`, `customer_initiated`,
     /// `referral_conversion`).
     pub prices: BTreeMap<String, f64>,
-    /// Prices for numbers starting with a calling code (1 to 4 digits), by category;
-    /// a category not given here takes its price from `prices`.
+    /// Prices for numbers starting with a calling code (1 to 4 digits), by category: the
+    /// longest code that prices a message's category gives its price, else `prices`.
     pub prefixes: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
@@ -54,13 +54,15 @@ impl PricingConfig {
     }
 
     /// The price of one message of `category` sent to a number starting with `prefix`
-    /// (its first digits), if there is one.
+    /// (its first digits), if there is one: that of the longest calling code that prices
+    /// the category, else the category's own.
     pub fn price(&self, category: &str, prefix: &str) -> Option<f64> {
         self.prefixes
             .iter()
             .filter(|(p, _)| prefix.starts_with(p.as_str()))
-            .max_by_key(|(p, _)| p.len())
-            .and_then(|(_, prices)| prices.get(category))
+            .filter_map(|(p, prices)| Some((p.len(), prices.get(category)?)))
+            .max_by_key(|(len, _)| *len)
+            .map(|(_, price)| price)
             .or_else(|| self.prices.get(category))
             .copied()
     }
@@ -146,6 +148,8 @@ mod tests {
         // "1" has no business price: the default applies.
         assert_eq!(p.price("business_initiated", "1212"), Some(0.05));
         assert_eq!(p.price("customer_initiated", "1212"), Some(0.02));
+        // "1876" prices only business: its customer-initiated price is that of "1".
+        assert_eq!(p.price("customer_initiated", "1876"), Some(0.02));
         assert_eq!(p.price("referral_conversion", "6512"), None);
         let cost = p.estimate([
             ("business_initiated", "9198", 100),

@@ -71,8 +71,11 @@ impl BatchReport {
             _ => return None,
         };
         let listed = sends.listed > 0;
-        // A message with a status report was sent, listed or not.
-        let sent = batch.messages + sends.no_status;
+        // What was listed, and every message reported on in this batch that was not
+        // listed in it: a message with a status report was sent, listed or not. (A listed
+        // send whose reports name another batch, or none, counts here as sent, and in
+        // that batch's figures by its reports.)
+        let sent = sends.listed + batch.messages - sends.reported_here;
         let when_listed = |v| listed.then_some(v);
         Some(Self {
             replied,

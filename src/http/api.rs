@@ -61,6 +61,7 @@ struct ApiState {
     token: Arc<[u8]>,
     store: Arc<dyn Store>,
     campaign: Arc<Settings>,
+    importer: sends::Importer,
 }
 
 /// The `/api` routes, guarded by the bearer token.
@@ -68,9 +69,11 @@ pub fn router<S: Clone + Send + Sync + 'static>(
     token: &str,
     store: Arc<dyn Store>,
     campaign: Arc<Settings>,
+    request_timeout: std::time::Duration,
 ) -> Router<S> {
     let state = ApiState {
         token: token.as_bytes().into(),
+        importer: sends::Importer::new(store.clone(), request_timeout),
         store,
         campaign,
     };
@@ -535,10 +538,11 @@ async fn import_sends(
     let body = body.map_err(|e| match e.status() {
         axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
             limit: sends::MAX_BODY,
+            hint: "send the list in parts, or use innohook sends import",
         },
         _ => ApiError::UnreadableBody,
     })?;
-    Ok(sends::import(s.store.as_ref(), &headers, body).await)
+    Ok(s.importer.import(&headers, body).await)
 }
 
 /// Refuses query parameters the endpoint does not take, naming them: a misspelt filter

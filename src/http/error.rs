@@ -24,6 +24,8 @@ pub enum ApiError {
     MissingHost,
     PayloadTooLarge {
         limit: usize,
+        /// What sets the limit, or what to do instead.
+        hint: &'static str,
     },
     UnsupportedMediaType,
     /// A `Content-Encoding` other than identity.
@@ -107,10 +109,10 @@ impl IntoResponse for ApiError {
                 "The request body could not be read completely; send it again.".to_owned(),
                 None,
             ),
-            Self::PayloadTooLarge { limit } => (
+            Self::PayloadTooLarge { limit, hint } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                format!("The request body is larger than {limit} bytes (server.max_body_bytes)."),
+                format!("The request body is larger than {limit} bytes ({hint})."),
                 None,
             ),
             Self::UnsupportedMediaType => (

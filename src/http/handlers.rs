@@ -45,6 +45,7 @@ pub async fn webhook(
     let body = body.map_err(|e| match e {
         BytesRejection::FailedToBufferBody(_) if e.status() == 413 => ApiError::PayloadTooLarge {
             limit: state.max_body_bytes,
+            hint: "server.max_body_bytes",
         },
         _ => ApiError::UnreadableBody,
     })?;

@@ -79,7 +79,13 @@ pub fn router(state: AppState, settings: HttpSettings) -> Router {
     } = settings;
     let campaign = Arc::new(campaign);
     let api = match api.token.as_deref() {
-        Some(token) => api::router(token, state.store.clone(), campaign.clone()).merge(ui::router(
+        Some(token) => api::router(
+            token,
+            state.store.clone(),
+            campaign.clone(),
+            Duration::from_secs(cfg.request_timeout_secs),
+        )
+        .merge(ui::router(
             token,
             state.store.clone(),
             sinks,

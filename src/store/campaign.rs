@@ -89,6 +89,7 @@ impl<B: Sql> Campaigns for B {
             Query::new(
                 "SELECT count(*),
                      COALESCE(sum(CASE WHEN m.message_id IS NULL THEN 1 ELSE 0 END), 0),
+                     COALESCE(sum(CASE WHEN m.uid = $1 THEN 1 ELSE 0 END), 0),
                      COALESCE(sum(CASE WHEN m.message_id IS NULL AND s.sent_at < $2
                                   THEN 1 ELSE 0 END), 0),
                      min(s.sent_at), max(s.sent_at)
@@ -99,9 +100,10 @@ impl<B: Sql> Campaigns for B {
                     Ok(SendFigures {
                         listed: r.req_int(0)?,
                         no_status: r.req_int(1)?,
-                        unconfirmed: r.req_int(2)?,
-                        first_sent_at: r.time(3)?,
-                        last_sent_at: r.time(4)?,
+                        reported_here: r.req_int(2)?,
+                        unconfirmed: r.req_int(3)?,
+                        first_sent_at: r.time(4)?,
+                        last_sent_at: r.time(5)?,
                     })
                 },
             ),

@@ -43,7 +43,8 @@ type Counter = fn(&mut Pruned) -> &mut u64;
 const MESSAGES: Sweep = Sweep {
     table: "messages",
     key: "message_id",
-    with: &[],
+    // A send goes with its message: left behind, it would count as never reported on.
+    with: &["sends"],
     count: |p| &mut p.messages,
 };
 const BATCHES: Sweep = Sweep {
@@ -267,6 +268,7 @@ async fn step<B: Sql>(
         || (out.events < limit as u64
             && out.inbound < limit as u64
             && out.templates < limit as u64
+            && out.sends < limit as u64
             && out.dead_letters < limit as u64
             && next.messages_after.is_none()
             && next.batches_after.is_none());

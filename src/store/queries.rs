@@ -61,8 +61,14 @@ pub(crate) async fn events_by_seq<B: Sql + ?Sized>(
     Ok(events.into_iter().map(|e| (e.seq, e)).collect())
 }
 
+/// A time earlier than any stored (a sender's zero time, 0001-01-01, included), in four
+/// digits as the stores compare their times.
+pub(crate) fn start_of_time() -> DateTime<Utc> {
+    DateTime::from_timestamp(-62_135_596_800, 0).expect("0001-01-01 is a time")
+}
+
 /// A time later than any stored: the start of a page that starts at the newest.
-fn end_of_time() -> DateTime<Utc> {
+pub(crate) fn end_of_time() -> DateTime<Utc> {
     DateTime::from_timestamp(253_402_300_799, 0).expect("9999-12-31 is a time")
 }
 
@@ -194,7 +200,7 @@ impl<B: Sql> Queries for B {
             sql::BATCH_COLUMNS
         );
         let prefix = q.uid_prefix.clone().unwrap_or_default();
-        let (from, to) = q.active.unwrap_or((DateTime::UNIX_EPOCH, end_of_time()));
+        let (from, to) = q.active.unwrap_or((start_of_time(), end_of_time()));
         let params = vec![
             prefix.into(),
             at.into(),

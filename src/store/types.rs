@@ -375,6 +375,8 @@ pub struct SendFigures {
     pub listed: i64,
     /// Of those, sends with no status report yet.
     pub no_status: i64,
+    /// Of those, sends whose status reports put their message in this batch too.
+    pub reported_here: i64,
     /// Of those, sends older than the cutoff.
     pub unconfirmed: i64,
     /// When the first and the last listed send was sent.

@@ -279,6 +279,83 @@ async fn the_batch_page_and_the_api_use_the_same_words_for_the_same_numbers() {
     assert!(!page.contains("id=\"count-sent\""));
 }
 
+/// A listed send whose reports carry no uid is still sent in its batch (and reached in
+/// none: its reports name none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_send_reported_without_its_batch_still_counts_as_sent_in_it() {
+    let app = app_with_dashboard("").await;
+    let list = [
+        send("x-1", 1, "x", "2026-03-01T08:00:00Z"),
+        send("x-2", 2, "x", "2026-03-01T08:00:00Z"),
+    ];
+    assert_eq!(post_sends(&app, &list, false).await.0, 200);
+    let with_uid = campaign_status("e1", "x-1", "x", "delivered", 1);
+    let mut without = campaign_status("e2", "x-2", "x", "delivered", 1);
+    without["body"].as_object_mut().unwrap().remove("uid");
+    for v in [with_uid, without] {
+        assert_eq!(app.post(v.to_string()).await.status(), 200);
+    }
+    let (_, b) = api(&app, "/api/batches/x").await;
+    assert_eq!(
+        (b["sent"].as_i64(), b["noStatus"].as_i64()),
+        (Some(2), Some(0)),
+        "{b}"
+    );
+    assert_eq!(
+        (b["messages"].as_i64(), b["reached"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(b["deliveryRate"], 0.5);
+}
+
+/// One list at a time; a list that takes longer than a request may is answered 202 and
+/// goes on until it is stored whole. (Another connection holds the database's write lock
+/// for a while, as a command writing beside the server does, so that the import cannot
+/// finish in time on any machine.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_import_is_answered_202_and_goes_on_one_at_a_time() {
+    let app = app_with(|c| c.server.request_timeout_secs = 2).await;
+    let list: Vec<Value> = (0..3000)
+        .map(|m| send(&format!("big-{m:06}"), m, "big", "2026-03-01T08:00:00Z"))
+        .collect();
+    let db = app.dir.path().join("store").join("innohook.db");
+    let (locked, release) = std::sync::mpsc::channel::<()>();
+    let (is_locked, wait_locked) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let mut conn = rusqlite::Connection::open(db).unwrap();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .unwrap();
+        is_locked.send(()).unwrap();
+        // Released after the answer, well within the server's 5 s busy timeout.
+        let _ = release.recv_timeout(std::time::Duration::from_secs(3));
+        tx.rollback().unwrap();
+    });
+    wait_locked.recv().unwrap();
+    let (status, body) = post_sends(&app, &list, true).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(body["stored"]["rows"].as_u64().unwrap() < 3000, "{body}");
+    // Meanwhile another list waits its turn.
+    let small = [send("small-1", 1, "small", "2026-03-01T08:00:00Z")];
+    let (status, body) = post_sends(&app, &small, false).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("import_running"))
+    );
+    locked.send(()).unwrap();
+    holder.join().unwrap();
+    // The first goes on to the end by itself.
+    poll_until("the whole list stored", 60, async || {
+        let (_, b) = api(&app, "/api/batches/big").await;
+        (b["sent"] == 3000).then_some(())
+    })
+    .await;
+    poll_until("the next list taken", 30, async || {
+        (post_sends(&app, &small, false).await.0 == 200).then_some(())
+    })
+    .await;
+}
+
 /// A batch known only from its send list has a page and a summary before any report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_known_only_from_its_send_list_is_found() {
@@ -496,8 +573,32 @@ async fn the_daily_report_counts_each_day_in_the_configured_zone() {
         c.ui.timezone = "Asia/Kolkata".into();
     })
     .await;
+    daily_report_in_kolkata(&app).await;
+}
+
+/// The same on PostgreSQL (its counter statements are its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_report_counts_each_day_on_postgres() {
+    let test = "the_daily_report_counts_each_day_on_postgres";
+    let Some(db) = crate::pg::TestDb::create(test).await else {
+        return;
+    };
+    let app = app_with(|c| {
+        c.ui.timezone = "Asia/Kolkata".into();
+        c.store = db.config();
+    })
+    .await;
+    daily_report_in_kolkata(&app).await;
+}
+
+async fn daily_report_in_kolkata(app: &TestApp) {
     let at = |v: &mut Value, t: &str| v["eventTime"] = json!(t);
     let mut posts = Vec::new();
+    // m0, in no batch: delivered 23:59 IST on the 1st, alone in its commit.
+    let mut v = campaign_status("d0", "m0", "day", "delivered", 0);
+    v["body"].as_object_mut().unwrap().remove("uid");
+    at(&mut v, "2026-03-01T18:29:00.000Z");
+    assert_eq!(app.post(v.to_string()).await.status(), 200);
     // m1: delivered 23:50 IST on the 1st, read 00:30 on the 2nd.
     let mut v = campaign_status("d1", "m1", "day", "delivered", 0);
     at(&mut v, "2026-03-01T18:20:00.000Z");
@@ -528,20 +629,20 @@ async fn the_daily_report_counts_each_day_in_the_configured_zone() {
         send("m1", 1, "day", "2026-03-01T18:25:00Z"),
         send("m2", 2, "day", "2026-03-01T18:35:00Z"),
     ];
-    assert_eq!(post_sends(&app, &sends, false).await.0, 200);
+    assert_eq!(post_sends(app, &sends, false).await.0, 200);
     // A reply to m1, sent 00:01 on the 2nd.
     let mut reply = crate::templates_and_replies::reply_from_campaign("day", 1, "text", 1);
     reply["body"]["context"]["id"] = json!("wamid.m1");
     reply["body"]["sendTime"] = json!("2026-03-01T18:31:00.000Z");
     assert_eq!(app.post(reply.to_string()).await.status(), 200);
 
-    let (status, report) = api(&app, "/api/reports/daily?from=2026-03-01&to=2026-03-03").await;
+    let (status, report) = api(app, "/api/reports/daily?from=2026-03-01&to=2026-03-03").await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["timezone"], "Asia/Kolkata");
     assert_eq!(
         report["days"],
         json!([
-            {"date": "2026-03-01", "sent": 1, "reached": 2, "read": 0, "failed": 1, "replies": 0,
+            {"date": "2026-03-01", "sent": 1, "reached": 3, "read": 0, "failed": 1, "replies": 0,
              "topErrors": [{"code": "E-failed", "messages": 1}]},
             {"date": "2026-03-02", "sent": 1, "reached": 1, "read": 2, "failed": 0, "replies": 1,
              "topErrors": []},
@@ -549,37 +650,38 @@ async fn the_daily_report_counts_each_day_in_the_configured_zone() {
              "topErrors": []},
         ])
     );
-    // The days add up to the batch's figures of the same names.
-    let (_, batch) = api(&app, "/api/batches/day").await;
-    for name in ["reached", "read", "failed"] {
+    // The days add up to the batch's figures of the same names, and the message of no
+    // batch.
+    let (_, batch) = api(app, "/api/batches/day").await;
+    for (name, unbatched) in [("reached", 1), ("read", 0), ("failed", 0)] {
         let days: i64 = report["days"]
             .as_array()
             .unwrap()
             .iter()
             .map(|d| d[name].as_i64().unwrap())
             .sum();
-        assert_eq!(days, batch[name].as_i64().unwrap(), "{name}");
+        assert_eq!(days, batch[name].as_i64().unwrap() + unbatched, "{name}");
     }
     // The same as CSV; a bad range is a 400 that says what is wrong.
-    let csv = api_text(&app, "/api/reports/daily.csv?from=2026-03-01&to=2026-03-02")
+    let csv = api_text(app, "/api/reports/daily.csv?from=2026-03-01&to=2026-03-02")
         .await
         .1;
     assert_eq!(
         csv,
         "date,timezone,sent,reached,read,failed,replies,topErrors\n\
-         2026-03-01,Asia/Kolkata,1,2,0,1,0,E-failed:1\n\
+         2026-03-01,Asia/Kolkata,1,3,0,1,0,E-failed:1\n\
          2026-03-02,Asia/Kolkata,1,1,2,0,1,\n"
     );
-    let (status, body) = api(&app, "/api/reports/daily?from=2026-03-02&to=2026-03-01").await;
+    let (status, body) = api(app, "/api/reports/daily?from=2026-03-02&to=2026-03-01").await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_query"))
     );
 
     // The dashboard: the daily page, and a batch page in the zone.
-    let cookie = sign_in(&app).await;
+    let cookie = sign_in(app).await;
     let (status, page) = get(
-        &app,
+        app,
         &cookie,
         "/ui/reports/daily?from=2026-03-01&to=2026-03-02",
     )
@@ -587,13 +689,13 @@ async fn the_daily_report_counts_each_day_in_the_configured_zone() {
     assert_eq!(status, 200);
     assert!(page.contains("<tr id=\"day-2026-03-02\"><td>2026-03-02</td><td>1</td><td>1</td><td>2</td><td>0</td><td>1</td>"), "{page}");
     assert_eq!(text_by_id(&page, "timezone"), "Asia/Kolkata");
-    let (_, page) = get(&app, &cookie, "/ui/batches/day").await;
+    let (_, page) = get(app, &cookie, "/ui/batches/day").await;
     // The first event, 10:00 UTC, is 15:30 in Kolkata.
     assert!(page.contains("First event 2026-03-01 15:30:00"), "{page}");
-    let (_, csv) = get(&app, &cookie, "/ui/batches/day/messages.csv").await;
+    let (_, csv) = get(app, &cookie, "/ui/batches/day/messages.csv").await;
     assert!(csv.contains("2026-03-01T15:30:00.000+05:30"), "{csv}");
     // The API's CSV stays UTC.
-    let api_csv = api_text(&app, "/api/batches/day/messages.csv").await.1;
+    let api_csv = api_text(app, "/api/batches/day/messages.csv").await.1;
     assert!(api_csv.contains("2026-03-01T10:00:00.000Z"), "{api_csv}");
 }
 

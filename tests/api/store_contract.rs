@@ -795,7 +795,7 @@ async fn retention_removes_only_what_no_sink_needs(b: &impl Backend) {
     };
     let mut imported = Default::default();
     store
-        .import_sends(&[sent("s-new")], &mut imported)
+        .import_sends(&[sent("s-new"), sent("m3")], &mut imported)
         .await
         .unwrap();
     assert!(store.message("m3").await.unwrap().is_some());
@@ -805,6 +805,8 @@ async fn retention_removes_only_what_no_sink_needs(b: &impl Backend) {
     assert_eq!((pruned.messages, pruned.batches, pruned.sends), (4, 1, 1));
     assert!(store.send("s-old").await.unwrap().is_none());
     assert!(store.send("s-new").await.unwrap().is_some());
+    // The send of a message goes with its message, imported a moment ago or not.
+    assert!(store.send("m3").await.unwrap().is_none());
     assert!(store.message("m3").await.unwrap().is_none());
     assert!(store.batch("camp").await.unwrap().is_none());
     // The dead letter goes, and then its event.

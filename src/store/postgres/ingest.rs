@@ -311,8 +311,9 @@ async fn commit(pool: &Pool, batch: &[Accept]) -> Result<Vec<Outcome>, Failed> {
     }
     if !tally.deltas.is_empty() {
         write_batches(&tx, &tally.deltas).await?;
-        write_counters(&tx, &tally).await?;
     }
+    // Also for messages without a batch: the daily report counts them.
+    write_counters(&tx, &tally).await?;
     let mut seqs = Vec::new();
     if !stored.is_empty() {
         let n = stored.len() as i64;

@@ -67,36 +67,56 @@ pub fn serve(config_path: Option<&Path>) -> anyhow::Result<i32> {
 /// `innohook check-config --config PATH`: reports problems without starting, the store's
 /// included (its directory writable, or the database reachable and usable).
 pub fn check_config(config_path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<i32> {
-    let config = match crate::config::Config::load(config_path) {
+    // A file that does not read is one problem (figment names every key it could not).
+    let config = match crate::config::Config::read_only(config_path) {
         Ok(config) => config,
         Err(e) => {
             writeln!(out, "{e:#}")?;
             return Ok(1);
         }
     };
+    // Then every problem at once: the rules, the store and each sink as serve would open
+    // them (a section with a problem of its own is not also probed).
+    let mut problems = config.problems();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let store = match runtime.block_on(crate::store::check(&config.store)) {
-        Ok(store) => store,
-        Err(e) => {
-            writeln!(out, "the store cannot be used: {e:#}")?;
-            return Ok(1);
-        }
+    let store = match config.store.check() {
+        Ok(()) => match runtime.block_on(crate::store::check(&config.store)) {
+            Ok(store) => Some(store),
+            Err(e) => {
+                problems.push(format!("the store cannot be used: {e:#}"));
+                None
+            }
+        },
+        Err(_) => None,
     };
     let mut sinks = Vec::new();
     for (i, sink) in config.sinks.iter().enumerate() {
+        if sink.check().is_err() {
+            continue;
+        }
         match sink
             .describe()
             .and_then(|line| runtime.block_on(sink.probe()).map(|()| line))
         {
             Ok(line) => sinks.push(line),
-            Err(e) => {
-                writeln!(out, "sinks[{i}] ({}): {e:#}", sink.name())?;
-                return Ok(1);
-            }
+            Err(e) => problems.push(format!("sinks[{i}] ({}): {e:#}", sink.name())),
         }
     }
+    if !problems.is_empty() {
+        let n = problems.len();
+        writeln!(
+            out,
+            "{n} problem{} in the configuration:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in problems {
+            writeln!(out, "- {p}")?;
+        }
+        return Ok(1);
+    }
+    let store = store.unwrap_or_default();
     writeln!(
         out,
         "configuration is valid: listen {} path {}",

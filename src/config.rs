@@ -93,6 +93,12 @@ impl Config {
         Ok(config)
     }
 
+    /// Defaults, then the file, then the environment, as data, without the rules of
+    /// [`Config::problems`] (`check-config` lists those).
+    pub fn read_only(path: Option<&Path>) -> anyhow::Result<Self> {
+        Self::read(path)
+    }
+
     /// Defaults, then the file, then the environment, as data.
     fn read(path: Option<&Path>) -> anyhow::Result<Self> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
@@ -119,36 +125,58 @@ impl Config {
         figment.extract().map_err(|e| explain(e, path))
     }
 
-    /// Rules that serde cannot express: everything a server needs.
+    /// Rules that serde cannot express: everything a server needs. Every problem at once,
+    /// one line each.
     fn check(&self) -> anyhow::Result<()> {
-        self.store.check()?;
-        self.server.check()?;
+        let problems = self.problems();
+        anyhow::ensure!(problems.is_empty(), "{}", problems.join("\n"));
+        Ok(())
+    }
+
+    /// What is wrong with the configuration, one sentence a problem (empty: nothing).
+    /// `serve` refuses to start on any of them, `check-config` lists them all.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut note = |r: anyhow::Result<()>| {
+            if let Err(e) = r {
+                problems.push(format!("{e:#}"));
+            }
+        };
+        note(self.store.check());
+        note(self.server.check());
         // One rule for every secret, whichever section it is in.
         for (key, value) in [
             ("auth.username", &self.auth.username),
             ("auth.authorization", &self.auth.authorization),
             ("api.token", &self.api.token),
         ] {
-            anyhow::ensure!(
-                value.as_deref() != Some(""),
-                "{key} is set but empty; give it the value set in the InnoPaaS console, or unset it"
-            );
+            note(if value.as_deref() == Some("") {
+                Err(anyhow::anyhow!(
+                    "{key} is set but empty; give it the value set in the InnoPaaS console, or unset it"
+                ))
+            } else {
+                Ok(())
+            });
         }
-        self.auth.check()?;
-        self.tracking.check()?;
-        self.pricing.check()?;
-        self.ui.zone()?;
+        note(self.auth.check());
+        note(self.tracking.check());
+        note(self.pricing.check());
+        note(self.ui.zone().map(|_| ()));
         for (i, sink) in self.sinks.iter().enumerate() {
             let name = sink.name();
-            anyhow::ensure!(!name.is_empty(), "sinks[{i}]: name must not be empty");
-            anyhow::ensure!(
-                self.sinks.iter().filter(|o| o.name() == name).count() == 1,
-                "sinks[{i}]: more than one sink is named {name:?}; give each a distinct `name`"
-            );
-            sink.check()
-                .map_err(|e| anyhow::anyhow!("sinks[{i}] ({name}): {e:#}"))?;
+            let check = || -> anyhow::Result<()> {
+                anyhow::ensure!(!name.is_empty(), "sinks[{i}]: name must not be empty");
+                anyhow::ensure!(
+                    self.sinks.iter().filter(|o| o.name() == name).count() == 1,
+                    "sinks[{i}]: more than one sink is named {name:?}; give each a distinct `name`"
+                );
+                sink.check()
+                    .map_err(|e| anyhow::anyhow!("sinks[{i}] ({name}): {e:#}"))
+            };
+            note(check());
         }
-        self.log.check()
+        note(self.log.check());
+        problems
     }
 }
 

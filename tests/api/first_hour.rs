@@ -248,6 +248,43 @@ fn check_config_summarises_what_a_start_would_use() {
     );
 }
 
+/// check-config reports every problem in one run (a store directory that is a file, a
+/// bad time zone, a sink that would be refused, an empty secret), and serve refuses to
+/// start on the same, naming them.
+#[test]
+fn check_config_lists_every_problem_at_once_and_serve_refuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "").unwrap();
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = {file:?}\n[ui]\ntimezone = \"Mars/Olympus\"\n[api]\ntoken = \"\"\n[[sinks]]\ntype = \"log\"\nstatuses = [\"Failed\"]\n"
+    );
+    let path = write_config(dir.path(), &toml);
+    let out = run(&["check-config", "--config", path.to_str().unwrap()], &[]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    let problems = [
+        "is a file, not a directory",
+        "\"Mars/Olympus\" is not an IANA time zone",
+        "api.token is set but empty",
+        "\"Failed\" never matches",
+    ];
+    assert!(
+        said.starts_with("4 problems in the configuration:"),
+        "{said}"
+    );
+    for p in problems {
+        assert!(said.contains(p), "{p:?} in {said}");
+    }
+    // serve names the ones it checks before it opens anything.
+    let out = run(&["--config", path.to_str().unwrap(), "serve"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let said = text(&out.stderr);
+    for p in &problems[1..] {
+        assert!(said.contains(p), "{p:?} in {said}");
+    }
+}
+
 /// A refused push is logged with which header was missing or wrong, never its value,
 /// and at most once every few seconds however many come.
 #[tokio::test]

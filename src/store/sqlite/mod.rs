@@ -193,6 +193,16 @@ impl SqliteStore {
 /// Whether a server could open the store in `dir`: the directory (or the one it would
 /// be created in) takes files.
 pub(super) fn check(dir: &Path) -> anyhow::Result<String> {
+    // A file where the directory (or one it would be made in) should be.
+    if let Some(file) = dir.ancestors().find(|d| d.exists())
+        && !file.is_dir()
+    {
+        anyhow::bail!(
+            "the store directory {} cannot be made: {} is a file, not a directory; point [store] dir at a directory",
+            dir.display(),
+            file.display()
+        );
+    }
     let (existing, writable) = crate::fs::writable(dir);
     writable.map_err(|e| {
         anyhow::anyhow!(

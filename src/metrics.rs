@@ -34,6 +34,8 @@ pub const CONNECTIONS_OPEN: &str = "innohook_connections_open";
 pub const CONNECTIONS_LIMITED: &str = "innohook_connections_limit_reached_total";
 pub const CONNECTIONS_TIMED_OUT: &str = "innohook_connections_timed_out_total";
 pub const ACCEPT_ERRORS: &str = "innohook_accept_errors_total";
+pub const SIGN_IN_FAILURES: &str = "innohook_ui_sign_in_failures_total";
+pub const SIGN_IN_THROTTLED: &str = "innohook_ui_sign_in_throttled_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -91,6 +93,11 @@ fn describe() {
         "Templates' status and quality changes accepted, by kind (status, quality) and status (the template status or quality score; other for an undocumented one)."
     );
     describe_counter!(REJECTIONS, "Payloads rejected with 400, by code.");
+    describe_counter!(SIGN_IN_FAILURES, "Dashboard sign-ins with a wrong token.");
+    describe_counter!(
+        SIGN_IN_THROTTLED,
+        "Dashboard sign-ins refused with 429: their address sent too many wrong tokens."
+    );
     describe_counter!(UNAUTHORIZED, "Requests refused with 401.");
     describe_counter!(
         STORE_UNAVAILABLE,

@@ -170,8 +170,8 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             _ = signal_tx.closed() => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             // The client went away before we took its connection.
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
@@ -208,6 +208,7 @@ pub async fn serve(
         }
         tokio::spawn(connection(
             stream,
+            peer,
             router.clone(),
             limits,
             signal_tx.clone(),
@@ -253,6 +254,7 @@ impl Every {
 /// Serves one connection until it is done, times out, or the shutdown has drained it.
 async fn connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     router: Router,
     limits: Limits,
     signal_tx: watch::Sender<()>,
@@ -268,6 +270,7 @@ async fn connection(
     let service = Tracked {
         router,
         activity: activity.clone(),
+        peer,
     };
     let mut conn = pin!(
         hyper::server::conn::http1::Builder::new()
@@ -541,7 +544,12 @@ impl AsyncWrite for Watched {
 struct Tracked {
     router: Router,
     activity: Arc<Activity>,
+    peer: std::net::SocketAddr,
 }
+
+/// The address a request's connection came from, in its extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
 
 impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
     type Response = Response;
@@ -551,7 +559,9 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
     fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
         let answering = Answering::begin(self.activity.clone());
         // The router is always ready (axum documents it), so no `poll_ready`.
-        let answer = self.router.clone().call(req.map(axum::body::Body::new));
+        let mut req = req.map(axum::body::Body::new);
+        req.extensions_mut().insert(Peer(self.peer));
+        let answer = self.router.clone().call(req);
         Box::pin(async move {
             let response = answer.await;
             drop(answering);

@@ -745,3 +745,36 @@ async fn wait_for_keys(target: &Target, keys: &[&str]) {
     })
     .await;
 }
+
+/// Five wrong tokens from one address are free; then it waits, twice as long each time,
+/// a right token too, with a 429 that says how long, and the metrics count both. Another
+/// client behind the same local proxy (its X-Forwarded-For) is not held up.
+#[tokio::test]
+async fn wrong_tokens_slow_their_address_down() {
+    let app = app_with_dashboard("").await;
+    // The metrics are the process's, shared with the tests running beside this one.
+    let before = app.scrape().await;
+    for _ in 0..5 {
+        let res = post(&app, "/ui/login", &[], &[("token", "guess")]).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = post(&app, "/ui/login", &[], &[("token", "guess")]).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "the sixth is judged, then waits"
+    );
+    for token in ["guess", TOKEN] {
+        let res = post(&app, "/ui/login", &[], &[("token", token)]).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "{token}");
+        assert_eq!(res.headers()["retry-after"], "2");
+    }
+    // Through a proxy on this machine, another client signs in at once.
+    let proxied = [("x-forwarded-for", "198.51.100.20")];
+    let res = post(&app, "/ui/login", &proxied, &[("token", TOKEN)]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let after = app.scrape().await;
+    let moved = |series: &str| metric(&after, series) - metric(&before, series);
+    assert!(moved("innohook_ui_sign_in_failures_total") >= 6.0);
+    assert_eq!(moved("innohook_ui_sign_in_throttled_total"), 2.0);
+}

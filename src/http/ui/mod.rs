@@ -16,6 +16,7 @@ mod messages;
 mod overview;
 mod session;
 mod templates;
+mod throttle;
 
 use std::sync::Arc;
 
@@ -43,6 +44,8 @@ pub(crate) struct UiState {
     store_description: String,
     /// What the campaign figures need from the configuration.
     campaign: Arc<crate::campaign::Settings>,
+    /// Wrong sign-in tokens by client address.
+    throttle: throttle::Throttle,
 }
 
 type Ui = Arc<UiState>;
@@ -62,6 +65,7 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(
         sinks,
         store_description,
         campaign,
+        throttle: throttle::Throttle::default(),
     });
     let signed_in = Router::new()
         .route("/ui/", get(overview::page))
@@ -244,20 +248,46 @@ struct SignInForm {
 /// `POST /ui/login`: the token in a form field (never in a URL) starts a session.
 async fn sign_in(
     State(ui): State<Ui>,
+    peer: Option<axum::Extension<crate::http::serve::Peer>>,
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Response {
     let next = safe_next(form.next.as_deref());
+    let client = throttle::client_address(peer.map(|p| p.0.0), &headers);
+    let at = std::time::Instant::now();
+    if let Some(wait) = ui.throttle.wait(client, at) {
+        metrics::counter!(crate::metrics::SIGN_IN_THROTTLED).increment(1);
+        return too_many_attempts(wait);
+    }
     if !ui.keys.token_matches(&form.token) {
-        tracing::warn!("Dashboard sign-in with a wrong token.");
+        metrics::counter!(crate::metrics::SIGN_IN_FAILURES).increment(1);
+        let wait = ui.throttle.failed(client, at);
+        tracing::warn!(%client, throttled_secs = wait.map(|w| w.as_secs()), "Dashboard sign-in with a wrong token.");
         return render(StatusCode::UNAUTHORIZED, &SignIn { next, failed: true }).into_response();
     }
+    ui.throttle.succeeded(client);
     let (value, _) = ui.keys.issue(now());
     (
         [(header::SET_COOKIE, session::set_cookie(&value, &headers))],
         Redirect::to(next),
     )
         .into_response()
+}
+
+/// 429 for an address that sent too many wrong tokens, saying when to try again.
+fn too_many_attempts(wait: std::time::Duration) -> Response {
+    // Rounded up: trying again after the seconds said is never too early.
+    let secs = (wait.as_secs_f64().ceil() as u64).max(1);
+    let mut res = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Html(format!(
+            "<!doctype html><title>Too many attempts · innohook</title><p>Too many wrong tokens from your address. Try again in {secs} s.</p>"
+        )),
+    )
+        .into_response();
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    res
 }
 
 /// Where to go after signing in: a dashboard page, never another site.

@@ -22,6 +22,7 @@ mod pg;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod process;
+mod proxy;
 #[cfg(feature = "rabbitmq")]
 mod rabbitmq;
 #[cfg(feature = "redis")]

@@ -419,3 +419,73 @@ fn a_command_whose_reader_went_away_exits_0_without_an_error() {
     assert!(!err.contains("Broken pipe"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+/// Every metric the shipped alerting rules and Grafana dashboard name is one innohook
+/// exports (a typo there would make an alert that can never fire), and promtool, where it
+/// is installed (`INNOHOOK_TEST_PROMTOOL=1` requires it, as `.ci/run` does), accepts
+/// the rules.
+#[test]
+fn the_alerts_and_the_dashboard_name_only_metrics_innohook_exports() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source = std::fs::read_to_string(root.join("src/metrics.rs")).unwrap();
+    let exported: std::collections::BTreeSet<String> = source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub const "))
+        .filter_map(|l| l.split('"').nth(1))
+        .map(str::to_owned)
+        .collect();
+    assert!(exported.contains("innohook_events_received_total"));
+    let rules = root.join("deploy/prometheus/alerts.yml");
+    for file in [rules.clone(), root.join("deploy/grafana/innohook.json")] {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let mut named = 0;
+        for (i, _) in text.match_indices("innohook_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            // A histogram's series.
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            if name == "innohook_" || base == "innohook" {
+                continue;
+            }
+            named += 1;
+            assert!(
+                exported.contains(base),
+                "{} names {name}, which innohook does not export",
+                file.display()
+            );
+        }
+        assert!(named > 5, "{}", file.display());
+    }
+    let grafana: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/grafana/innohook.json")).unwrap(),
+    )
+    .expect("the Grafana dashboard is JSON");
+    assert!(grafana["panels"].as_array().is_some_and(|p| !p.is_empty()));
+    match std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(_) => {
+            assert!(
+                std::env::var("INNOHOOK_TEST_PROMTOOL").as_deref() != Ok("1"),
+                "INNOHOOK_TEST_PROMTOOL=1, but promtool is not installed: apt-get install prometheus"
+            );
+            skipped(
+                "the_alerts_and_the_dashboard_name_only_metrics_innohook_exports",
+                "install prometheus (apt-get) for promtool to check the alerting rules too, or set INNOHOOK_TEST_PROMTOOL=1 to require it",
+            );
+        }
+    }
+}

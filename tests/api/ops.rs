@@ -489,3 +489,68 @@ fn the_alerts_and_the_dashboard_name_only_metrics_innohook_exports() {
         }
     }
 }
+
+/// The deployment files do what they say: the systemd unit's install steps run as
+/// written (into a scratch root), the image carries CA certificates and a binary without
+/// its debug information and says it needs BuildKit, and the README copies the example
+/// configuration before it first names it and creates a NATS stream a single server takes.
+#[test]
+fn the_deployment_files_do_what_they_say() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("deploy/innohook.service")).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    // What every systemd machine has; /etc/innohook is the unit's to make.
+    std::fs::create_dir_all(scratch.path().join("etc/systemd/system")).unwrap();
+    let steps: Vec<String> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("#   "))
+        .filter(|l| l.starts_with("install ") || l.starts_with("echo ") || l.starts_with("chmod "))
+        // Into the scratch root, without the group (the innohook user is not made here).
+        .map(|l| {
+            l.replace(" /etc/", &format!(" {}/etc/", scratch.path().display()))
+                .replace(" -g innohook", "")
+        })
+        .collect();
+    assert!(steps.len() >= 4, "{steps:?}");
+    for step in &steps {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(step)
+            .current_dir(root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{step}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(scratch.path().join("etc/innohook/innohook.toml").is_file());
+
+    let docker = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let runtime = docker.split("FROM debian").nth(1).expect("a runtime stage");
+    assert!(
+        runtime.contains("ca-certificates"),
+        "the runtime image has no CA certificates"
+    );
+    assert!(
+        docker.contains("strip --strip-debug"),
+        "the image's binary keeps its debug info"
+    );
+    assert!(docker.contains("BuildKit"));
+
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let copied = readme
+        .find("cp config.example.toml innohook.toml")
+        .expect("the copy");
+    let named = readme.find("--config innohook.toml").unwrap();
+    assert!(
+        copied < named,
+        "the README names innohook.toml before it makes it"
+    );
+    let stream = readme
+        .lines()
+        .find(|l| l.trim_start().starts_with("nats stream add"))
+        .unwrap();
+    assert!(stream.contains("--replicas 1"), "{stream}");
+}

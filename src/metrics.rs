@@ -120,7 +120,7 @@ fn describe() {
     );
     describe_gauge!(
         SINK_PENDING,
-        "Committed events a sink has not finished yet."
+        "Events a sink has not finished: committed after its position, and set aside (the dashboard's Behind); it follows commits also while a delivery is retried."
     );
     describe_gauge!(
         SINK_HOLDING_BACK,

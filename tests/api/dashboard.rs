@@ -449,13 +449,15 @@ async fn the_overview_counts_what_was_posted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_sink_shows_on_the_overview_until_it_delivers_again() {
     let target = Target::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;
-    let app = app_with_dashboard(&forward_sink(&target.url())).await;
+    // A sink name of its own: the metrics are the process's, shared with other tests.
+    let sink = forward_sink(&target.url()).replace("\"crm\"", "\"crm-down\"");
+    let app = app_with_dashboard(&sink).await;
     let (addr, state) = target.stop().await;
     let v = campaign_status("e1", "m1", "b", "read", 1);
     assert_eq!(app.post(v.to_string()).await.status(), 200);
     let cookie = sign_in(&app).await;
     let row = |page: &str| -> String {
-        let start = page.find("data-sink=\"crm\"").expect("the sink's row");
+        let start = page.find("data-sink=\"crm-down\"").expect("the sink's row");
         page[start..start + page[start..].find("</tr>").unwrap()].to_owned()
     };
     let failing = poll_until("the sink shown failing", 10, async || {
@@ -467,6 +469,27 @@ async fn a_failing_sink_shows_on_the_overview_until_it_delivers_again() {
     assert!(failing.contains("state bad"));
     assert!(failing.contains(&format!("http://{addr}/in")), "{failing}");
     assert!(failing.contains("class=\"num behind\">1</td>"), "{failing}");
+    // More come while it is down: the overview's Behind and /metrics' pending say the
+    // same number, the metric too while the first delivery is still being retried.
+    for m in 2..=5 {
+        let v = campaign_status(&format!("e{m}"), &format!("m{m}"), "b", "read", 1);
+        assert_eq!(app.post(v.to_string()).await.status(), 200);
+    }
+    app.scrape_until("innohook_sink_pending_events{sink=\"crm-down\"}", 5.0)
+        .await;
+    let (_, page) = get(&app, &cookie, "/ui/").await;
+    assert!(
+        row(&page).contains("class=\"num behind\">5</td>"),
+        "{}",
+        row(&page)
+    );
+    assert_eq!(
+        metric(
+            &app.scrape().await,
+            "innohook_sink_pending_events{sink=\"crm-down\"}"
+        ),
+        5.0
+    );
     let target = Target::start(addr, state).await;
     let delivering = poll_until("the sink shown delivering", 10, async || {
         let (_, page) = get(&app, &cookie, "/ui/").await;
@@ -477,7 +500,17 @@ async fn a_failing_sink_shows_on_the_overview_until_it_delivers_again() {
     .await;
     // The last error stays, with its time.
     assert!(delivering.contains(&format!("http://{addr}/in")));
-    assert_eq!(target.received_ids().len(), 1);
+    assert_eq!(target.received_ids().len(), 5);
+    app.scrape_until("innohook_sink_delivered_total{sink=\"crm-down\"}", 5.0)
+        .await;
+    poll_until("nothing pending", 10, async || {
+        let pending = metric(
+            &app.scrape().await,
+            "innohook_sink_pending_events{sink=\"crm-down\"}",
+        );
+        (pending == 0.0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

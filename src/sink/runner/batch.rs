@@ -64,8 +64,8 @@ impl Runner {
             );
         }
         if cursor.is_some() {
-            let pending = (*held.committed.borrow() - self.cursor).max(0);
-            held.meters.pending.set(pending as f64);
+            let head = *held.committed.borrow();
+            held.meters.position(self.cursor, self.parked.len(), head);
         }
         // Let the next batch fill up a little: each delivery has a fixed cost (an
         // fsync or a round of requests, a cursor write), and under

@@ -82,6 +82,8 @@ struct Held<'a> {
     /// The highest seq committed.
     committed: watch::Receiver<i64>,
     meters: Meters,
+    /// Keeps the pending gauge in step with commits.
+    _following: health::AbortOnDrop,
     replay: ReplayQueue,
 }
 
@@ -145,13 +147,16 @@ impl Runner {
         lost: watch::Receiver<bool>,
         stop: &mut watch::Receiver<bool>,
     ) -> Halt {
+        let meters = Meters::new(name, self.parked.len());
+        meters.position(self.cursor, self.parked.len(), *self.store.head().borrow());
         let mut held = Held {
             name,
             lease,
             lost,
             stop,
             committed: self.store.head(),
-            meters: Meters::new(name, self.parked.len()),
+            _following: meters.follow(self.store.head()),
+            meters,
             replay: ReplayQueue::new(),
         };
         if let Err(halt) = self.record_ahead(&mut held).await {
@@ -172,7 +177,7 @@ impl Runner {
             return Err(Halt::LeaseLost);
         }
         let head = *held.committed.borrow_and_update();
-        held.meters.pending.set((head - self.cursor).max(0) as f64);
+        held.meters.position(self.cursor, self.parked.len(), head);
         let batch = self.config.common.batch_size.max(1);
         let due = self.parked.due(Utc::now(), batch);
         if !due.is_empty() {

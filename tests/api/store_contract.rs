@@ -717,8 +717,8 @@ async fn retention_removes_only_what_no_sink_needs(b: &impl Backend) {
         ..Progress::default()
     };
     store.sink_progress(&lease, progress).await.unwrap();
-    let old_send = innohook::campaign::sends::Sent {
-        id: "s-old".into(),
+    let sent = |id: &str| innohook::campaign::sends::Sent {
+        id: id.into(),
         phone: "65".into(),
         uid: Some("camp".into()),
         sent_at: chrono::Utc::now(),
@@ -726,7 +726,7 @@ async fn retention_removes_only_what_no_sink_needs(b: &impl Backend) {
     };
     let mut imported = Default::default();
     store
-        .import_sends(&[old_send], &mut imported)
+        .import_sends(&[sent("s-old")], &mut imported)
         .await
         .unwrap();
     // Everything is older than a second once a second has passed.
@@ -786,14 +786,6 @@ async fn retention_removes_only_what_no_sink_needs(b: &impl Backend) {
     assert!(prune(&policy, false).await.held_by.is_empty());
     // Messages, batches and the send list by their own retention (a send from when it was
     // imported: the one imported before the wait goes, the one after stays).
-    let sent = |id: &str| innohook::campaign::sends::Sent {
-        id: id.into(),
-        phone: "65".into(),
-        uid: Some("camp".into()),
-        sent_at: chrono::Utc::now(),
-        template: None,
-    };
-    let mut imported = Default::default();
     store
         .import_sends(&[sent("s-new"), sent("m3")], &mut imported)
         .await

@@ -692,6 +692,8 @@ async fn daily_report_in_kolkata(app: &TestApp) {
     let (_, page) = get(app, &cookie, "/ui/batches/day").await;
     // The first event, 10:00 UTC, is 15:30 in Kolkata.
     assert!(page.contains("First event 2026-03-01 15:30:00"), "{page}");
+    // Its timeline's hours too: the hour from 10:00 UTC is 15:30 there.
+    assert!(page.contains("<tr><td>2026-03-01 15:30</td>"), "{page}");
     let (_, csv) = get(app, &cookie, "/ui/batches/day/messages.csv").await;
     assert!(csv.contains("2026-03-01T15:30:00.000+05:30"), "{csv}");
     // The API's CSV stays UTC.

@@ -449,8 +449,17 @@ pub(super) async fn page(
         )
     });
     let (columns, hourly) = timeline_columns(&timeline);
+    // Counted by UTC hour, labelled with each hour's local time in [ui] timezone.
+    let zone = super::zone();
+    let columns: Vec<Column> = columns
+        .into_iter()
+        .map(|c| Column {
+            at: c.at.with_timezone(&zone).naive_local().and_utc(),
+            ..c
+        })
+        .collect();
     let timeline_chart = (!columns.is_empty()).then(|| {
-        let format = if hourly { "%m-%d %H:00" } else { "%Y-%m-%d" };
+        let format = if hourly { "%m-%d %H:%M" } else { "%Y-%m-%d" };
         chart::stacked_both(&columns, TIMELINE_SERIES, format, "Status events over time")
     });
     let timeline_rows = columns
@@ -460,7 +469,7 @@ pub(super) async fn page(
         .map(|c| TimelineRow {
             at: c
                 .at
-                .format(if hourly { "%Y-%m-%d %H:00" } else { "%Y-%m-%d" })
+                .format(if hourly { "%Y-%m-%d %H:%M" } else { "%Y-%m-%d" })
                 .to_string(),
             values: c.values.iter().map(|v| thousands(*v)).collect(),
         })

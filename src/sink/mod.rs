@@ -10,6 +10,8 @@
 mod file;
 mod forward;
 mod log;
+// Names made from an event by a template: only the broker sinks have them.
+#[cfg(any(feature = "nats", feature = "rabbitmq", feature = "redis"))]
 mod name;
 #[cfg(feature = "nats")]
 mod nats;
@@ -207,6 +209,8 @@ pub(crate) struct Building<'a> {
     pub store_cursor: i64,
     /// The last event the store committed.
     pub store_head: i64,
+    /// The runner's retries (the NATS sink bounds its own reconnects by them).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub retry: runner::RetryPolicy,
 }
 

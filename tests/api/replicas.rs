@@ -294,6 +294,14 @@ async fn the_sink_moves_to_another_replica_when_its_holder_is_killed() {
     );
     assert!(takeover < Duration::from_secs(10), "took {takeover:?}");
     assert!(times.values().all(|n| *n <= 2));
+    // Every request carries its lease's fencing token, higher after the takeover.
+    let tokens: Vec<i64> = (target.state.lock().unwrap().received.iter())
+        .map(|(h, _)| h["x-innohook-lease"].to_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        tokens.windows(2).all(|w| w[0] <= w[1]) && tokens.first() < tokens.last(),
+        "tokens in arrival order rise with the takeover"
+    );
     assert!(twice <= BATCH, "{twice} duplicates, more than a batch");
 }
 

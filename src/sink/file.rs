@@ -194,6 +194,7 @@ impl Sink for FileSink {
     fn deliver<'a>(
         &'a self,
         events: &'a [StoredEvent],
+        _lease: i64,
     ) -> BoxFuture<'a, Vec<Result<(), SinkError>>> {
         Box::pin(async move {
             let mut buf = Vec::new();

@@ -7,8 +7,10 @@
 //! once, up to `concurrency`. An event that fails while others get through is retried on
 //! its own and its message's later events wait behind it (see
 //! [`Sink::keeps_message_order`]). Each request carries `Idempotency-Key` (unique per
-//! stored event, the same on every retry), the envelope id and the store's seq, and, with
-//! `signing_secret`, a Standard Webhooks signature.
+//! stored event, the same on every retry), the envelope id, the store's seq, the fencing
+//! token of the lease it was sent under (`X-Innohook-Lease`: a target that refuses a token
+//! lower than one it has seen never takes a request from a replica that lost the sink),
+//! and, with `signing_secret`, a Standard Webhooks signature.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -144,7 +146,7 @@ impl ForwardSink {
         })
     }
 
-    async fn post(&self, event: &StoredEvent) -> Result<(), SinkError> {
+    async fn post(&self, event: &StoredEvent, lease: i64) -> Result<(), SinkError> {
         let _permit = self.limit.acquire().await.expect("semaphore never closed");
         // InnoPaaS reuses an envelope id across the statuses of one message: the key
         // is the stored event's own, the envelope id travels in a header of its own.
@@ -154,7 +156,8 @@ impl ForwardSink {
             .post(self.url.clone())
             .header("Idempotency-Key", &key)
             .header("X-Innohook-Event-Id", header_text(&event.event_id))
-            .header("X-Innohook-Seq", event.seq);
+            .header("X-Innohook-Seq", event.seq)
+            .header("X-Innohook-Lease", lease);
         if let Some(signing_key) = &self.signing_key {
             let timestamp = chrono::Utc::now().timestamp();
             request = request
@@ -194,8 +197,9 @@ impl Sink for ForwardSink {
     fn deliver<'a>(
         &'a self,
         events: &'a [StoredEvent],
+        lease: i64,
     ) -> BoxFuture<'a, Vec<Result<(), SinkError>>> {
-        super::by_message(events, move |e| self.post(e))
+        super::by_message(events, move |e| self.post(e, lease))
     }
 
     fn keeps_message_order(&self) -> bool {

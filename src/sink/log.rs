@@ -66,6 +66,7 @@ impl Sink for LogSink {
     fn deliver<'a>(
         &'a self,
         events: &'a [StoredEvent],
+        _lease: i64,
     ) -> BoxFuture<'a, Vec<Result<(), SinkError>>> {
         Box::pin(async move {
             for e in events {

@@ -84,9 +84,13 @@ pub trait Sink: Send + Sync {
     fn name(&self) -> &str;
 
     /// Delivers events in the order given; answers one result per event, same order.
+    /// `lease` is the fencing token of the sink's lease this delivery runs under: it rises
+    /// with every takeover by another process, so a target that is told it can refuse a
+    /// former holder's late requests (the forward sink sends it as `X-Innohook-Lease`).
     fn deliver<'a>(
         &'a self,
         events: &'a [StoredEvent],
+        lease: i64,
     ) -> BoxFuture<'a, Vec<Result<(), SinkError>>>;
 
     /// Whether the sink keeps each message's order rather than the global one: then an

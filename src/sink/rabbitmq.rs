@@ -253,6 +253,7 @@ impl Sink for RabbitMqSink {
     fn deliver<'a>(
         &'a self,
         events: &'a [StoredEvent],
+        _lease: i64,
     ) -> BoxFuture<'a, Vec<Result<(), SinkError>>> {
         super::by_message(events, move |e| self.publish(e))
     }

@@ -226,6 +226,7 @@ impl Sink for RedisSink {
     fn deliver<'a>(
         &'a self,
         events: &'a [StoredEvent],
+        _lease: i64,
     ) -> BoxFuture<'a, Vec<Result<(), SinkError>>> {
         Box::pin(self.add(events))
     }

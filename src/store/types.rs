@@ -211,13 +211,16 @@ pub struct Progress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkLease {
     pub sink: String,
-    /// The fencing token: progress under an older token than the sink's current one is
-    /// refused.
+    /// The fencing token: it rises with every claim that is not a renewal by the holder
+    /// (a takeover, or a claim after a release), and progress under an older token than
+    /// the sink's current one is refused.
     pub token: i64,
     /// When to claim it again (renewing it keeps the token).
     pub renew_at: std::time::Instant,
     /// Until when it is surely ours without a renewal (by this process's clock, counted
-    /// from before the claim was sent).
+    /// from before the claim was sent, and short of the store's expiry: what the holder
+    /// sent before then lands before another process can claim the sink). The holder
+    /// stops delivering by then unless it renewed it.
     pub valid_until: std::time::Instant,
 }
 

@@ -294,6 +294,14 @@ async fn the_sink_moves_to_another_replica_when_its_holder_is_killed() {
     );
     assert!(takeover < Duration::from_secs(10), "took {takeover:?}");
     assert!(times.values().all(|n| *n <= 2));
+    // Every request carries its lease's fencing token, higher after the takeover.
+    let tokens: Vec<i64> = (target.state.lock().unwrap().received.iter())
+        .map(|(h, _)| h["x-innohook-lease"].to_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        tokens.windows(2).all(|w| w[0] <= w[1]) && tokens.first() < tokens.last(),
+        "tokens in arrival order rise with the takeover"
+    );
     assert!(twice <= BATCH, "{twice} duplicates, more than a batch");
 }
 
@@ -391,4 +399,145 @@ async fn a_database_outage_answers_503_and_loses_nothing() {
     assert!(lost.is_empty(), "answered 200 but not stored: {lost:?}");
     drop(r);
     drop(db);
+}
+
+/// A TCP proxy that can stop passing bytes without closing anything: a network partition
+/// as the peers see it (what they send is not answered, nothing is refused), healed by
+/// letting the held bytes through.
+struct Partition {
+    addr: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Partition {
+    async fn start(to: std::net::SocketAddr) -> Partition {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, open) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let open = open.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(to).await else {
+                        return;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::join!(pass(cr, sw, open.clone()), pass(sr, cw, open));
+                });
+            }
+        });
+        Partition { addr, cut, task }
+    }
+
+    fn cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to`, holding what it read while the partition is cut.
+async fn pass(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut open: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if open.wait_for(|cut| !*cut).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The replica holding the forward sink is cut off from PostgreSQL (a partition: its
+/// queries are not answered, nothing is refused) while it retries a delivery. It stops
+/// delivering when its lease runs out by its own clock, before the other replica can
+/// claim the sink; every request carries the lease's fencing token (`X-Innohook-Lease`),
+/// and the new holder's is higher. Before, the cut-off replica waited on its renewal
+/// for as long as TCP retried, and kept delivering under the old token after the
+/// takeover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_cut_off_from_the_database_stops_before_another_takes_over() {
+    let Some(db) =
+        TestDb::create("a_holder_cut_off_from_the_database_stops_before_another_takes_over").await
+    else {
+        return;
+    };
+    let mut pg_url = url::Url::parse(&db.url).unwrap();
+    let pg_addr = tokio::net::lookup_host(format!(
+        "{}:{}",
+        pg_url.host_str().unwrap(),
+        pg_url.port().unwrap_or(5432)
+    ))
+    .await
+    .unwrap()
+    .next()
+    .unwrap();
+    let partition = Partition::start(pg_addr).await;
+    pg_url.set_host(Some("127.0.0.1")).unwrap();
+    pg_url.set_port(Some(partition.addr.port())).unwrap();
+
+    let target = Target::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;
+    target.state.lock().unwrap().flaky = Some((1.0, fastrand::Rng::with_seed(1)));
+    let sink = format!(
+        "[[sinks]]\ntype = \"forward\"\nname = \"crm\"\nurl = \"{}\"\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\ntimeout_secs = 2\n",
+        target.url()
+    );
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let cut_off = replica(dirs[0].path(), pg_url.as_str(), &sink);
+    poll_until("the first replica to take the sink", 20, async || {
+        cut_off.logged("Sink started.").then_some(())
+    })
+    .await;
+    let other = replica(dirs[1].path(), &db.url, &sink);
+
+    // The holder retries an event the target refuses for now.
+    let res = other.post(status("m-1", "read", "b").to_string()).await;
+    assert_eq!(res.status(), 200);
+    let lease = |h: &reqwest::header::HeaderMap| -> i64 {
+        h["x-innohook-lease"].to_str().unwrap().parse().unwrap()
+    };
+    let old = poll_until("the holder to try the event", 20, async || {
+        let s = target.state.lock().unwrap();
+        s.attempts.first().map(|(h, _, _)| lease(h))
+    })
+    .await;
+
+    partition.cut(true);
+    poll_until("the cut-off holder to give the sink up", 20, async || {
+        cut_off.logged("could not be renewed in time").then_some(())
+    })
+    .await;
+    poll_until("the other replica to take the sink over", 20, async || {
+        other.logged("Sink started.").then_some(())
+    })
+    .await;
+    target.state.lock().unwrap().flaky = None;
+    let new = poll_until("the event delivered by the new holder", 20, async || {
+        let s = target.state.lock().unwrap();
+        s.received.iter().map(|(h, _)| lease(h)).find(|&l| l != old)
+    })
+    .await;
+    assert!(new > old, "the new holder's token {new} is above {old}");
+    let tokens: Vec<i64> = (target.state.lock().unwrap().attempts.iter())
+        .map(|(h, _, _)| lease(h))
+        .collect();
+    let first_new = tokens.iter().position(|&t| t == new).unwrap();
+    assert!(
+        tokens[first_new..].iter().all(|&t| t == new),
+        "the former holder delivered after the takeover: tokens in arrival order {tokens:?}"
+    );
+    partition.cut(false);
 }

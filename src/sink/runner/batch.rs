@@ -36,7 +36,7 @@ impl Runner {
         // took over delivers the batch again from the recorded cursor.
         // A stop lets a delivery that has started finish (see `deliver`).
         let mut delivery = tokio::select! {
-            d = self.deliver(&wanted, held.stop) => d,
+            d = self.deliver(&wanted, held.lease.token, held.stop) => d,
             _ = held.lost.wait_for(|l| *l) => return Err(Halt::LeaseLost),
         };
         let now = Utc::now();

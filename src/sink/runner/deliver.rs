@@ -54,7 +54,8 @@ pub(super) fn answers(
 }
 
 impl Runner {
-    /// Delivers `events`, retrying failures in place. A sink that keeps each message's
+    /// Delivers `events` under the lease whose fencing token is `lease`, retrying
+    /// failures in place. A sink that keeps each message's
     /// order sets aside what failed when other events got through, or when the failures
     /// are all one message's (the failure is then the events' own, not the target's): it
     /// is retried on its own while the rest goes on.
@@ -67,6 +68,7 @@ impl Runner {
     pub(super) async fn deliver(
         &mut self,
         events: &[StoredEvent],
+        lease: i64,
         stop: &mut watch::Receiver<bool>,
     ) -> Delivery {
         let name = self.sink.name();
@@ -75,7 +77,11 @@ impl Runner {
         let mut pending = events.to_vec();
         let mut attempt = 1;
         while !pending.is_empty() {
-            let results = answers(name, pending.len(), self.sink.deliver(&pending).await);
+            let results = answers(
+                name,
+                pending.len(),
+                self.sink.deliver(&pending, lease).await,
+            );
             let Failures {
                 retry,
                 failed,

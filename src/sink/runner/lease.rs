@@ -63,30 +63,42 @@ impl Runner {
 /// Keeps this process's lease on a sink: claims it again at every `renew_at` (a third of
 /// the lease into it), and says it is lost when another process took it over, or when it
 /// could not be renewed before `valid_until` (then another may take it over any moment).
+///
+/// Each renewal is bounded by `valid_until`: cut off from the database (a partition, not
+/// a refused connection), a query is not answered for as long as TCP keeps retrying, and a
+/// holder waiting on it would go on delivering after another process took the sink over.
 async fn keep(store: Arc<dyn Store>, mut lease: SinkLease, lost: watch::Sender<bool>) {
+    let give_up = |lease: &SinkLease| {
+        tracing::error!(
+            sink = lease.sink,
+            "The sink's lease could not be renewed in time; delivery stops until it is claimed again."
+        );
+        let _ = lost.send(true);
+    };
     loop {
         tokio::time::sleep_until(lease.renew_at.into()).await;
         loop {
-            match store.claim_sink(&lease.sink).await {
-                Ok(Some(renewed)) if renewed.token == lease.token => {
+            let renewal = store.claim_sink(&lease.sink);
+            match tokio::time::timeout_at(lease.valid_until.into(), renewal).await {
+                Ok(Ok(Some(renewed))) if renewed.token == lease.token => {
                     lease = renewed;
                     break;
                 }
-                Ok(_) => {
+                Ok(Ok(_)) => {
                     let _ = lost.send(true);
                     return;
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!(sink = lease.sink, error = %e, "Cannot renew the sink's lease; retrying.");
                     if Instant::now() + RENEW_RETRY >= lease.valid_until {
-                        tracing::error!(
-                            sink = lease.sink,
-                            "The sink's lease could not be renewed in time; delivery stops until it is claimed again."
-                        );
-                        let _ = lost.send(true);
+                        give_up(&lease);
                         return;
                     }
                     tokio::time::sleep(RENEW_RETRY).await;
+                }
+                Err(_) => {
+                    give_up(&lease);
+                    return;
                 }
             }
         }

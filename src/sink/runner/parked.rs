@@ -128,7 +128,7 @@ impl Runner {
         due: Vec<(ParkedEvent, StoredEvent)>,
     ) -> Result<(), Halt> {
         let retried = tokio::select! {
-            r = self.retry_parked(due) => r,
+            r = self.retry_parked(due, held.lease.token) => r,
             _ = held.lost.wait_for(|l| *l) => return Err(Halt::LeaseLost),
         };
         let (done, dead) = (retried.delivered, retried.dead.len());
@@ -150,12 +150,12 @@ impl Runner {
 
     /// Tries again the set-aside events whose time has come (one per message); takes
     /// the delivered ones out of `self.parked` and reschedules or dead-letters the rest.
-    async fn retry_parked(&mut self, due: Vec<(ParkedEvent, StoredEvent)>) -> Retried {
+    async fn retry_parked(&mut self, due: Vec<(ParkedEvent, StoredEvent)>, lease: i64) -> Retried {
         let name = self.sink.name();
         let policy = self.config.retry_policy();
         let events: Vec<StoredEvent> = due.iter().map(|(_, e)| e.clone()).collect();
         // Let finish when a stop comes, as in `deliver`.
-        let results = answers(name, due.len(), self.sink.deliver(&events).await);
+        let results = answers(name, due.len(), self.sink.deliver(&events, lease).await);
         let now = Utc::now();
         let mut out = Retried::default();
         let mut failed = None;

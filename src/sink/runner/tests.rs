@@ -30,6 +30,7 @@ impl Sink for Scripted {
     fn deliver<'a>(
         &'a self,
         events: &'a [StoredEvent],
+        _lease: i64,
     ) -> BoxFuture<'a, Vec<Result<(), SinkError>>> {
         let answer = match self.script.lock().unwrap().pop_front() {
             Some(Answer::Nothing) => Vec::new(),

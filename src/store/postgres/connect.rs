@@ -12,6 +12,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::store::StoreError;
 
+/// How long the server lets a transaction wait for its client's next statement.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(2);
+
 /// The pool for `url`. `sslmode` means what it means to libpq: `disable` plain TCP,
 /// `prefer` (the default) TLS when the server offers it, `require` TLS; neither checks
 /// the server's certificate. `verify-ca` checks it against the web's roots and the CA in
@@ -26,9 +29,18 @@ pub(super) fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
     pg.application_name("innohook");
     // Statements are prepared once per connection, but planned on every run: a plan
     // cached while a table was small would scan it whole once it has grown.
+    // A transaction whose replica is cut off (a partition: its COMMIT never arrives)
+    // would keep its locks until TCP gives up on the server's side, hours by default:
+    // the `seq_counter` row holds up every replica's commits, a lease row the takeover of
+    // a sink. innohook never keeps a transaction waiting on anything but the database,
+    // so the server ends one that has waited for the next statement this long.
+    let ours = format!(
+        "-c plan_cache_mode=force_custom_plan -c idle_in_transaction_session_timeout={}",
+        IDLE_IN_TRANSACTION.as_millis()
+    );
     let options = match pg.get_options() {
-        Some(given) => format!("{given} -c plan_cache_mode=force_custom_plan"),
-        None => "-c plan_cache_mode=force_custom_plan".to_owned(),
+        Some(given) => format!("{given} {ours}"),
+        None => ours,
     };
     pg.options(&options);
     // Find a dead peer within a minute rather than the system's two hours.

@@ -285,8 +285,10 @@ impl Delivery for PgStore {
             token: r.get(0),
             renew_at: sent + self.lease / 3,
             // Counted from before the claim was sent, so surely not later than the
-            // database's expiry.
-            valid_until: sent + self.lease,
+            // database's expiry, and a tenth of the lease short of it: a request the
+            // holder sent just before it stopped has that long to land before another
+            // replica can claim the sink.
+            valid_until: sent + self.lease - self.lease / 10,
         }))
     }
 

@@ -73,12 +73,32 @@ pub fn date_in(zone: Tz, at: &DateTime<Utc>) -> NaiveDate {
     at.with_timezone(&zone).date_naive()
 }
 
+/// A date written as RFC 3339's full-date (`2026-03-01`: four, two and two digits) and
+/// nothing else, which is what the OpenAPI document's `format: date` means (chrono alone
+/// also reads `2026-3-1`).
+pub fn day(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    let shaped = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    shaped
+        .then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        .flatten()
+}
+
+/// `day`, or the sentence that says what `name` must be.
+pub fn day_named(name: &str, s: &str) -> Result<NaiveDate, String> {
+    day(s).ok_or_else(|| format!("{name} must be a date such as 2026-03-01, not {s:?}."))
+}
+
 /// Reads a `from`..`to` range of dates; `to` at or after `from`, at most [`MAX_DAYS`].
 pub fn range(from: &str, to: &str) -> Result<(NaiveDate, NaiveDate), String> {
-    let date = |name: &str, s: &str| {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .map_err(|_| format!("{name} must be a date such as 2026-03-01, not {s:?}."))
-    };
+    let date = day_named;
     let (from, to) = (date("from", from)?, date("to", to)?);
     if to < from {
         return Err("to must not be before from.".into());

@@ -15,7 +15,8 @@ use serde_json::Value;
 /// Most problems one refusal names (the count says how many there were).
 pub const MAX_PROBLEMS: usize = 20;
 
-/// Longest id, phone, uid or template name taken (longer is a mistake, not data).
+/// Longest id, phone, uid or template name taken, in characters (JSON Schema's
+/// `maxLength`; longer is a mistake, not data).
 const MAX_FIELD: usize = 256;
 
 /// One message as the sender sent it.
@@ -265,8 +266,8 @@ fn send(fields: &Fields) -> Result<Sent, (&'static str, String)> {
                 Err((name, format!("must be a string, not {}", &v[1..])))
             }
             Some(v) if v.trim().is_empty() => Ok(None),
-            Some(v) if v.len() > MAX_FIELD => {
-                Err((name, format!("is longer than {MAX_FIELD} bytes")))
+            Some(v) if v.chars().count() > MAX_FIELD => {
+                Err((name, format!("is longer than {MAX_FIELD} characters")))
             }
             Some(v) if v.chars().any(char::is_control) => {
                 Err((name, "holds a control character".into()))

@@ -48,12 +48,36 @@ pub const PATHS: [&str; 17] = [
     "/api/openapi.json",
 ];
 
-/// The OpenAPI 3 document of this API.
+/// The paths of the OpenAPI document outside this API: the webhook (under the path it
+/// has by default) and the probes and metrics.
+pub const OTHER_PATHS: [&str; 4] = ["/webhook", "/healthz", "/readyz", "/metrics"];
+
+/// The OpenAPI 3 document of the whole HTTP surface.
 const OPENAPI: &str = include_str!("openapi.json");
 
-async fn openapi(Query(q): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
+/// The document as this server serves it: the webhook under its `[server] path`.
+fn openapi_document(webhook_path: &str) -> axum::body::Bytes {
+    if webhook_path == "/webhook" {
+        return axum::body::Bytes::from_static(OPENAPI.as_bytes());
+    }
+    let mut doc: Value = serde_json::from_str(OPENAPI).expect("the OpenAPI document is JSON");
+    let paths = doc["paths"].as_object_mut().expect("it has paths");
+    if let Some(webhook) = paths.remove("/webhook") {
+        paths.insert(webhook_path.to_owned(), webhook);
+    }
+    doc.to_string().into()
+}
+
+async fn openapi(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
     only_known(&q, &[])?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        s.openapi.clone(),
+    )
+        .into_response())
 }
 
 #[derive(Clone)]
@@ -62,6 +86,7 @@ struct ApiState {
     store: Arc<dyn Store>,
     campaign: Arc<Settings>,
     importer: sends::Importer,
+    openapi: axum::body::Bytes,
 }
 
 /// The `/api` routes, guarded by the bearer token.
@@ -70,9 +95,11 @@ pub fn router<S: Clone + Send + Sync + 'static>(
     store: Arc<dyn Store>,
     campaign: Arc<Settings>,
     request_timeout: std::time::Duration,
+    webhook_path: &str,
 ) -> Router<S> {
     let state = ApiState {
         token: token.as_bytes().into(),
+        openapi: openapi_document(webhook_path),
         importer: sends::Importer::new(store.clone(), request_timeout),
         store,
         campaign,
@@ -169,7 +196,9 @@ async fn messages_by_wamid(
             "No status has been received for wamid {wamid}."
         )));
     }
-    Ok(Json(json!({"messages": found})))
+    // The store reads at most MESSAGES_READ of them: say when there may be more.
+    let complete = found.len() < crate::store::MESSAGES_READ;
+    Ok(Json(json!({"messages": found, "complete": complete})))
 }
 
 /// `GET /api/batches?uid=PREFIX&from=DATE&to=DATE&limit=N&cursor=C`: batches, the latest
@@ -181,25 +210,25 @@ async fn batches(
 ) -> Result<Json<Value>, ApiError> {
     only_known(&q, &["uid", "limit", "cursor", "from", "to"])?;
     let limit = page_limit(&q)?;
+    // Here, unlike in the dashboard's form, an empty or padded date is a mistake.
+    for name in ["from", "to"] {
+        if let Some(v) = q.get(name) {
+            crate::campaign::daily::day_named(name, v).map_err(ApiError::BadQuery)?;
+        }
+    }
     let active = crate::campaign::daily::span(
         s.campaign.zone,
         q.get("from").map(String::as_str),
         q.get("to").map(String::as_str),
     )
     .map_err(ApiError::BadQuery)?;
-    // The cursor is the last batch's latest event time and uid.
+    // The cursor is the last batch's latest event time, in milliseconds since 1970, and
+    // its uid: `MILLIS|UID`, as the OpenAPI document's pattern says.
     let before = match q.get("cursor") {
         None => None,
-        Some(c) => Some(
-            c.split_once('|')
-                .and_then(|(at, uid)| {
-                    let at = chrono::DateTime::parse_from_rfc3339(at).ok()?;
-                    Some((at.to_utc(), uid.to_owned()))
-                })
-                .ok_or_else(|| {
-                    ApiError::BadQuery("cursor must be the nextCursor of a previous page.".into())
-                })?,
-        ),
+        Some(c) => Some(batch_cursor(c).ok_or_else(|| {
+            ApiError::BadQuery("cursor must be the nextCursor of a previous page.".into())
+        })?),
     };
     let query = crate::store::BatchQuery {
         uid_prefix: q.get("uid").cloned().filter(|u| !u.is_empty()),
@@ -211,7 +240,7 @@ async fn batches(
     let next = (page.len() == limit)
         .then(|| page.last())
         .flatten()
-        .map(|b| format!("{}|{}", format_time(&b.last_event_at), b.uid));
+        .map(|b| format!("{}|{}", b.last_event_at.timestamp_millis(), b.uid));
     // Their failures by error code are on each batch's own page.
     let listed: Vec<Value> = page
         .iter()
@@ -222,6 +251,23 @@ async fn batches(
         })
         .collect();
     Ok(Json(json!({"batches": listed, "nextCursor": next})))
+}
+
+/// A batch cursor, `MILLIS|UID`: at most 15 digits (no leading zero), optionally
+/// negative, then the uid, which may hold anything (a `|` too).
+fn batch_cursor(c: &str) -> Option<(chrono::DateTime<chrono::Utc>, String)> {
+    let (millis, uid) = c.split_once('|')?;
+    let digits = millis.strip_prefix('-').unwrap_or(millis);
+    let plain = digits == "0"
+        || (!digits.is_empty()
+            && digits.len() <= 15
+            && !digits.starts_with('0')
+            && digits.bytes().all(|b| b.is_ascii_digit()));
+    if !plain || millis == "-0" {
+        return None;
+    }
+    let at = chrono::DateTime::from_timestamp_millis(millis.parse().ok()?)?;
+    Some((at, uid.to_owned()))
 }
 
 /// A message as the API and `innohook status` show it: its state and the customer's
@@ -278,9 +324,7 @@ async fn inbound_page(
     };
     let before = match q.get("cursor") {
         None => None,
-        Some(c) => Some(c.parse::<i64>().map_err(|_| {
-            ApiError::BadQuery("cursor must be the nextCursor of a previous page.".into())
-        })?),
+        Some(c) => Some(seq_cursor(c)?),
     };
     let query = crate::store::InboundQuery {
         from: q.get("from").cloned(),
@@ -357,7 +401,7 @@ pub async fn conversation_with(
     if sent.is_empty() && received.is_empty() {
         return Ok(None);
     }
-    let complete = sent.len() < 100 && received.len() < MAX_PAGE;
+    let complete = sent.len() < crate::store::MESSAGES_READ && received.len() < MAX_PAGE;
     let mut items: Vec<Exchanged> = sent
         .into_iter()
         .map(|m| Exchanged::Outbound(Box::new(m)))
@@ -420,6 +464,20 @@ async fn template(
             "No event about template {id} has been received."
         ))),
     }
+}
+
+/// A seq cursor (`/api/events`, `/api/inbound`): an integer from 0, in decimal digits
+/// only, as the OpenAPI document types it.
+fn seq_cursor(c: &str) -> Result<i64, ApiError> {
+    c.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| c.parse::<i64>().ok())
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::BadQuery(
+                "cursor must be the nextCursor of a previous page: an integer from 0.".into(),
+            )
+        })
 }
 
 /// `limit`: from 1 to [`MAX_PAGE`], 100 when not given.
@@ -578,9 +636,7 @@ async fn events(
     let limit = page_limit(&q)?;
     let after = match q.get("cursor") {
         None => 0,
-        Some(c) => c.parse::<i64>().map_err(|_| {
-            ApiError::BadQuery("cursor must be the nextCursor of a previous page.".into())
-        })?,
+        Some(c) => seq_cursor(c)?,
     };
     let since = match q.get("since") {
         None => None,

@@ -7,7 +7,7 @@
 
 mod api;
 
-pub use api::{PATHS as API_PATHS, batch_json, message_json};
+pub use api::{OTHER_PATHS, PATHS as API_PATHS, batch_json, message_json};
 mod csv;
 pub use csv::{Sheet, batch_csv_bytes};
 mod auth;
@@ -84,6 +84,7 @@ pub fn router(state: AppState, settings: HttpSettings) -> Router {
             state.store.clone(),
             campaign.clone(),
             Duration::from_secs(cfg.request_timeout_secs),
+            &cfg.path,
         )
         .merge(ui::router(
             token,

@@ -75,13 +75,16 @@ impl Importer {
         let list = match read {
             Ok(Ok(list)) => list,
             Ok(Err(refusal)) => {
-                let body = json!({
+                let mut body = json!({
                     "error": "invalid_send_list",
                     "message": refusal.message,
-                    "field": refusal.field(),
                     "badRows": refusal.bad_rows,
                     "problems": refusal.problems,
                 });
+                // Like every error's: there when a field is to blame, else left out.
+                if let Some(field) = refusal.field() {
+                    body["field"] = field.into();
+                }
                 return (StatusCode::BAD_REQUEST, Json(body)).into_response();
             }
             Err(e) => return e.into_response(),

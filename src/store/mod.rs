@@ -109,6 +109,9 @@ pub trait SinkLedger: Send + Sync {
     async fn record_sink_error(&self, sink: &str, error: Option<&str>) -> StoreResult<()>;
 }
 
+/// Most messages [`Queries::messages_by_wamid`] and [`Queries::messages_by_phone`] read.
+pub const MESSAGES_READ: usize = 100;
+
 /// Queries: what the API, the dashboard and the commands read. Written once, for every
 /// backend ([`queries`]); each reads counters or an index, a page at a time.
 #[async_trait]
@@ -116,7 +119,8 @@ pub trait Queries: Send + Sync {
     /// One tracked message by its InnoPaaS id.
     async fn message(&self, id: &str) -> StoreResult<Option<Message>>;
 
-    /// The tracked messages with this WhatsApp message id (normally one; at most 100).
+    /// The tracked messages with this WhatsApp message id (normally one; at most
+    /// [`MESSAGES_READ`]).
     async fn messages_by_wamid(&self, wamid: &str) -> StoreResult<Vec<Message>>;
 
     /// A batch summary.

@@ -13,11 +13,12 @@ use super::{
 use crate::event::Status;
 use crate::event::tracking::{Batch, Message, hour_of, hour_start};
 
-/// Messages by one indexed column, at most 100, by message id.
+/// Messages by one indexed column, at most [`super::MESSAGES_READ`], by message id.
 fn messages_where(column: &'static str, value: &str) -> Query<Message> {
     let sql = format!(
-        "SELECT {} FROM messages WHERE {column} = $1 ORDER BY message_id LIMIT 100",
-        sql::MESSAGE_COLUMNS
+        "SELECT {} FROM messages WHERE {column} = $1 ORDER BY message_id LIMIT {}",
+        sql::MESSAGE_COLUMNS,
+        super::MESSAGES_READ
     );
     Query::new(sql, vec![value.to_owned().into()], sql::message)
 }

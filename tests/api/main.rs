@@ -16,6 +16,7 @@ mod first_hour;
 mod http_receiver;
 #[cfg(feature = "nats")]
 mod nats;
+mod openapi;
 mod ops;
 #[cfg(feature = "postgres")]
 mod pg;

@@ -40,6 +40,17 @@ pub enum RejectCode {
 }
 
 impl RejectCode {
+    /// Every code, for the documentation's tests.
+    pub const ALL: [RejectCode; 7] = [
+        Self::InvalidJson,
+        Self::NotAnObject,
+        Self::MissingField,
+        Self::EmptyField,
+        Self::InvalidField,
+        Self::InvalidTimestamp,
+        Self::MissingErrorData,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InvalidJson => "invalid_json",

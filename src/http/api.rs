@@ -253,6 +253,10 @@ async fn batches(
     Ok(Json(json!({"batches": listed, "nextCursor": next})))
 }
 
+/// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z in milliseconds since 1970.
+const EARLIEST_MS: i64 = -62_135_596_800_000;
+const LATEST_MS: i64 = 253_402_300_799_999;
+
 /// A batch cursor, `MILLIS|UID`: at most 15 digits (no leading zero), optionally
 /// negative, then the uid, which may hold anything (a `|` too).
 fn batch_cursor(c: &str) -> Option<(chrono::DateTime<chrono::Utc>, String)> {
@@ -266,7 +270,11 @@ fn batch_cursor(c: &str) -> Option<(chrono::DateTime<chrono::Utc>, String)> {
     if !plain || millis == "-0" {
         return None;
     }
-    let at = chrono::DateTime::from_timestamp_millis(millis.parse().ok()?)?;
+    // Every stored time lies in the years 1 to 9999, which both stores can compare
+    // (PostgreSQL refuses a time before 4713 BC; SQLite's text sorts a year past 9999
+    // below every other): a cursor beyond them pages as if it were at their edge.
+    let millis: i64 = millis.parse().ok()?;
+    let at = chrono::DateTime::from_timestamp_millis(millis.clamp(EARLIEST_MS, LATEST_MS))?;
     Some((at, uid.to_owned()))
 }
 

@@ -106,6 +106,17 @@ async fn every_cursor_is_typed_as_it_is_read() {
         path = format!("/api/batches?limit=1&cursor={}", next.replace('|', "%7C"));
     }
     assert_eq!(seen, ["gamma", "beta", "alpha"]);
+    // The pattern's extremes are past the years a store can compare (SQLite's text put
+    // +10000 below every time, PostgreSQL refuses -29700): they page from the edge.
+    for (edge, want) in [("999999999999999", 3), ("-999999999999999", 0)] {
+        let (status, page) = api(&app, &format!("/api/batches?cursor={edge}%7Cx")).await;
+        assert_eq!(status, 200, "cursor={edge}: {page}");
+        assert_eq!(
+            page["batches"].as_array().unwrap().len(),
+            want,
+            "cursor={edge}: {page}"
+        );
+    }
     for bad in [
         "",
         "abc",

@@ -24,7 +24,15 @@ impl Runner {
         let mut waiting = false;
         loop {
             match self.store.claim_sink(name).await {
-                Ok(Some(lease)) => return Ok(lease),
+                // A claim answered only after it ran out (the answers held up on the
+                // way back) is not counted on: claimed again, it is renewed.
+                Ok(Some(lease)) if Instant::now() < lease.valid_until => return Ok(lease),
+                Ok(Some(_)) => {
+                    tracing::warn!(
+                        sink = name,
+                        "The sink's lease was claimed too late to use; claiming again."
+                    )
+                }
                 Ok(None) if !waiting => {
                     waiting = true;
                     tracing::info!(sink = name, "Another replica runs this sink; standing by.");

@@ -45,11 +45,17 @@ stop() {
 }
 trap stop EXIT
 
-for _ in $(seq 1 100); do
-  curl -fs "$base/healthz" >/dev/null && break
-  kill -0 "$server" 2>/dev/null || { cat "$work/server.log" >&2; echo "schemathesis: the server did not start" >&2; exit 1; }
+started=
+for _ in $(seq 1 300); do
+  curl -fs "$base/healthz" >/dev/null && { started=1; break; }
+  kill -0 "$server" 2>/dev/null || break
   sleep 0.1
 done
+if [ -z "$started" ]; then
+  cat "$work/server.log" >&2
+  echo "schemathesis: the server did not answer /healthz on $base" >&2
+  exit 1
+fi
 
 push() {  # file
   curl -fsS -H "UserName: $hook_user" -H "Authorization: $hook_auth" \

@@ -98,8 +98,7 @@ pub fn day_named(name: &str, s: &str) -> Result<NaiveDate, String> {
 
 /// Reads a `from`..`to` range of dates; `to` at or after `from`, at most [`MAX_DAYS`].
 pub fn range(from: &str, to: &str) -> Result<(NaiveDate, NaiveDate), String> {
-    let date = day_named;
-    let (from, to) = (date("from", from)?, date("to", to)?);
+    let (from, to) = (day_named("from", from)?, day_named("to", to)?);
     if to < from {
         return Err("to must not be before from.".into());
     }
@@ -120,9 +119,7 @@ pub fn span(
     let date = |name: &str, s: Option<&str>| -> Result<Option<NaiveDate>, String> {
         match s.map(str::trim).filter(|s| !s.is_empty()) {
             None => Ok(None),
-            Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map(Some)
-                .map_err(|_| format!("{name} must be a date such as 2026-03-01, not {s:?}.")),
+            Some(s) => day_named(name, s).map(Some),
         }
     };
     let (from, to) = (date("from", from)?, date("to", to)?);

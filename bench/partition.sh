@@ -191,8 +191,9 @@ wait $DRIVER
 say "driver stopped; waiting for every acknowledged event at the target"
 at_target() { python3 "$PROGRAMS/partition_check.py" "$WORK" --wait >/dev/null; }
 wait_until 120 "every acknowledged event at the target" at_target || true
+# Their clean stop records what the sink delivered: wait for each to exit.
 for pid in "${!REPLICA_OF[@]}"; do kill "$pid"; done
-sleep 2
+for pid in "${!REPLICA_OF[@]}"; do wait "$pid" 2>/dev/null || true; done
 psql -c "COPY (SELECT seq, message_id, status FROM events ORDER BY seq) TO STDOUT WITH CSV" > "$WORK/events.csv"
 psql -c "SELECT count(*) FROM dead_letters" > "$WORK/dead_letters.txt"
 for k in 1 2 3; do
